@@ -1,0 +1,211 @@
+"""Typed configuration: one dataclass per model, per loss, per augmentation and per run.
+
+Why dataclasses loaded from TOML: every hyperparameter of the seed lives in exactly one
+place (the defaults below are the seed's), a config file overrides only what it names,
+and a typo in a key is an error instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A config file names an unknown key or holds a value of the wrong kind."""
+
+
+@dataclass
+class TransformerConfig:
+    """The seed's nn.TransformerEncoder: d_model 512, 4 heads, 3 layers, ff 2048."""
+
+    kind: Literal["transformer"] = "transformer"
+    input_dim: int = 512
+    d_model: int = 512
+    num_heads: int = 4
+    num_layers: int = 3
+    ffn_dim: int = 2048
+    dropout: float = 0.1
+    pooling: Literal["mean", "attention"] = "mean"
+    projector_hidden: int = 512
+    embedding_dim: int = 128
+    # The seed neither masked padded frames in attention nor excluded them from pooling;
+    # False reproduces it exactly.
+    mask_padding: bool = True
+
+
+@dataclass
+class ConformerConfig:
+    """The seed's torchaudio Conformer: input 512, 4 heads, ffn 128, 4 layers, kernel 31."""
+
+    kind: Literal["conformer"] = "conformer"
+    input_dim: int = 512
+    num_heads: int = 4
+    ffn_dim: int = 128
+    num_layers: int = 4
+    depthwise_kernel: int = 31
+    dropout: float = 0.1
+    pooling: Literal["mean", "attention"] = "mean"
+    projector_hidden: int = 512
+    embedding_dim: int = 128
+    mask_padding: bool = True
+
+
+ModelConfig = Union[TransformerConfig, ConformerConfig]
+
+
+@dataclass
+class LossConfig:
+    """Weighted sum of metric-learning losses (the seed's defaults), or ArcFace.
+
+    `kind = "seed"` is MultiSimilarity + Circle + TripletMargin with `weights`;
+    a weight of 0 drops the term. `kind = "arcface"` / `"subcenter_arcface"` train
+    class weights over the training artists (1st place's loss).
+    """
+
+    kind: Literal["seed", "arcface", "subcenter_arcface"] = "seed"
+    weights: tuple[float, float, float] = (1.0, 0.025, 1.0)
+    ms_alpha: float = 2.0
+    ms_beta: float = 50.0
+    ms_base: float = 1.0
+    circle_m: float = 0.4
+    circle_gamma: float = 80.0
+    triplet_margin: float = 0.05
+    triplets_per_anchor: int = 10
+    # "auto" switches to the chunked, memory-efficient path above this batch size.
+    memory_efficient: Literal["auto", "always", "never"] = "auto"
+    memory_efficient_above: int = 4096
+    arcface_margin_deg: float = 28.6  # 0.5 rad, as the 1st place used
+    arcface_scale: float = 30.0
+    subcenters: int = 3
+    arcface_lr: float = 1e-2
+
+
+@dataclass
+class AugmentConfig:
+    """The seed's four batch augmentations; each try is applied with probability `p`.
+
+    Counts are inclusive ranges of tries per track, widths inclusive ranges of
+    channels or frames per band/block.
+    """
+
+    p: float = 0.3
+    zero_bands: tuple[int, int] = (0, 10)
+    zero_band_width: tuple[int, int] = (2, 5)
+    zero_blocks: tuple[int, int] = (0, 5)
+    zero_block_width: tuple[int, int] = (2, 5)
+    copy_bands: tuple[int, int] = (0, 10)
+    copy_band_width: tuple[int, int] = (2, 5)
+    copy_blocks: tuple[int, int] = (0, 5)
+    copy_block_width: tuple[int, int] = (2, 10)
+
+
+@dataclass
+class StageConfig:
+    """One curriculum stage: whole artists per batch, crop length, learning rate."""
+
+    artists_per_batch: int
+    crop: int
+    lr: float
+    max_epochs: int = 100
+    augment: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs besides the data directory."""
+
+    model: ModelConfig = field(default_factory=TransformerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    stages: list[StageConfig] = field(default_factory=list)
+    weight_decay: float = 1e-3
+    patience: int = 5
+    val_fraction: float = 0.1
+    seed: int = 0
+    pad_mode: Literal["wrap", "zero"] = "wrap"
+    eval_batch_size: int = 512
+    num_workers: int = 1  # background batch-loading threads
+    max_val_tracks: int = 0  # 0 = the whole validation split
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build dataclass `cls` from a TOML table, rejecting unknown keys by name."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _model_from_dict(data: dict[str, Any], where: str) -> ModelConfig:
+    kind = data.get("kind", "transformer")
+    classes = {"transformer": TransformerConfig, "conformer": ConformerConfig}
+    if kind not in classes:
+        raise ConfigError(f"{where}.kind: {kind!r} is not one of {sorted(classes)}")
+    return _build(classes[kind], data, where)
+
+
+def train_config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
+    """Turn a parsed TOML document into a validated TrainConfig."""
+    data = dict(data)
+    model = _model_from_dict(data.pop("model", {}), f"{where}[model]")
+    loss = _build(LossConfig, data.pop("loss", {}), f"{where}[loss]")
+    augment = _build(AugmentConfig, data.pop("augment", {}), f"{where}[augment]")
+    raw_stages = data.pop("stages", [])
+    stages = [_build(StageConfig, s, f"{where}[[stages]] #{i + 1}") for i, s in enumerate(raw_stages)]
+    cfg = _build(TrainConfig, data, where)
+    cfg.model, cfg.loss, cfg.augment, cfg.stages = model, loss, augment, stages
+    validate_train_config(cfg, where)
+    return cfg
+
+
+def validate_train_config(cfg: TrainConfig, where: str = "config") -> None:
+    """Reject values that would only fail deep inside training."""
+    if not cfg.stages:
+        raise ConfigError(f"{where}: at least one [[stages]] table is required")
+    for i, s in enumerate(cfg.stages, 1):
+        if s.artists_per_batch < 2:
+            raise ConfigError(f"{where}: stage {i}: artists_per_batch must be >= 2")
+        if not 1 <= s.crop <= 81:
+            raise ConfigError(f"{where}: stage {i}: crop must be in 1..81, got {s.crop}")
+        if s.lr <= 0 or s.max_epochs < 1:
+            raise ConfigError(f"{where}: stage {i}: lr must be > 0 and max_epochs >= 1")
+    if len(cfg.loss.weights) != 3:
+        raise ConfigError(f"{where}[loss].weights: expected 3 numbers (ms, circle, triplet)")
+    if not 0.0 < cfg.val_fraction < 1.0:
+        raise ConfigError(f"{where}.val_fraction must be in (0, 1)")
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Load a TrainConfig from a TOML file; errors name the file and the key."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    return train_config_from_dict(data, where=str(path))
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-dict form (lists for tuples) for checkpoints and JSON logs."""
+    return dataclasses.asdict(cfg)
