@@ -1,0 +1,77 @@
+"""`make demo`: the whole pipeline on the embedded synthetic data, on a laptop CPU.
+
+synth (demo preset) -> validate -> pack -> train the transformer and the conformer with
+the scaled-down demo configs -> evaluate (the seed's table, with both baselines) ->
+predict a submission for the test split -> score it against the synthetic ground truth.
+Every step is skipped when its output is already there, and an interrupted training run
+resumes, so running the demo twice costs little the second time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from artistsim.atomic import atomic_write_text
+from artistsim.config import load_train_config
+from artistsim.data import DataError, read_ground_truth_tsv
+from artistsim.infer import resolve_device
+from artistsim.metrics import score_submission
+from artistsim.report import evaluate, predict
+from artistsim.store import pack_split
+from artistsim.submission import read_submission
+from artistsim.synth import generate
+from artistsim.train import train
+from artistsim.validate import validate_dataset
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+MODELS = ("transformer", "conformer")
+
+
+def _step(name: str, fn: Callable[[], object], log: Callable[[str], None]) -> object:
+    t0 = time.time()
+    log(f"== {name}")
+    result = fn()
+    log(f"   {name}: {time.time() - t0:.1f} s")
+    return result
+
+
+def train_if_needed(data: Path, run: Path, model: str, device: str | None, progress: bool | None,
+                    log: Callable[[str], None]) -> dict:
+    """Train a demo model unless its run finished before; resume one that was interrupted."""
+    done = run / "summary.json"
+    if done.exists():
+        log(f"   {run} already trained")
+        return json.loads(done.read_text())
+    cfg = load_train_config(CONFIG_DIR / f"{model}_demo.toml")
+    summary = train(data, cfg, run, device=device, resume=(run / "last.pt").exists(), progress=progress, log=log)
+    atomic_write_text(done, json.dumps(summary))
+    return summary
+
+
+def run_demo(out_dir: Path, device: str | None = None, progress: bool | None = None,
+             log: Callable[[str], None] = print) -> dict:
+    """Run every step; returns the evaluation table's rows and the submission's score."""
+    started = time.time()
+    data, runs = out_dir / "data", [out_dir / "runs" / m for m in MODELS]
+    if not (data / "train_meta.tsv").exists():
+        _step("synth --preset demo", lambda: generate(data, preset="demo", seed=0, progress=progress), log)
+    report = _step("validate", lambda: validate_dataset(data, progress=progress), log)
+    if not report.ok:
+        raise DataError(report.render())
+    log(report.render())
+    _step("pack", lambda: [pack_split(data, s, progress=progress) for s in ("train", "test")], log)
+    for model, run in zip(MODELS, runs):
+        _step(f"train {model}", lambda m=model, r=run: train_if_needed(data, r, m, device, progress, log), log)
+    dev = resolve_device(device)
+    table = _step("evaluate", lambda: evaluate(data, runs, dev, out_dir=out_dir / "report", progress=progress), log)
+    submission = out_dir / "submission.tsv"
+    _step("predict", lambda: predict(data, runs, dev, submission, progress=progress), log)
+    score = score_submission(read_submission(submission), read_ground_truth_tsv(data / "test_gt.tsv"))
+    log("")
+    log(table.markdown())
+    log(f"\nsubmission {submission}: test nDCG@100 {score:.4f} (ensemble + rerank)")
+    log(f"report: {out_dir / 'report' / 'report.md'}; total {time.time() - started:.0f} s")
+    return {"table": table.rows, "submission_ndcg": score}

@@ -1,0 +1,378 @@
+"""The training loop: curriculum stages of artist-disjoint batches, metric losses, early stop.
+
+Read top to bottom, one epoch is: batches of whole artists (sampling) -> random crops of
+the stage's length, loaded in a background thread (data) -> augmentation on the batch
+tensor (augment) -> encoder (models) -> summed metric losses (losses) -> backward ->
+AdamW step; then validation nDCG@100 on held-out artists, checkpoints, early stopping.
+
+Reproducibility: every epoch seeds its own random streams from (seed, stage, epoch), so
+`--resume` after an interruption reaches the same weights as an uninterrupted run.
+Distributed: under torchrun each rank takes its own artist batches (DistributedDataParallel
+averages gradients); rank 0 alone validates, logs and writes, and broadcasts its decisions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from artistsim.atomic import atomic_path
+from artistsim.augment import augment_batch
+from artistsim.config import StageConfig, TrainConfig, to_dict
+from artistsim.data import FeatureSource, SplitData, crop_indices, holdout_mask, load_split, take_batch
+from artistsim.infer import autocast, embed_full, load_checkpoint, resolve_device
+from artistsim.losses import build_loss
+from artistsim.metrics import ndcg_at_k
+from artistsim.models import build_model, describe
+from artistsim.retrieval import topk
+from artistsim.sampling import ArtistBatchSampler
+
+CHECKPOINT_VERSION = 1
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+@dataclass
+class Dist:
+    """Where this process stands in a (possibly single-process) run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device_name: str | None) -> tuple[Dist, torch.device]:
+    """Join the torchrun process group when launched by torchrun (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), resolve_device(device_name)
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank, world, local), device
+
+
+def broadcast_float(value: float, d: Dist, device: torch.device) -> float:
+    """Rank 0's value on every rank (validation scores, stop decisions)."""
+    if not d.active:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(t, 0)
+    return float(t.item())
+
+
+def sync_loss_grads(loss_fn: torch.nn.Module) -> None:
+    """Average the gradients of trainable loss weights (ArcFace) across ranks.
+
+    DistributedDataParallel wraps only the encoder, so the loss's own parameters are
+    reduced here to keep every rank's copy identical.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    for p in loss_fn.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= dist.get_world_size()
+
+
+def broadcast_module(module: torch.nn.Module, d: Dist) -> None:
+    """Copy rank 0's parameters and buffers to all ranks (after reloading a checkpoint)."""
+    if d.active:
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, 0)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+class CropLoader:
+    """Background-thread batch producer: cropping and gathering overlap the model's compute.
+
+    Gathering from the memory map and numpy indexing release the GIL, so one thread is
+    enough to keep the training thread busy on a 2-core machine.
+    """
+
+    def __init__(self, source: FeatureSource, batches: list[np.ndarray], labels: np.ndarray, crop: int,
+                 pad_mode: str, rng: np.random.Generator, prefetch: int = 2):
+        self.source, self.batches, self.labels = source, batches, labels
+        self.crop, self.pad_mode, self.rng = crop, pad_mode, rng
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        self.thread = threading.Thread(target=self._work, daemon=True)
+        self.stop = threading.Event()
+
+    def _make(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx, true = crop_indices(self.source.lengths[rows], self.crop, self.rng, self.pad_mode)
+        x = take_batch(self.source, rows, idx, true, self.pad_mode)
+        return torch.from_numpy(x), torch.from_numpy(true), torch.from_numpy(self.labels[rows])
+
+    def _work(self) -> None:
+        try:
+            for rows in self.batches:
+                if self.stop.is_set():
+                    return
+                self.queue.put(self._make(rows))
+        except BaseException as exc:  # surfaced on the training thread
+            self.queue.put(exc)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        self.thread.start()
+        try:
+            for _ in self.batches:
+                item = self.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.stop.set()
+            while self.thread.is_alive():
+                try:
+                    self.queue.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class Progress:
+    """Where the curriculum stands; saved in every checkpoint so a run can resume."""
+
+    stage: int = 0
+    epoch: int = 0  # next epoch to run within the stage
+    stage_best: float = -math.inf
+    bad_epochs: int = 0
+    best: float = -math.inf
+    history: list[dict] = field(default_factory=list)
+
+
+def epoch_seed(cfg: TrainConfig, stage: int, epoch: int) -> int:
+    """One seed per (run seed, stage, epoch): the unit of reproducibility and resume."""
+    return int(np.random.SeedSequence([cfg.seed, stage, epoch]).generate_state(1)[0])
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, loss_fn: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer | None, cfg: TrainConfig, prog: Progress,
+                    label_ids: np.ndarray) -> None:
+    """Weights, config, model kind, curriculum position and optimizer state, atomically."""
+    state = {
+        "version": CHECKPOINT_VERSION,
+        "kind": cfg.model.kind,
+        "config": to_dict(cfg),
+        "model": model.state_dict(),
+        "loss": loss_fn.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "progress": {k: v for k, v in vars(prog).items()},
+        "label_ids": torch.from_numpy(label_ids),
+    }
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(state, tmp)
+
+
+def make_optimizer(model: torch.nn.Module, loss_fn: torch.nn.Module, cfg: TrainConfig,
+                   stage: StageConfig) -> torch.optim.Optimizer:
+    """AdamW at the stage's lr; trainable loss weights (ArcFace) in their own group."""
+    groups = [{"params": list(model.parameters()), "lr": stage.lr}]
+    loss_params = list(loss_fn.parameters())
+    if loss_params:
+        groups.append({"params": loss_params, "lr": cfg.loss.arcface_lr})
+    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def train_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                loader: CropLoader, cfg: TrainConfig, stage: StageConfig, device: torch.device,
+                generator: torch.Generator, bar: tqdm | None, max_steps: int | None = None) -> float:
+    """One pass over the epoch's batches; returns the mean loss."""
+    model.train()
+    total, steps = 0.0, 0
+    for x, lengths, labels in loader:
+        x, lengths, labels = x.to(device, non_blocking=True), lengths.to(device), labels.to(device)
+        if stage.augment:
+            x = augment_batch(x, lengths, cfg.augment, generator)
+        with autocast(device):
+            emb = model(x, lengths)
+        loss = loss_fn(emb.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        sync_loss_grads(loss_fn)
+        optimizer.step()
+        total += float(loss.detach())
+        steps += 1
+        if bar is not None:
+            bar.update(1)
+        if max_steps is not None and steps >= max_steps:
+            break
+    return total / max(steps, 1)
+
+
+def validate(model: torch.nn.Module, val: SplitData, rows: np.ndarray, device: torch.device,
+             batch_size: int) -> float:
+    """nDCG@100 of full-length embeddings of the held-out artists against each other."""
+    base = model.module if hasattr(model, "module") else model
+    emb = embed_full(base, val.source, rows, device, batch_size=batch_size, progress=False)
+    _, idx = topk(emb, k=100)
+    return ndcg_at_k(idx, val.artists[rows])
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class TrainData:
+    """The training split cut into training and validation rows by artist."""
+
+    split: SplitData
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    labels: np.ndarray  # contiguous class index per row of the split (ArcFace needs them)
+    label_ids: np.ndarray  # artist id of each class index
+
+
+def prepare_data(data_dir: str | Path, cfg: TrainConfig, folds: int = 0, fold: int = 0,
+                 progress: bool | None = None) -> TrainData:
+    """Load train, hold out validation artists, map artists to contiguous class indices."""
+    split = load_split(data_dir, "train", progress=progress)
+    val_mask = holdout_mask(split.artists, cfg.val_fraction, cfg.seed, folds, fold)
+    val_rows = np.flatnonzero(val_mask)
+    if cfg.max_val_tracks and len(val_rows) > cfg.max_val_tracks:
+        val_rows = np.sort(np.random.default_rng(cfg.seed).choice(val_rows, cfg.max_val_tracks, replace=False))
+    label_ids, labels = np.unique(split.artists, return_inverse=True)
+    return TrainData(split, np.flatnonzero(~val_mask), val_rows, labels.astype(np.int64), label_ids)
+
+
+def _log(out_dir: Path, record: dict) -> None:
+    with (out_dir / "metrics.jsonl").open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
+          resume: bool = False, progress: bool | None = None, folds: int = 0, fold: int = 0,
+          max_steps: int | None = None, log=print) -> dict:
+    """Run the whole curriculum; returns a summary (best validation nDCG, epochs, seconds).
+
+    `max_steps` caps the batches per epoch (smoke tests and memory measurements).
+    """
+    d, dev = init_distributed(device)
+    out_dir = Path(out_dir)
+    if d.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not resume and (out_dir / "last.pt").exists():
+            raise FileExistsError(f"{out_dir} already holds a run; pass --resume to continue it or pick another --out")
+    torch.manual_seed(cfg.seed)
+    data = prepare_data(data_dir, cfg, folds, fold, progress)
+    model = build_model(cfg.model).to(dev)
+    loss_fn = build_loss(cfg.loss, num_classes=len(data.label_ids), embedding_dim=cfg.model.embedding_dim).to(dev)
+    prog = Progress()
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(out_dir / "last.pt", dev)
+        model.load_state_dict(ckpt["model"])
+        loss_fn.load_state_dict(ckpt["loss"])
+        prog = Progress(**ckpt["progress"])
+    if d.main:
+        log(f"{describe(model)}; train {len(data.train_rows)} tracks, validation {len(data.val_rows)} tracks "
+            f"of held-out artists; device {dev}" + (f"; {d.world_size} processes" if d.active else ""))
+    net = torch.nn.parallel.DistributedDataParallel(model) if d.active else model
+    started = time.time()
+    while prog.stage < len(cfg.stages):
+        stage = cfg.stages[prog.stage]
+        optimizer = make_optimizer(model, loss_fn, cfg, stage)
+        if ckpt is not None and ckpt["optimizer"] is not None and ckpt["progress"]["stage"] == prog.stage:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        ckpt = None
+        run_stage(net, model, loss_fn, optimizer, data, cfg, prog, out_dir, d, dev, progress, max_steps, log)
+        if d.main:  # the stage's best weights start the next stage
+            model.load_state_dict(load_checkpoint(out_dir / "stage_best.pt", dev)["model"])
+        broadcast_module(model, d)
+        prog.stage, prog.epoch, prog.stage_best, prog.bad_epochs = prog.stage + 1, 0, -math.inf, 0
+        if d.main:
+            save_checkpoint(out_dir / "last.pt", model, loss_fn, None, cfg, prog, data.label_ids)
+    summary = {"best_ndcg": prog.best, "epochs": len(prog.history), "seconds": round(time.time() - started, 1)}
+    if d.main:
+        log(f"done: best validation nDCG@100 {prog.best:.4f} after {len(prog.history)} epochs; {out_dir}/best.pt")
+    return summary
+
+
+def run_stage(net: torch.nn.Module, model: torch.nn.Module, loss_fn: torch.nn.Module,
+              optimizer: torch.optim.Optimizer, data: TrainData, cfg: TrainConfig, prog: Progress,
+              out_dir: Path, d: Dist, dev: torch.device, progress: bool | None, max_steps: int | None,
+              log) -> None:
+    """Epochs of one curriculum stage until max_epochs or `patience` epochs without gain."""
+    stage = cfg.stages[prog.stage]
+    sampler = ArtistBatchSampler(data.split.artists[data.train_rows], stage.artists_per_batch,
+                                 seed=cfg.seed * 1000 + prog.stage, rank=d.rank, world_size=d.world_size)
+    steps = min(len(sampler), max_steps) if max_steps else len(sampler)
+    if d.main and prog.epoch == 0 and hasattr(loss_fn, "uses_memory_efficient"):
+        biggest = stage.artists_per_batch * int(np.bincount(data.labels[data.train_rows]).max())
+        if loss_fn.uses_memory_efficient(biggest):
+            log(f"stage {prog.stage + 1}: batches up to ~{biggest} tracks use the memory-efficient loss path")
+    bar = tqdm(total=stage.max_epochs * steps, initial=prog.epoch * steps, disable=_disabled(progress, d),
+               desc="Training", dynamic_ncols=True)
+    while prog.epoch < stage.max_epochs and prog.bad_epochs < cfg.patience:
+        seed = epoch_seed(cfg, prog.stage, prog.epoch)
+        torch.manual_seed(seed)
+        generator = torch.Generator(device=dev).manual_seed(seed)
+        batches = [data.train_rows[b] for b in sampler.batches(prog.epoch)]
+        loader = CropLoader(data.split.source, batches, data.labels, stage.crop, cfg.pad_mode,
+                            np.random.default_rng(seed), prefetch=max(1, cfg.num_workers) + 1)
+        t0 = time.time()
+        loss = train_epoch(net, loss_fn, optimizer, loader, cfg, stage, dev, generator, bar, max_steps)
+        score = validate(model, data.split, data.val_rows, dev, cfg.eval_batch_size) if d.main else 0.0
+        score = broadcast_float(score, d, dev)
+        prog.epoch += 1
+        record = {"stage": prog.stage + 1, "epoch": prog.epoch, "crop": stage.crop, "lr": stage.lr,
+                  "loss": loss, "val_ndcg": score, "seconds": round(time.time() - t0, 2)}
+        prog.history.append(record)
+        improved = score > prog.stage_best
+        prog.stage_best, prog.bad_epochs = (score, 0) if improved else (prog.stage_best, prog.bad_epochs + 1)
+        if d.main:
+            if improved:
+                save_checkpoint(out_dir / "stage_best.pt", model, loss_fn, None, cfg, prog, data.label_ids)
+            if score > prog.best:
+                prog.best = score
+                save_checkpoint(out_dir / "best.pt", model, loss_fn, None, cfg, prog, data.label_ids)
+            save_checkpoint(out_dir / "last.pt", model, loss_fn, optimizer, cfg, prog, data.label_ids)
+            _log(out_dir, record)
+        prog.best = max(prog.best, score)
+        bar.set_description(f"Training: stage: {prog.stage + 1}/{len(cfg.stages)}, crop: {stage.crop}, "
+                            f"epoch: {prog.epoch}/{stage.max_epochs}, loss: {loss:.4f}, "
+                            f"max_ndcg: {prog.stage_best:.4f}")
+    bar.close()
+    if d.main:
+        log(f"stage {prog.stage + 1}/{len(cfg.stages)} (crop {stage.crop}, lr {stage.lr:g}): "
+            f"best validation nDCG@100 {prog.stage_best:.4f} after {prog.epoch} epoch(s)")
+
+
+def _disabled(progress: bool | None, d: Dist) -> bool | None:
+    """Only rank 0 draws a bar; elsewhere the tqdm default (hidden off a terminal)."""
+    if not d.main:
+        return True
+    return None if progress is None else not progress
