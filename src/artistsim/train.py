@@ -273,10 +273,18 @@ def _log(out_dir: Path, record: dict) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
-def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
-          resume: bool = False, progress: bool | None = None, folds: int = 0, fold: int = 0,
-          max_steps: int | None = None, log=print) -> dict:
+def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, **kwargs) -> dict:
     """Run the whole curriculum; returns a summary (best validation nDCG, epochs, seconds).
+
+    Keyword arguments are those of `fit`.
+    """
+    return fit(data_dir, cfg, out_dir, **kwargs)[1]
+
+
+def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
+        resume: bool = False, progress: bool | None = None, folds: int = 0, fold: int = 0,
+        max_steps: int | None = None, log=print) -> tuple[torch.nn.Module, dict]:
+    """`train`, also returning this process's final model (the last stage's best weights).
 
     `max_steps` caps the batches per epoch (smoke tests and memory measurements).
     """
@@ -318,7 +326,7 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device
     summary = {"best_ndcg": prog.best, "epochs": len(prog.history), "seconds": round(time.time() - started, 1)}
     if d.main:
         log(f"done: best validation nDCG@100 {prog.best:.4f} after {len(prog.history)} epochs; {out_dir}/best.pt")
-    return summary
+    return model, summary
 
 
 def run_stage(net: torch.nn.Module, model: torch.nn.Module, loss_fn: torch.nn.Module,
