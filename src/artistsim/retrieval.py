@@ -1,0 +1,418 @@
+"""Nearest-neighbour search over track embeddings, and the seed's threshold rerank.
+
+Why exact search first: at competition size (41,377 tracks, 128-d) an exact cosine
+search done as chunked matrix products takes seconds on two CPU cores, so approximate
+indexes are only worth it for much larger catalogues. `faiss_topk` offers FAISS flat / IVF
+/ HNSW indexes for those, and `recall_at_k` measures what an approximate index loses.
+
+Conventions shared by every function here:
+
+- Similarity is cosine (rows are L2-normalised first unless told otherwise).
+- Results are numpy: scores float32 (Q, k) sorted descending, indices int64 (Q, k).
+  Slots that cannot be filled (fewer than k candidates) hold index -1 and score -inf.
+- Ties are broken deterministically: among equal scores the lower catalogue index comes
+  first, including at the k-th position (which of several tied candidates makes the cut).
+  `torch.topk` alone leaves tie order unspecified; reproducible rankings need this.
+- Computation runs in torch on the device of the input (numpy input runs on the CPU);
+  only the (Q, k) results come back to the host. The full N x N similarity matrix is
+  never built: queries go through in chunks of rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["search", "topk", "faiss_topk", "recall_at_k", "rerank"]
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+
+# Cap on the elements of one chunk's similarity block (1 GiB of float32), so a large
+# chunk_size against a large catalogue cannot exhaust memory.
+_MAX_BLOCK_ELEMENTS = 2**28
+
+
+def _as_matrix(x: Any, name: str) -> torch.Tensor:
+    """A 2-D float32 tensor view/copy of `x` on its own device; rejects NaN and inf."""
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(np.asarray(x), dtype=np.float32))
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (rows, dim), got shape {tuple(t.shape)}")
+    t = t.to(torch.float32)
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return t
+
+
+def _chunk_rows(chunk_size: int, n_catalogue: int) -> int:
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return max(1, min(chunk_size, _MAX_BLOCK_ELEMENTS // max(n_catalogue, 1)))
+
+
+def _exclusion_matrix(exclude: np.ndarray | None, n_queries: int, n_catalogue: int) -> np.ndarray | None:
+    """Normalise `exclude` to an int64 (Q, m) matrix of catalogue rows (-1 = none)."""
+    if exclude is None:
+        return None
+    ex = np.asarray(exclude)
+    if ex.size and not np.issubdtype(ex.dtype, np.integer):
+        raise ValueError(f"exclude must hold integer row indices, got dtype {ex.dtype}")
+    ex = ex.astype(np.int64, copy=False)
+    if ex.ndim == 1:
+        ex = ex[:, None]
+    if ex.ndim != 2 or ex.shape[0] != n_queries:
+        raise ValueError(
+            f"exclude must have shape ({n_queries},) or ({n_queries}, m), got {np.shape(exclude)}"
+        )
+    if ex.size and (ex.min() < -1 or ex.max() >= n_catalogue):
+        raise ValueError(f"exclude holds row indices outside [-1, {n_catalogue})")
+    return ex
+
+
+def _canonical_topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of every row of `sims` with ties broken by lower column index, padded to k.
+
+    torch.topk picks an arbitrary subset of candidates tied at the k-th value. Fetching
+    k + 1 values reveals such a tie (the (k+1)-th value equals the k-th) without another
+    pass over the block; only those rows are redone with a full stable sort (rare on real
+    embeddings, so the cost is usually nil). The k survivors are then put in (score desc,
+    index asc) order by two sorts of k elements.
+    """
+    n_rows, n_cols = sims.shape
+    kk = min(k, n_cols)
+    if kk == 0:
+        vals = sims.new_full((n_rows, k), float("-inf"))
+        return vals, torch.full((n_rows, k), -1, dtype=torch.int64, device=sims.device)
+    vals, idx = torch.topk(sims, min(kk + 1, n_cols), dim=1, largest=True, sorted=True)
+    if kk < n_cols:
+        tied = vals[:, kk] == vals[:, kk - 1]
+        vals, idx = vals[:, :kk], idx[:, :kk]
+    else:
+        tied = torch.zeros(n_rows, dtype=torch.bool, device=sims.device)
+    if bool(tied.any()):
+        rows = tied.nonzero().squeeze(1)
+        tied_vals, tied_idx = torch.sort(sims[rows], dim=1, descending=True, stable=True)
+        vals[rows], idx[rows] = tied_vals[:, :kk], tied_idx[:, :kk]
+    by_index = torch.argsort(idx, dim=1)
+    idx, vals = idx.gather(1, by_index), vals.gather(1, by_index)
+    vals, by_score = torch.sort(vals, dim=1, descending=True, stable=True)
+    idx = idx.gather(1, by_score)
+    idx = torch.where(torch.isneginf(vals), torch.full_like(idx, -1), idx)
+    if kk < k:
+        vals = F.pad(vals, (0, k - kk), value=float("-inf"))
+        idx = F.pad(idx, (0, k - kk), value=-1)
+    return vals, idx
+
+
+def _search_tensors(
+    queries: torch.Tensor,
+    catalogue: torch.Tensor,
+    k: int,
+    exclude: np.ndarray | None,
+    chunk_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Chunked inner-product top-k of prepared (already normalised if wanted) tensors."""
+    n_queries, n_catalogue = queries.shape[0], catalogue.shape[0]
+    scores = np.empty((n_queries, k), dtype=np.float32)
+    indices = np.empty((n_queries, k), dtype=np.int64)
+    rows = min(_chunk_rows(chunk_size, n_catalogue), max(n_queries, 1))
+    # One similarity buffer reused by every chunk: allocating a fresh (rows, N) block per
+    # chunk costs the kernel zero-filling new pages, about a third of the matmul's time.
+    buffer = queries.new_empty((rows, n_catalogue))
+    for start in range(0, n_queries, rows):
+        stop = min(start + rows, n_queries)
+        sims = buffer[: stop - start]
+        torch.matmul(queries[start:stop], catalogue.T, out=sims)
+        if exclude is not None:
+            block = torch.from_numpy(exclude[start:stop]).to(sims.device)
+            r, j = (block >= 0).nonzero(as_tuple=True)
+            sims[r, block[r, j]] = float("-inf")
+        vals, idx = _canonical_topk(sims, k)
+        scores[start:stop] = vals.cpu().numpy()
+        indices[start:stop] = idx.cpu().numpy()
+    return scores, indices
+
+
+def search(
+    queries: ArrayLike,
+    catalogue: ArrayLike,
+    k: int = 100,
+    *,
+    exclude: np.ndarray | None = None,
+    chunk_size: int = 4096,
+    normalize: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of every query row against the catalogue rows.
+
+    `exclude` drops given catalogue rows per query: shape (Q,) (one row each) or (Q, m)
+    (several), -1 meaning nothing. With `normalize` the score is cosine similarity,
+    otherwise the plain inner product. Returns numpy float32 scores (Q, k), descending,
+    and int64 catalogue indices (Q, k); ties and padding follow the module conventions.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    same = catalogue is queries
+    q = _as_matrix(queries, "queries")
+    c = q if same else _as_matrix(catalogue, "catalogue")
+    if q.shape[1] != c.shape[1]:
+        raise ValueError(f"queries have dimension {q.shape[1]} but the catalogue {c.shape[1]}")
+    if q.device != c.device:
+        raise ValueError(f"queries are on {q.device} but the catalogue on {c.device}")
+    if normalize:
+        q = F.normalize(q, dim=1)
+        c = q if same else F.normalize(c, dim=1)
+    ex = _exclusion_matrix(exclude, q.shape[0], c.shape[0])
+    with torch.no_grad():
+        return _search_tensors(q, c, k, ex, chunk_size)
+
+
+def topk(
+    embeddings: ArrayLike,
+    k: int = 100,
+    *,
+    chunk_size: int = 4096,
+    exclude_self: bool = True,
+    normalize: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine top-k of every row against all rows (itself excluded by default).
+
+    This is the competition ranking: each track ranks the rest of the catalogue. With
+    fewer than k other rows the tail holds -1 / -inf. See the module docstring for tie
+    order and devices.
+    """
+    n = int(embeddings.shape[0])
+    exclude = np.arange(n, dtype=np.int64) if exclude_self else None
+    return search(embeddings, embeddings, k, exclude=exclude, chunk_size=chunk_size, normalize=normalize)
+
+
+# --------------------------------------------------------------------------- FAISS
+
+
+def _available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _omp_threads(faiss: Any, threads: int | None) -> Iterator[None]:
+    """Run FAISS with `threads` OpenMP threads (default: the CPUs this process may use).
+
+    OpenMP otherwise sizes its pool from the host's cores, which in a container can be
+    far more than the process is allowed, and oversubscription makes search slower.
+    """
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads if threads else _available_cpus())
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
+def _default_nlist(n: int) -> int:
+    """About 4 sqrt(N) lists, but at least 39 training points per list (FAISS's minimum)."""
+    return int(max(1, min(round(4 * np.sqrt(n)), n // 39)))
+
+
+def _build_faiss_index(
+    faiss: Any, x: np.ndarray, kind: str, nlist: int | None, hnsw_m: int, seed: int
+) -> tuple[Any, list[Any]]:
+    """Build and fill an inner-product index; also return objects it needs kept alive."""
+    n, d = x.shape
+    if kind == "flat":
+        index = faiss.IndexFlatIP(d)
+        keep: list[Any] = []
+    elif kind == "ivf":
+        lists = nlist if nlist else _default_nlist(n)
+        if not 1 <= lists <= n:
+            raise ValueError(f"nlist must be in [1, {n}] for {n} vectors, got {lists}")
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantizer, d, lists, faiss.METRIC_INNER_PRODUCT)
+        keep = [quantizer]
+        rng = np.random.default_rng(seed)
+        sample = rng.choice(n, size=min(n, 256 * lists), replace=False)
+        index.train(x[np.sort(sample)])
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        keep = []
+    else:
+        raise ValueError(f"index must be 'flat', 'ivf' or 'hnsw', got {kind!r}")
+    index.add(x)
+    return index, keep
+
+
+def _drop_self(scores: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's own id from its k+1 results; rows without it lose their last slot."""
+    n = indices.shape[0]
+    drop = indices == np.arange(n)[:, None]
+    drop[~drop.any(axis=1), -1] = True
+    order = np.argsort(drop, axis=1, kind="stable")[:, : indices.shape[1] - 1]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(indices, order, axis=1)
+
+
+def faiss_topk(
+    embeddings: ArrayLike,
+    k: int = 100,
+    *,
+    index: str = "flat",
+    nlist: int | None = None,
+    nprobe: int = 16,
+    hnsw_m: int = 32,
+    ef_search: int = 128,
+    exclude_self: bool = True,
+    threads: int | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine top-k of every row against all rows through a FAISS index.
+
+    `index`: "flat" (IndexFlatIP, exact), "ivf" (IndexIVFFlat, inner product, trained on a
+    seeded sample of up to 256 points per list; `nlist` defaults to ~4 sqrt(N), `nprobe`
+    lists are visited) or "hnsw" (IndexHNSWFlat with inner-product metric, `hnsw_m` links,
+    efSearch = max(`ef_search`, k + 1)). Rows are L2-normalised so inner product is
+    cosine. With `exclude_self` k + 1 neighbours are fetched and the row itself dropped
+    (or the last one, if an approximate index missed it). Same output conventions as
+    `topk`, except that tie order follows FAISS.
+    """
+    import faiss
+
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    x = np.ascontiguousarray(F.normalize(_as_matrix(embeddings, "embeddings"), dim=1).cpu().numpy())
+    n = x.shape[0]
+    want = min(k + 1 if exclude_self else k, n)
+    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    indices = np.full((n, k), -1, dtype=np.int64)
+    if want == 0:
+        return scores, indices
+    with _omp_threads(faiss, threads):
+        built, _keep = _build_faiss_index(faiss, x, index, nlist, hnsw_m, seed)
+        if index == "ivf":
+            built.nprobe = min(nprobe, built.nlist)
+        elif index == "hnsw":
+            built.hnsw.efSearch = max(ef_search, want)
+        found_scores, found = built.search(x, want)
+    found = found.astype(np.int64)
+    if exclude_self:
+        found_scores, found = _drop_self(found_scores, found)
+    found_scores = np.where(found < 0, -np.inf, found_scores).astype(np.float32)
+    scores[:, : found.shape[1]] = found_scores
+    indices[:, : found.shape[1]] = found
+    return scores, indices
+
+
+def recall_at_k(approx_idx: np.ndarray, exact_idx: np.ndarray) -> float:
+    """Share of the exact neighbours that the approximate lists also contain.
+
+    Pooled over all queries (total hits / total exact neighbours, ignoring -1 slots),
+    which equals the mean per-query recall when every exact list is full.
+    """
+    approx = np.asarray(approx_idx, dtype=np.int64)
+    exact = np.asarray(exact_idx, dtype=np.int64)
+    if approx.ndim != 2 or exact.ndim != 2 or approx.shape[0] != exact.shape[0]:
+        raise ValueError(f"expected two (Q, k) arrays with the same Q, got {approx.shape} and {exact.shape}")
+    width = int(max(approx.max(initial=-1), exact.max(initial=-1))) + 2
+    approx_codes = (np.arange(approx.shape[0])[:, None] * width + approx)[approx >= 0]
+    exact_codes = (np.arange(exact.shape[0])[:, None] * width + exact)[exact >= 0]
+    if exact_codes.size == 0:
+        raise ValueError("the exact lists hold no neighbour: recall is undefined")
+    return float(np.isin(exact_codes, approx_codes).mean())
+
+
+# --------------------------------------------------------------------------- rerank
+
+
+def _neighbour_sums(e: torch.Tensor, query_rows: np.ndarray, listed: np.ndarray) -> torch.Tensor:
+    """e[q] + e[n1] + e[n2] + ... per query, adding listed neighbours in list order (-1 = none).
+
+    The loop runs over list positions (at most k), never over queries.
+    """
+    rows = torch.from_numpy(query_rows).to(e.device)
+    cols = torch.from_numpy(listed).to(e.device)
+    sums = e[rows].clone()
+    for j in range(cols.shape[1]):
+        present = cols[:, j] >= 0
+        sums += e[cols[:, j].clamp(min=0)] * present[:, None].to(e.dtype)
+    return sums
+
+
+def rerank(
+    embeddings: ArrayLike,
+    scores: np.ndarray,
+    indices: np.ndarray,
+    *,
+    threshold: float = 0.85,
+    k: int = 100,
+    chunk_size: int = 4096,
+) -> np.ndarray:
+    """The seed's threshold query expansion, vectorised over queries; int64 (N, k).
+
+    Exact definition, for query row q with ranked list `indices[q, :k]` and its cosine
+    `scores[q, :k]` (the query itself must not be in its list):
+
+    1. The neighbours with score > `threshold` (compared in float64) are kept first, in
+       their list order; call them n_1..n_m.
+    2. If m == 0 the original list is returned unchanged (padded with -1 to k).
+    3. Otherwise the query's L2-normalised embedding and those of n_1..n_m are averaged
+       with equal weights; the remaining k - m slots are filled with the catalogue rows
+       nearest to that average by cosine, skipping the query itself and n_1..n_m, ties
+       broken by lower row index. (Ranking by the dot product of the normalised rows with
+       the sum e_q + e_n1 + ... + e_nm is the same order, so that is what is computed.)
+       If m >= k the list is n_1..n_k.
+
+    The seed searched the k + 1 nearest rows of the average and skipped the listed ones;
+    excluding them inside the search gives the same list whenever the seed's was full,
+    and never leaves slots empty when it was not.
+    """
+    e = F.normalize(_as_matrix(embeddings, "embeddings"), dim=1)
+    n = e.shape[0]
+    scores = np.asarray(scores)
+    indices = np.asarray(indices)
+    if indices.ndim != 2 or indices.shape[0] != n or scores.shape != indices.shape:
+        raise ValueError(
+            f"scores and indices must both have shape ({n}, L), got {scores.shape} and {indices.shape}"
+        )
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    idx = indices[:, :k].astype(np.int64)
+    sc = scores[:, :k].astype(np.float64)
+    if idx.size and (idx.min() < -1 or idx.max() >= n):
+        raise ValueError(f"indices hold row indices outside [-1, {n})")
+    own = idx == np.arange(n)[:, None]
+    if own.any():
+        first = int(np.flatnonzero(own.any(axis=1))[0])
+        raise ValueError(f"query row {first} is in its own list; exclude self first")
+
+    above = (idx >= 0) & (sc > threshold)
+    m = above.sum(axis=1)
+    width = idx.shape[1]
+    order = np.argsort(~above, axis=1, kind="stable")
+    listed = np.where(np.arange(width) < m[:, None], np.take_along_axis(idx, order, axis=1), -1)
+
+    out = np.full((n, k), -1, dtype=np.int64)
+    out[:, :width] = idx
+    full = m >= k
+    out[full] = listed[full, :k]
+
+    todo = np.flatnonzero((m > 0) & (m < k))
+    if todo.size == 0:
+        return out
+    mq = m[todo][:, None]
+    head = listed[todo, : int(mq.max())]
+    with torch.no_grad():
+        sums = _neighbour_sums(e, todo, head)  # (T, d): small, the search chunks it
+        exclude = np.concatenate([todo[:, None], head], axis=1)
+        _, fill = _search_tensors(sums, e, k, exclude, chunk_size)
+    columns = np.arange(k)
+    from_list = listed[todo][:, np.minimum(columns, width - 1)]
+    from_fill = np.take_along_axis(fill, np.maximum(columns[None, :] - mq, 0), axis=1)
+    out[todo] = np.where(columns[None, :] < mq, from_list, from_fill)
+    return out
