@@ -48,6 +48,9 @@ class ConformerConfig:
 
     kind: Literal["conformer"] = "conformer"
     input_dim: int = 512
+    # Block width. 0 = input_dim (the seed: torchaudio's Conformer works at its input
+    # width); a smaller value adds a linear input projection, for scaled-down configs.
+    d_model: int = 0
     num_heads: int = 4
     ffn_dim: int = 128
     num_layers: int = 4
@@ -57,6 +60,11 @@ class ConformerConfig:
     projector_hidden: int = 512
     embedding_dim: int = 128
     mask_padding: bool = True
+
+    @property
+    def width(self) -> int:
+        """The blocks' width: d_model, or input_dim when d_model is 0."""
+        return self.d_model or self.input_dim
 
 
 ModelConfig = Union[TransformerConfig, ConformerConfig]

@@ -142,15 +142,18 @@ class ConformerEncoderModel(nn.Module):
 
     def __init__(self, cfg: ConformerConfig) -> None:
         super().__init__()
-        if cfg.input_dim % cfg.num_heads:
-            raise ValueError(f"input_dim {cfg.input_dim} is not divisible by num_heads {cfg.num_heads}")
+        d = cfg.width
+        if d % cfg.num_heads:
+            raise ValueError(f"conformer width {d} is not divisible by num_heads {cfg.num_heads}")
         self.cfg = cfg
         self.blocks = nn.ModuleList(
-            ConformerBlock(cfg.input_dim, cfg.num_heads, cfg.ffn_dim, cfg.depthwise_kernel, cfg.dropout)
+            ConformerBlock(d, cfg.num_heads, cfg.ffn_dim, cfg.depthwise_kernel, cfg.dropout)
             for _ in range(cfg.num_layers)
         )
-        self.pooling = build_pooling(cfg.pooling, cfg.input_dim, cfg.mask_padding)
-        self.projector = Projector(cfg.input_dim, cfg.projector_hidden, cfg.embedding_dim)
+        # torchaudio's Conformer has no input projection; one is added only for d < input
+        self.input_proj = nn.Linear(cfg.input_dim, d) if d != cfg.input_dim else nn.Identity()
+        self.pooling = build_pooling(cfg.pooling, d, cfg.mask_padding)
+        self.projector = Projector(d, cfg.projector_hidden, cfg.embedding_dim)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         check_inputs(x, lengths, self.cfg.input_dim)
@@ -158,6 +161,7 @@ class ConformerEncoderModel(nn.Module):
         if self.cfg.mask_padding:
             # Masked attention weights are exactly 0, but 0 * NaN is NaN: zero garbage first.
             x = x.masked_fill(pad.unsqueeze(-1), 0.0)
+        x = self.input_proj(x)
         for block in self.blocks:
             x = block(x, pad, self.cfg.mask_padding)
         return self.projector(self.pooling(x, pad))
