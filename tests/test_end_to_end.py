@@ -13,7 +13,7 @@ from artistsim.synth import SynthPreset, generate
 
 CONFIG = """
 val_fraction = 0.15
-patience = 2
+patience = 5
 eval_batch_size = 128
 
 [model]
@@ -27,16 +27,16 @@ projector_hidden = 128
 embedding_dim = 64
 
 [[stages]]
-artists_per_batch = 16
-crop = 20
+artists_per_batch = 8
+crop = 10
 lr = 2e-3
-max_epochs = 6
+max_epochs = 20
 
 [[stages]]
-artists_per_batch = 16
-crop = 81
+artists_per_batch = 8
+crop = 40
 lr = 1e-3
-max_epochs = 4
+max_epochs = 3
 augment = true
 """
 
@@ -44,7 +44,7 @@ augment = true
 @pytest.fixture(scope="module")
 def synth_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e") / "data"
-    generate(root, preset=SynthPreset(n_train_artists=70, n_test_artists=30), seed=1, progress=False)
+    generate(root, preset=SynthPreset(n_train_artists=100, n_test_artists=40), seed=1, progress=False)
     return root
 
 
@@ -69,14 +69,15 @@ def test_train_evaluate_predict_beats_meanpool(synth_data, tmp_path, capsys):
     assert "baseline: meanpool" in table and "test rerank" in table
     assert (run / "evaluation" / "report.md").exists() and (run / "evaluation" / "curves_run.png").exists()
     sub = tmp_path / "submission.tsv"
-    assert main(["-q", "predict", data, "--run", str(run), "--out", str(sub)]) == 0
+    assert main(["-q", "predict", data, "--run", str(run), "--out", str(sub), "--no-rerank"]) == 0
     lines = sub.read_text().splitlines()
     assert len(lines) == sum(1 for _ in open(synth_data / "test_meta.tsv")) - 1
     assert len(lines[0].split("\t")[1].split()) == 100
     capsys.readouterr()
     assert main(["score", str(sub), str(synth_data / "test_gt.tsv")]) == 0
     trained = float(capsys.readouterr().out.split()[-1])
-    assert trained > meanpool_test + 0.05, (trained, meanpool_test)
+    print(f"end-to-end: trained {trained:.4f}, mean-pool {meanpool_test:.4f}")
+    assert trained > meanpool_test + 0.08, (trained, meanpool_test)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
