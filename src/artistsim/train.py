@@ -339,9 +339,10 @@ def run_stage(net: torch.nn.Module, model: torch.nn.Module, loss_fn: torch.nn.Mo
                                  seed=cfg.seed * 1000 + prog.stage, rank=d.rank, world_size=d.world_size)
     steps = min(len(sampler), max_steps) if max_steps else len(sampler)
     if d.main and prog.epoch == 0 and hasattr(loss_fn, "uses_memory_efficient"):
-        biggest = stage.artists_per_batch * int(np.bincount(data.labels[data.train_rows]).max())
-        if loss_fn.uses_memory_efficient(biggest):
-            log(f"stage {prog.stage + 1}: batches up to ~{biggest} tracks use the memory-efficient loss path")
+        sizes = [len(b) for b in sampler.batches(0)]
+        if loss_fn.uses_memory_efficient(max(sizes)):
+            log(f"stage {prog.stage + 1}: batches of {min(sizes)}-{max(sizes)} tracks; the large ones take "
+                f"the memory-efficient loss path")
     bar = tqdm(total=stage.max_epochs * steps, initial=prog.epoch * steps, disable=_disabled(progress, d),
                desc="Training", dynamic_ncols=True)
     while prog.epoch < stage.max_epochs and prog.bad_epochs < cfg.patience:
