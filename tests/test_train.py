@@ -123,3 +123,47 @@ def test_seed_configs_load():
     assert len(c.stages) == 8 and c.stages[-1].augment and c.stages[0].artists_per_batch == 1000
     assert (t.model.d_model, t.model.num_heads, t.model.num_layers, t.model.ffn_dim) == (512, 4, 3, 2048)
     assert (c.model.ffn_dim, c.model.num_layers, c.model.depthwise_kernel) == (128, 4, 31)
+
+
+def _micro_setup(dropout: float):
+    from artistsim.losses import SeedLoss
+    from artistsim.models import build_model
+
+    cfg = tiny_config()
+    cfg.model.dropout = dropout
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    x, lengths = torch.randn(37, 12, 512), torch.randint(3, 13, (37,))
+    return model, SeedLoss(), x, lengths, torch.arange(37) % 9
+
+
+def _grads(model):
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def test_micro_batches_give_the_full_batch_gradient():
+    model, loss_fn, x, lengths, labels = _micro_setup(0.0)
+    results = []
+    for micro in (0, 8 * 12):
+        model.zero_grad()
+        torch.manual_seed(5)
+        loss = train_mod.forward_backward(model, loss_fn, x, lengths, labels, torch.device("cpu"), micro)
+        results.append((float(loss), _grads(model)))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    for a, b in zip(results[0][1], results[1][1]):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_micro_batches_replay_dropout_masks():
+    """With dropout, the second pass must draw the first pass's masks: its gradient equals
+    that of one graph over the same micro-batch forwards."""
+    model, loss_fn, x, lengths, labels = _micro_setup(0.3)
+    torch.manual_seed(5)
+    emb = torch.cat([model(x[i : i + 8], lengths[i : i + 8]) for i in range(0, 37, 8)])
+    loss_fn(emb, labels).backward()
+    expected = _grads(model)
+    model.zero_grad()
+    torch.manual_seed(5)
+    train_mod.forward_backward(model, loss_fn, x, lengths, labels, torch.device("cpu"), 8 * 12)
+    for a, b in zip(expected, _grads(model)):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)

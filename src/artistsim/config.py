@@ -143,6 +143,10 @@ class TrainConfig:
     eval_batch_size: int = 512
     num_workers: int = 1  # background batch-loading threads
     max_val_tracks: int = 0  # 0 = the whole validation split
+    # Encoder micro-batches of at most this many frames (tracks x crop) for larger
+    # batches: activation memory of one micro-batch instead of the whole batch, for one
+    # extra forward pass (see train.forward_backward). 0 = off.
+    micro_batch_frames: int = 0
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

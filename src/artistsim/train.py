@@ -13,6 +13,7 @@ averages gradients); rank 0 alone validates, logs and writes, and broadcasts its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -207,6 +208,61 @@ def make_optimizer(model: torch.nn.Module, loss_fn: torch.nn.Module, cfg: TrainC
 # --------------------------------------------------------------------------- steps
 
 
+def forward_backward(net: torch.nn.Module, loss_fn: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor,
+                     labels: torch.Tensor, device: torch.device, micro_batch_frames: int = 0) -> torch.Tensor:
+    """Loss of one batch, with its gradients accumulated into the parameters.
+
+    The pairwise losses need every embedding of the batch at once, but the encoder's
+    activations need not all be alive together. With `micro_batch_frames` > 0 and a larger
+    batch, micro-batches of that many frames (tracks x crop) run in two passes (the "gradient cache" idea): first every micro-batch
+    without a graph, giving the embeddings, the loss and d loss / d embeddings; then each
+    micro-batch again with a graph, replaying its random state so dropout draws the same
+    masks, and back-propagating its slice of that gradient. Peak memory is one
+    micro-batch's activations for one extra forward pass; the gradient is the full batch's
+    (exactly so for encoders without batch statistics; the Conformer's batch norm then
+    normalises per micro-batch).
+    """
+    micro_batch = max(1, micro_batch_frames // x.shape[1])
+    if micro_batch_frames <= 0 or len(x) <= micro_batch:
+        with autocast(device):
+            emb = net(x, lengths)
+        loss = loss_fn(emb.float(), labels)
+        loss.backward()
+        return loss
+    slices = [slice(i, i + micro_batch) for i in range(0, len(x), micro_batch)]
+    states, parts = [], []
+    with torch.no_grad():
+        for sl in slices:
+            states.append(_rng_state(device))
+            with autocast(device):
+                parts.append(net(x[sl], lengths[sl]).float())
+    emb = torch.cat(parts).requires_grad_()
+    loss = loss_fn(emb, labels)
+    loss.backward()
+    after = _rng_state(device)
+    sync = getattr(net, "no_sync", None)
+    for i, (sl, state) in enumerate(zip(slices, states)):
+        _set_rng_state(device, state)
+        last = i == len(slices) - 1
+        with (contextlib.nullcontext() if last or sync is None else sync()):
+            with autocast(device):
+                out = net(x[sl], lengths[sl]).float()
+            out.backward(emb.grad[sl])
+    _set_rng_state(device, after)
+    return loss.detach()
+
+
+def _rng_state(device: torch.device) -> tuple:
+    cpu = torch.get_rng_state()
+    return (cpu, torch.cuda.get_rng_state(device)) if device.type == "cuda" else (cpu,)
+
+
+def _set_rng_state(device: torch.device, state: tuple) -> None:
+    torch.set_rng_state(state[0])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state[1], device)
+
+
 def train_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 loader: CropLoader, cfg: TrainConfig, stage: StageConfig, device: torch.device,
                 generator: torch.Generator, bar: tqdm | None, max_steps: int | None = None) -> float:
@@ -217,11 +273,8 @@ def train_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: tor
         x, lengths, labels = x.to(device, non_blocking=True), lengths.to(device), labels.to(device)
         if stage.augment:
             x = augment_batch(x, lengths, cfg.augment, generator)
-        with autocast(device):
-            emb = model(x, lengths)
-        loss = loss_fn(emb.float(), labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = forward_backward(model, loss_fn, x, lengths, labels, device, cfg.micro_batch_frames)
         sync_loss_grads(loss_fn)
         optimizer.step()
         total += float(loss.detach())
