@@ -167,3 +167,20 @@ def test_micro_batches_replay_dropout_masks():
     train_mod.forward_backward(model, loss_fn, x, lengths, labels, torch.device("cpu"), 8 * 12)
     for a, b in zip(expected, _grads(model)):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_arcface_trains_its_class_weights(data, tmp_path):
+    cfg = tiny_config(stages=((3, 10, 1e-3, 1, False),))
+    cfg.loss.kind = "subcenter_arcface"
+    run = tmp_path / "run"
+    train_mod.train(data, cfg, run, progress=False, log=lambda *_: None)
+    ckpt = load_checkpoint(run / "last.pt")
+    weights = next(iter(ckpt["loss"].values()))
+    assert weights.shape[0] == 16 and weights.shape[1] == 3 * 10  # embedding x (classes x sub-centres)
+    from artistsim.losses import build_loss
+    from artistsim.models import build_model
+
+    loss_fn = build_loss(cfg.loss, num_classes=10, embedding_dim=16)
+    groups = train_mod.make_optimizer(build_model(cfg.model), loss_fn, cfg, cfg.stages[0]).param_groups
+    assert [g["lr"] for g in groups] == [1e-3, cfg.loss.arcface_lr]
+    assert groups[1]["params"] == list(loss_fn.parameters())
