@@ -262,3 +262,62 @@ def test_rerank_torch_input_and_errors():
         rerank(x, scores, bad, k=8)
     with pytest.raises(ValueError, match="shape"):
         rerank(x, scores[:-1], indices[:-1], k=8)
+
+
+# ----------------------------------------------------------------------------- backends
+
+
+@pytest.mark.parametrize("exclude_self", [True, False])
+def test_faiss_backend_ties_identical_to_torch(exclude_self):
+    """Exact duplicates put ties at the cut, where FAISS's own choice is arbitrary."""
+    rng = np.random.default_rng(20)
+    x = exact_vectors(rng, 25)[rng.integers(0, 25, size=300)]
+    s_t, i_t = topk(x, 12, exclude_self=exclude_self, backend="torch")
+    s_f, i_f = topk(x, 12, exclude_self=exclude_self, backend="faiss")
+    np.testing.assert_array_equal(i_f, i_t)
+    np.testing.assert_array_equal(s_f, s_t)
+    ref_scores, ref_indices = brute_force(x, 12, exclude_self=exclude_self)
+    np.testing.assert_array_equal(i_f, ref_indices)
+
+
+def test_faiss_backend_matches_torch_on_generic_data_and_torch_input():
+    x = np.random.default_rng(21).standard_normal((500, 24)).astype(np.float32)
+    s_t, i_t = topk(x, 30, backend="torch")
+    s_f, i_f = topk(torch.from_numpy(x), 30, backend="faiss")
+    assert_same_up_to_near_ties(x, i_f, s_f, i_t, s_t)
+    assert not (i_f == np.arange(500)[:, None]).any()
+
+
+def test_faiss_backend_exclusion_matrix_and_small_catalogue():
+    rng = np.random.default_rng(22)
+    catalogue = exact_vectors(rng, 200)
+    queries = exact_vectors(rng, 40)
+    exclude = np.where(rng.random((40, 9)) < 0.3, -1, rng.integers(0, 200, size=(40, 9)))
+    exclude[0] = exclude[0, 0]  # repeated exclusions of one row
+    want = search(queries, catalogue, 15, exclude=exclude, backend="torch")
+    got = search(queries, catalogue, 15, exclude=exclude, backend="faiss")
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])
+    # k + exclusions reach the catalogue size: the FAISS request falls back, same answer
+    small = search(queries, catalogue[:20], 15, exclude=np.minimum(exclude, 19), backend="faiss")
+    np.testing.assert_array_equal(small[1], search(queries, catalogue[:20], 15, exclude=np.minimum(exclude, 19),
+                                                   backend="torch")[1])
+
+
+def test_rerank_faiss_backend_identical_to_naive():
+    rng = np.random.default_rng(23)
+    x = exact_clusters(rng, n_clusters=40, max_size=30)
+    scores, indices = topk(x, 13, backend="faiss")
+    got = rerank(x, scores, indices, threshold=0.85, k=10, backend="faiss")
+    np.testing.assert_array_equal(got, naive_rerank(x, scores, indices, 0.85, 10))
+
+
+def test_backend_choice_and_errors():
+    from artistsim import retrieval
+
+    small = torch.zeros(10, 4)
+    big = torch.zeros(4096, 4)
+    assert retrieval._choose_backend("auto", small, small) == "torch"
+    assert retrieval._choose_backend("auto", big, big) == "faiss"
+    with pytest.raises(ValueError, match="backend"):
+        topk(np.ones((4, 3), dtype=np.float32), 2, backend="gpu")
