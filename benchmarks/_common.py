@@ -178,6 +178,8 @@ class Section:
     met: bool | None = None  # None: no target, or not measurable in this mode
     notes: str = ""
     load: tuple[float, float] | None = None  # load average before / after the table
+    command: str = ""  # filled by make_result: the command that produced this table
+    date: str = ""
 
 
 def verdict(met: bool | None) -> str:
@@ -186,6 +188,9 @@ def verdict(met: bool | None) -> str:
 
 def render_section(s: Section) -> str:
     lines = [f"#### {s.heading}", ""]
+    if s.command:
+        lines.append(f"Measured by `{s.command}` on {s.date}.")
+        lines.append("")
     if s.target:
         lines.append(f"Target: {s.target} -- {verdict(s.met)}")
         lines.append("")
@@ -239,18 +244,42 @@ def make_result(name: str, title: str, mode: str, script: str, argv: Sequence[st
                 sections: list[Section], facts: dict[str, Any], extra: dict[str, Any] | None = None) -> dict:
     facts = dict(facts)
     facts["load_1min_end"] = load_average()
+    command = command_line(script, argv)
+    for s in sections:
+        s.command = s.command or command
+        s.date = s.date or facts["date"]
     return {
         "name": name,
         "title": title,
         "mode": mode,
-        "command": command_line(script, argv),
+        "command": command,
         "machine": facts,
         "sections": [dataclasses.asdict(s) for s in sections],
         "extra": extra or {},
     }
 
 
-def emit(result: dict, json_path: Path | None) -> None:
+def merge_previous(result: dict, json_path: Path) -> dict:
+    """Keep the tables of an earlier run of the same benchmark and mode not re-measured now.
+
+    Tables are matched by heading, so `bench_search.py --full --sizes 41377` refreshes the
+    N = 41,377 tables and keeps the N = 200,000 ones (each keeps its own command and date).
+    """
+    try:
+        old = json.loads(json_path.read_text())
+    except (OSError, ValueError):
+        return result
+    if old.get("name") != result["name"] or old.get("mode") != result["mode"]:
+        return result
+    fresh = {s["heading"] for s in result["sections"]}
+    kept = [s for s in old["sections"] if s["heading"] not in fresh]
+    order = [s["heading"] for s in old["sections"]]
+    merged = kept + result["sections"]
+    merged.sort(key=lambda s: order.index(s["heading"]) if s["heading"] in order else len(order))
+    return {**result, "sections": merged}
+
+
+def emit(result: dict, json_path: Path | None, merge: bool = False) -> None:
     """Print the tables (the standalone output) and write the JSON for run_all."""
     print(f"\n## {result['title']} ({result['mode']})\n")
     print(f"command: {result['command']}")
@@ -262,6 +291,8 @@ def emit(result: dict, json_path: Path | None) -> None:
     if json_path is not None:
         from artistsim.atomic import atomic_write_text
 
+        if merge:
+            result = merge_previous(result, json_path)
         atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
 
 

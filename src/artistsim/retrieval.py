@@ -8,11 +8,11 @@ indexes are only worth it for much larger catalogues. `faiss_topk` offers FAISS 
 Exact search has two backends with identical results. "torch" computes each chunk's
 similarity block with one matmul and selects with `torch.topk`; it runs on any device.
 "faiss" hands the same products to FAISS's brute-force kNN (`faiss.knn`), whose
-threshold-filtered selection costs far less per score than `torch.topk` (on 2 CPU cores at
-41,377 x 128: ~1.6x faster end to end, benchmarks/bench_search.py), then restores this
-module's conventions (excluded rows dropped, canonical tie order, boundary ties redone
-exactly by the torch path). "auto" (the default) uses FAISS for large problems on the
-CPU when it is installed, torch otherwise.
+threshold-filtered selection costs far less per score than `torch.topk` (on 2 idle CPU
+cores at 41,377 x 128: 4.2 s against 6.8 s end to end, benchmarks/bench_search.py),
+then restores this module's conventions (excluded rows dropped, canonical tie order,
+boundary ties redone exactly by the torch path). "auto" (the default) uses FAISS for
+large problems on the CPU when it is installed, torch otherwise.
 
 Conventions shared by every function here:
 
@@ -51,9 +51,10 @@ BACKENDS = ("auto", "torch", "faiss")
 # takes milliseconds, and the torch path has no import cost).
 _FAISS_MIN_PAIRS = 2**22
 # FAISS's brute-force kNN scores blocks of (queries x catalogue rows) with one sgemm and
-# filters each block into per-query reservoirs. Its defaults (4096 x 1024) leave the
-# per-block selection overhead dominant at k ~ 100; 4096 x 16384 (a 256 MB block) was
-# ~1.6x faster at 41,377 x 128 on 2 cores (8.2 vs 13.2 CPU-s, benchmarks/bench_search.py).
+# filters each block into per-query reservoirs. On an idle machine block sizes from
+# 4096 x 1024 (FAISS's default) to 4096 x 32768 are within 3% of each other at
+# 41,377 x 128, but on a shared one (another job holding a core) 4096 x 16384 (a 256 MB
+# block, 16x fewer parallel regions to synchronise) took 8.2 CPU-s against 13.2.
 _FAISS_QUERY_BLOCK = 4096
 _FAISS_CATALOGUE_BLOCK = 16384
 
@@ -230,15 +231,24 @@ def _drop_excluded(found: np.ndarray, exclude: np.ndarray | None, n_catalogue: i
 
 def _compact(found_scores: np.ndarray, found: np.ndarray, keep: np.ndarray, width: int
              ) -> tuple[np.ndarray, np.ndarray]:
-    """The first `width` kept results of each row, in order; -inf / -1 where a row has fewer."""
+    """The first `width` kept results of each row, in order; -inf / -1 where a row has fewer.
+
+    One scatter per array: kept entry j of a row goes to column (kept before it), the
+    rest to a spare last column that is cut off (torch's scatter is multi-threaded; the
+    numpy fancy-index equivalent took ~10% of a 41,377-row search).
+    """
     n = found.shape[0]
-    scores = np.full((n, width), -np.inf, dtype=np.float32)
-    indices = np.full((n, width), -1, dtype=np.int64)
-    pos = np.cumsum(keep, axis=1) - 1
-    r, c = np.nonzero(keep & (pos < width))
-    scores[r, pos[r, c]] = found_scores[r, c]
-    indices[r, pos[r, c]] = found[r, c]
-    return scores, indices
+    if found.shape[1] > width and not keep[:, 0].any() and keep[:, 1 : width + 1].all():
+        # Self-exclusion's usual case: each row's own id came first; the rest is a slice.
+        return found_scores[:, 1 : width + 1], found[:, 1 : width + 1]
+    keep_t = torch.from_numpy(keep)
+    pos = keep_t.cumsum(dim=1) - 1
+    dest = torch.where(keep_t & (pos < width), pos, torch.full_like(pos, width))
+    scores = torch.full((n, width + 1), float("-inf"), dtype=torch.float32)
+    indices = torch.full((n, width + 1), -1, dtype=torch.int64)
+    scores.scatter_(1, dest, torch.from_numpy(np.ascontiguousarray(found_scores, dtype=np.float32)))
+    indices.scatter_(1, dest, torch.from_numpy(found))
+    return scores[:, :width].numpy(), indices[:, :width].numpy()
 
 
 def _search_faiss(
