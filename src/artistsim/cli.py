@@ -17,6 +17,7 @@ import numpy as np
 
 from artistsim.config import ConfigError, load_train_config
 from artistsim.data import DataError
+from artistsim.runtime import tune_allocator
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 INDEXES = ("exact", "flat", "ivf", "hnsw")
@@ -254,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_allocator()  # reuse freed buffers step after step (see artistsim.runtime)
     try:
         return args.func(args)
     except (DataError, ConfigError, FileExistsError, FileNotFoundError, ValueError) as exc:
