@@ -75,6 +75,8 @@ def machine_facts() -> dict[str, Any]:
     """What a reader needs to interpret absolute figures."""
     import torch
 
+    from artistsim.runtime import allocator_tuned
+
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover
@@ -86,6 +88,7 @@ def machine_facts() -> dict[str, Any]:
         "ram_gb": total_ram_gb(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "malloc_tuned": allocator_tuned(),
         "python": platform.python_version(),
         "load_1min": load_average(),
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -106,6 +109,42 @@ def proc_status_mb(field: str) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+class PeakRss:
+    """Peak anonymous and file-backed RSS, sampled by a thread every `interval` seconds.
+
+    The kernel keeps only the peak of the total (VmHWM). A job reading a memory-mapped
+    store has two kinds of resident pages: anonymous ones (its own arrays, which must fit
+    in RAM) and file-backed ones (the map's pages in the page cache, shared and dropped
+    by the kernel under pressure). The sampled peaks tell them apart.
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        import threading
+
+        self.interval = interval
+        self.anon_mb = self.file_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        self.anon_mb = max(self.anon_mb, proc_status_mb("RssAnon"))
+        self.file_mb = max(self.file_mb, proc_status_mb("RssFile"))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> PeakRss:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
 
 
 # --------------------------------------------------------------------------- timing
@@ -312,8 +351,16 @@ def mode_of(args: argparse.Namespace) -> str:
 
 
 def set_threads(n: int) -> None:
+    """Torch's thread count, and the allocator setting the CLI uses (artistsim.runtime).
+
+    Every benchmark process (children included) calls this first, so the library's code
+    and the baselines it is compared with run under the same allocator.
+    """
     import torch
 
+    from artistsim.runtime import tune_allocator
+
+    tune_allocator()
     if n:
         torch.set_num_threads(n)
 

@@ -216,14 +216,12 @@ def op_profile(data, kind: str, crop: int, artists: int, rows: int = 12) -> str:
 
 # --------------------------------------------------------------------------- what-if variants
 
-# Bare-loop variants behind the proposals for train.py, each in a fresh process (the
-# allocator settings only take effect at process start): name -> (environment, fused AdamW).
-NO_MMAP = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
+# Bare-loop variants behind train.py's settings, each in a fresh process (the allocator
+# setting is process-wide): name -> (environment, fused AdamW).
 VARIANTS = {
-    "default": ({}, False),
-    "fused AdamW": ({}, True),
-    "malloc keeps freed memory": ({"GLIBC_TUNABLES": NO_MMAP}, False),
-    "both": ({"GLIBC_TUNABLES": NO_MMAP}, True),
+    "malloc as is, default AdamW": ({"ARTISTSIM_MALLOC": "default"}, False),
+    "malloc tuned (artistsim.runtime)": ({}, False),
+    "malloc tuned + fused AdamW (artistsim)": ({}, True),
 }
 
 
@@ -271,9 +269,10 @@ def variants_section(kind: str, crop: int, batch: int, steps: int, threads: int)
         heading=f"What-if: optimizer and allocator ({kind}, crop {crop}, {batch} tracks, bare loop)", table=tbl,
         target="", met=None, load=(min(loads), max(loads)) if loads else None,
         notes=("'fused AdamW' = `torch.optim.AdamW(..., fused=True)` (one kernel over all parameters instead of "
-               "a dozen elementwise passes per tensor). 'malloc keeps freed memory' = "
-               f"`GLIBC_TUNABLES={NO_MMAP}`: large tensors come from the heap and freed pages are kept, so "
-               "a step's activations reuse the previous step's pages instead of page-faulting fresh zeroed ones "
+               "a dozen elementwise passes per tensor; `train.make_optimizer` uses it). 'malloc tuned' = "
+               "`artistsim.runtime.tune_allocator` (what the CLI and every benchmark process run; 'as is' sets "
+               "`ARTISTSIM_MALLOC=default`): large tensors come from glibc's heap and freed pages are kept, so a "
+               "step's activations reuse the previous step's pages instead of page-faulting fresh zeroed ones "
                "(memory is then not returned to the OS until exit; the peak is unchanged)."),
     )
 

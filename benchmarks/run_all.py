@@ -134,7 +134,9 @@ def render(results: dict[str, dict]) -> str:
         parts += [f"## {r['title']} ({r['mode']})", "",
                   f"Command: `{r['command']}`  ",
                   f"Machine: {m['cores']} cores ({m['cpu']}, {m['usable_cores']} usable), {m['ram_gb']} GB RAM, "
-                  f"torch {m['torch']} with {m['torch_threads']} threads, Python {m['python']}; "
+                  f"torch {m['torch']} with {m['torch_threads']} threads, Python {m['python']}"
+                  + ("" if m.get("malloc_tuned") is None else
+                     f", glibc malloc {'tuned' if m['malloc_tuned'] else 'as is'} (artistsim.runtime)") + "; "
                   f"load average {m['load_1min']} at start, {m['load_1min_end']} at end; {m['date']}"
                   + (f"; data: {m['dataset']}" if m.get("dataset") else ""), ""]
         if r["mode"] == "quick":

@@ -148,7 +148,7 @@ def test_micro_batches_give_the_full_batch_gradient():
         model.zero_grad()
         torch.manual_seed(5)
         loss = train_mod.forward_backward(model, loss_fn, x, lengths, labels, torch.device("cpu"), micro)
-        results.append((float(loss), _grads(model)))
+        results.append((float(loss.detach()), _grads(model)))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
     for a, b in zip(results[0][1], results[1][1]):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
