@@ -38,8 +38,8 @@ KINDS = ("exact", "flat", "ivf", "hnsw")
 SEARCH_PARAMS = {"ivf": ("nprobe", (16, 64, 256)), "hnsw": ("efSearch", (128, 256, 512))}
 
 
-def make_catalogue(n: int, d: int = DIM, seed: int = 0, chunk: int = 100_000) -> np.ndarray:
-    """N clustered unit vectors (artists of ~10), built chunk by chunk in bounded memory."""
+def make_catalogue(n: int, d: int = DIM, seed: int = 0, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+    """N clustered unit vectors (artists of ~10) and each row's artist, built chunk by chunk."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
@@ -47,12 +47,28 @@ def make_catalogue(n: int, d: int = DIM, seed: int = 0, chunk: int = 100_000) ->
     centres = torch.randn(artists, d, generator=gen)
     spread = 0.25 + 0.65 * torch.rand(artists, 1, generator=gen)
     out = np.empty((n, d), dtype=np.float32)
+    owners = np.empty(n, dtype=np.int64)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         owner = torch.randint(0, artists, (stop - start,), generator=gen)
+        owners[start:stop] = owner.numpy()
         x = centres[owner] + spread[owner] * torch.randn(stop - start, d, generator=gen)
         out[start:stop] = torch.nn.functional.normalize(x, dim=1).numpy()
-    return out
+    return out, owners
+
+
+def artist_recall(found: np.ndarray, rows: np.ndarray, owners: np.ndarray) -> float:
+    """Share of each query's same-artist rows (itself excluded, at most k) among its results.
+
+    The recall a user of same-artist search cares about: on this catalogue a query has ~9
+    artist-mates well above the rest, and its other ~90 exact neighbours are noise vectors
+    whose order is nearly arbitrary, which an approximate index cannot be expected to
+    reproduce (hence its low plain recall@100).
+    """
+    mates = np.bincount(owners)[owners[rows]] - 1
+    hits = ((owners[np.maximum(found, 0)] == owners[rows][:, None]) & (found >= 0) & (found != rows[:, None])).sum(1)
+    want = np.minimum(mates, found.shape[1])
+    return float(hits[want > 0].sum() / max(1, want[want > 0].sum()))
 
 
 def query_rows(n: int, q: int) -> np.ndarray:
@@ -78,7 +94,7 @@ def child(args: argparse.Namespace) -> dict:
     from artistsim.retrieval import _build_faiss_index, _omp_threads, recall_at_k, search
 
     start_mb = C.proc_status_mb("VmRSS")  # interpreter + torch + faiss, no data yet
-    x = make_catalogue(args.n)
+    x, owners = make_catalogue(args.n)
     rows = query_rows(args.n, args.queries)
     out: dict = {"kind": args.kind, "n": args.n, "queries": len(rows), "rss_start_mb": start_mb,
                  "rss_before_mb": C.proc_status_mb("VmRSS"), "load_before": C.load_average()}
@@ -91,6 +107,7 @@ def child(args: argparse.Namespace) -> dict:
         with atomic_path(exact_path(args.n, len(rows)), suffix=".npy") as tmp:
             np.save(tmp, idx)
         out["recall"] = {"-": 1.0}
+        out["artist_recall"] = {"-": artist_recall(idx, rows, owners)}
         out["load_after"] = C.load_average()
         return out
     exact = np.load(exact_path(args.n, len(rows)))
@@ -100,7 +117,7 @@ def child(args: argparse.Namespace) -> dict:
         out["build"] = vars(t)
         out["nlist"] = int(index.nlist) if kind == "ivf" else None
         params = SEARCH_PARAMS.get(kind, ("-", ("-",)))
-        out["search"], out["recall"] = {}, {}
+        out["search"], out["recall"], out["artist_recall"] = {}, {}, {}
         for value in params[1]:
             if kind == "ivf":
                 index.nprobe = value
@@ -110,6 +127,7 @@ def child(args: argparse.Namespace) -> dict:
             found = drop_self(found.astype(np.int64), rows, K)
             out["search"][str(value)] = vars(t)
             out["recall"][str(value)] = recall_at_k(found, exact)
+            out["artist_recall"][str(value)] = artist_recall(found, rows, owners)
     out["peak_mb"] = C.proc_status_mb("VmHWM")
     out["param"] = params[0]
     out["load_after"] = C.load_average()
@@ -140,7 +158,7 @@ def table(results: list[dict], n: int) -> C.Section:
     within = True
     for r in results:
         if "error" in r:
-            rows.append([r["kind"], "FAILED", r["error"], "", "", "", "", "", "", "", ""])
+            rows.append([r["kind"], "FAILED", r["error"], "", "", "", "", "", "", "", "", ""])
             within = False
             continue
         label = {"exact": "artistsim `search` (exact)", "flat": "FAISS IndexFlatIP",
@@ -154,13 +172,14 @@ def table(results: list[dict], n: int) -> C.Section:
             setting = f"{r.get('param')} {value}" if value != "-" else "-"
             rows.append([label, setting, C.fmt(build["wall"]) if build else "-", C.fmt(build["cpu"]) if build else "-",
                          C.fmt(per_query * 1e3, 3), C.fmt(t["cpu"] / r["queries"] * 1e3, 3), C.fmt(speedup, 1),
-                         f"{r['recall'][value]:.4f}", f"{r['peak_mb']:,.0f}", f"{above:,.0f}",
+                         f"{r['recall'][value]:.4f}",
+                         f"{r['artist_recall'][value]:.4f}" if "artist_recall" in r else "-", f"{r['peak_mb']:,.0f}", f"{above:,.0f}",
                          f"{above / data_mb:.1f}"])
     q = next((r["queries"] for r in results if "queries" in r), 0)
     tbl = C.markdown_table(
         ["index", "search setting", "build s", "build CPU s", "ms / query", "CPU ms / query",
-         "speed-up vs flat", "recall@100", "peak RSS MB", "peak above start MB", "/ catalogue"],
-        rows, "llrrrrrrrrr")
+         "speed-up vs flat", "recall@100", "artist recall", "peak RSS MB", "peak above start MB", "/ catalogue"],
+        rows, "llrrrrrrrrrr")
     loads = [r.get("load_before") for r in results if "load_before" in r] + \
             [r.get("load_after") for r in results if "load_after" in r]
     return C.Section(
@@ -170,7 +189,10 @@ def table(results: list[dict], n: int) -> C.Section:
                 f"({data_mb:,.0f} MB) in every case; times and recall reported"),
         met=within,
         notes=("Queries are a seeded sample of catalogue rows; each asks for its 100 nearest other rows. "
-               "Recall@100 is against artistsim's exact search on the same sample. Query times are for the "
+               "Recall@100 is against artistsim's exact search on the same sample; artist recall is the share "
+               "of each query's same-artist rows (~9 per query) that come back in its 100, the figure that "
+               "matters for same-artist search (the other ~90 exact neighbours are noise whose order an "
+               "approximate index need not keep). Query times are for the "
                "whole sample in one batched call (FAISS parallelises over queries). The peak includes the "
                "catalogue itself (1x) and the index's copy of it (flat, IVF and HNSW all store the vectors)."),
         load=(min(loads), max(loads)) if loads else None,
