@@ -350,17 +350,20 @@ def mode_of(args: argparse.Namespace) -> str:
     return "full" if args.full else "quick"
 
 
-def set_threads(n: int) -> None:
-    """Torch's thread count, and the allocator setting the CLI uses (artistsim.runtime).
+def set_threads(n: int, tune_malloc: bool = True) -> None:
+    """Torch's thread count, and the allocator setting of the CLI's looping commands.
 
     Every benchmark process (children included) calls this first, so the library's code
-    and the baselines it is compared with run under the same allocator.
+    and the baselines it is compared with run under the same allocator. Benchmarks of
+    one-shot library calls (bench_ann's children) pass tune_malloc=False, as the CLI
+    leaves malloc alone outside its looping commands (artistsim.runtime).
     """
     import torch
 
     from artistsim.runtime import tune_allocator
 
-    tune_allocator()
+    if tune_malloc:
+        tune_allocator()
     if n:
         torch.set_num_threads(n)
 

@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    C.set_threads(args.threads)
+    C.set_threads(args.threads, tune_malloc=False)  # one-shot library calls: malloc as the CLI leaves it
     if args.child:
         args.kind = args.child
         print(json.dumps(child(args)))

@@ -19,6 +19,11 @@ from artistsim.config import ConfigError, load_train_config
 from artistsim.data import DataError
 from artistsim.runtime import tune_allocator
 
+# Commands whose time goes into loops that free and re-allocate the same buffers (training
+# steps, embedding batches): they keep freed memory for reuse. One-shot jobs (pack, search
+# alone, scoring) keep glibc's default, which returns large blocks to the OS at once.
+LOOPING_COMMANDS = frozenset({"train", "embed", "evaluate", "predict", "demo"})
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 INDEXES = ("exact", "flat", "ivf", "hnsw")
 
@@ -255,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    tune_allocator()  # reuse freed buffers step after step (see artistsim.runtime)
+    if args.command in LOOPING_COMMANDS:
+        tune_allocator()  # reuse freed buffers step after step (see artistsim.runtime)
     try:
         return args.func(args)
     except (DataError, ConfigError, FileExistsError, FileNotFoundError, ValueError) as exc:
