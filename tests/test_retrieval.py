@@ -150,6 +150,23 @@ def test_search_rejects_bad_input():
         topk(np.ones(4))
 
 
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_non_finite_values_rejected_and_huge_finite_ones_kept(bad):
+    x = np.random.default_rng(3).standard_normal((50, 4)).astype(np.float32)
+    x[17, 2] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        search(x[:5], x, 3)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        search(x, x[20:], 3)
+    # finite values whose sum overflows float32 are valid input (cosine rescales them)
+    huge = np.full((6, 4), 3e38, dtype=np.float32)
+    huge[:, 0] = np.arange(6, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        assert np.isinf(huge.sum(dtype=np.float32))
+    scores, indices = topk(huge * np.array([1, -1, 1, -1], dtype=np.float32), 2, normalize=False, backend="torch")
+    assert indices.shape == (6, 2) and (indices >= 0).all()
+
+
 # ----------------------------------------------------------------------------- FAISS
 
 

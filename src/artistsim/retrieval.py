@@ -77,7 +77,10 @@ def _as_matrix(x: Any, name: str) -> torch.Tensor:
     if t.ndim != 2:
         raise ValueError(f"{name} must be 2-D (rows, dim), got shape {tuple(t.shape)}")
     t = t.to(torch.float32)
-    if t.numel() and not bool(torch.isfinite(t).all()):
+    # A finite sum proves every element finite in one reduction; `isfinite(t).all()`
+    # builds an N x d mask first (0.2 s of a 1,000-query search over 1M x 128). Only a
+    # non-finite sum (NaN/inf inside, or finite values overflowing) needs the exact test.
+    if t.numel() and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} holds NaN or infinite values")
     return t
 
