@@ -184,3 +184,26 @@ def test_arcface_trains_its_class_weights(data, tmp_path):
     groups = train_mod.make_optimizer(build_model(cfg.model), loss_fn, cfg, cfg.stages[0]).param_groups
     assert [g["lr"] for g in groups] == [1e-3, cfg.loss.arcface_lr]
     assert groups[1]["params"] == list(loss_fn.parameters())
+
+
+def test_make_optimizer_is_fused_adamw_with_the_reference_update():
+    """The fused kernel (where the device has one) takes the same AdamW step as the reference loop."""
+    cfg = tiny_config()
+    stage = cfg.stages[0]
+    torch.manual_seed(0)
+    fused_model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 8))
+    ref_model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 8))
+    ref_model.load_state_dict(fused_model.state_dict())
+    start = fused_model[0].weight.detach().clone()
+    opt = train_mod.make_optimizer(fused_model, torch.nn.Module(), cfg, stage)
+    assert opt.defaults["fused"]  # CPU has a fused AdamW in the torch this project pins
+    ref = torch.optim.AdamW(ref_model.parameters(), lr=stage.lr, weight_decay=cfg.weight_decay, foreach=False)
+    x = torch.randn(64, 16)
+    for _ in range(5):
+        for model, o in ((fused_model, opt), (ref_model, ref)):
+            o.zero_grad(set_to_none=True)
+            model(x).square().mean().backward()
+            o.step()
+    for a, b in zip(fused_model.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert (fused_model[0].weight - start).abs().max() > 2 * stage.lr  # five Adam steps of ~lr each moved the weights
