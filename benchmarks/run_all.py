@@ -6,10 +6,13 @@
     python benchmarks/run_all.py --quick --only train -- --models transformer
 
 Each benchmark runs in its own process, one at a time (full sizes need the whole
-machine), prints its tables and leaves a JSON result in benchmarks/results/NAME.json.
-BENCHMARKS.md is then regenerated from every result file present, so a benchmark re-run
-alone (`--only`) replaces its own section and keeps the others, each labelled with its
-mode (quick or full), the exact command, the machine and the load average.
+machine), prints its tables and leaves a JSON result: benchmarks/results/NAME.json for a
+full run (committed), benchmarks/results/quick/NAME.json for a quick one (not committed).
+BENCHMARKS.md is then regenerated from the result files present, a benchmark's full
+result before its quick one: `make bench` (quick) checks the machinery without replacing
+the full-size tables, and a benchmark re-run alone (`--only`) replaces its own section
+and keeps the others, each labelled with its mode, the exact command, the machine and
+the load average.
 `--report-only` regenerates BENCHMARKS.md without running anything.
 """
 
@@ -63,8 +66,8 @@ script also runs alone, e.g. `python benchmarks/bench_search.py --quick`.
 
 def run_one(name: str, mode: str, extra: list[str]) -> int:
     script, _ = BENCHES[name]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{name}.json"
+    out = result_path(name, mode)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if name == "losses":  # bench_losses.py keeps its own format: wrap its table
         return run_losses(mode, extra, out)
     cmd = [sys.executable, str(C.BENCH_DIR / script), f"--{mode}", "--json", str(out), *extra]
@@ -173,12 +176,20 @@ def load_analysis(path: Path) -> dict[str, str]:
 ANALYSIS = load_analysis(C.BENCH_DIR / "ANALYSIS.md")
 
 
+def result_path(name: str, mode: str) -> Path:
+    """Full results are the committed record; quick ones live apart and never replace them."""
+    return RESULTS / f"{name}.json" if mode == "full" else RESULTS / "quick" / f"{name}.json"
+
+
 def load_results() -> dict[str, dict]:
+    """Each benchmark's full result when there is one, else its quick result."""
     out = {}
     for name in BENCHES:
-        path = RESULTS / f"{name}.json"
-        if path.exists():
-            out[name] = json.loads(path.read_text())
+        for mode in ("full", "quick"):
+            path = result_path(name, mode)
+            if path.exists():
+                out[name] = json.loads(path.read_text())
+                break
     return out
 
 
