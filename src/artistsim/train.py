@@ -337,9 +337,17 @@ def _log(out_dir: Path, record: dict) -> None:
 def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, **kwargs) -> dict:
     """Run the whole curriculum; returns a summary (best validation nDCG, epochs, seconds).
 
-    Keyword arguments are those of `fit`.
+    Keyword arguments are those of `fit`. Under torchrun, the process group that `fit`
+    joins is destroyed before returning: left to interpreter exit, gloo's worker threads
+    can be torn down while still joinable and abort the process ("terminate called
+    without an active exception"), failing a run that had finished.
     """
-    return fit(data_dir, cfg, out_dir, **kwargs)[1]
+    owns_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+    try:
+        return fit(data_dir, cfg, out_dir, **kwargs)[1]
+    finally:
+        if owns_group and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
