@@ -111,42 +111,6 @@ def proc_status_mb(field: str) -> float:
     return float("nan")
 
 
-class PeakRss:
-    """Peak anonymous and file-backed RSS, sampled by a thread every `interval` seconds.
-
-    The kernel keeps only the peak of the total (VmHWM). A job reading a memory-mapped
-    store has two kinds of resident pages: anonymous ones (its own arrays, which must fit
-    in RAM) and file-backed ones (the map's pages in the page cache, shared and dropped
-    by the kernel under pressure). The sampled peaks tell them apart.
-    """
-
-    def __init__(self, interval: float = 0.05) -> None:
-        import threading
-
-        self.interval = interval
-        self.anon_mb = self.file_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> None:
-        self.anon_mb = max(self.anon_mb, proc_status_mb("RssAnon"))
-        self.file_mb = max(self.file_mb, proc_status_mb("RssFile"))
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def __enter__(self) -> PeakRss:
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-
 # --------------------------------------------------------------------------- timing
 
 
@@ -425,7 +389,7 @@ def synth_dataset(preset: str, seed: int = 0, packed: bool = True) -> Path:
     Made in a temporary folder and renamed when complete, so an interrupted run never
     leaves a half-written dataset that later runs would trust.
     """
-    from artistsim.synth import generate
+    from artistsim.data.synth import generate
 
     out = SCRATCH / f"{preset}_seed{seed}"
     if not (out / "train_meta.tsv").exists():
@@ -438,7 +402,7 @@ def synth_dataset(preset: str, seed: int = 0, packed: bool = True) -> Path:
         generate(tmp, preset, seed=seed, progress=False)
         tmp.rename(out)
     if packed:
-        from artistsim.store import pack_split
+        from artistsim.data.store import pack_split
 
         for split in ("train", "test"):
             pack_split(out, split, progress=False)

@@ -6,9 +6,9 @@ A sample of Q catalogue rows is queried for its 100 nearest other rows with:
 
 - artistsim `search` (exact; the reference the recalls are measured against);
 - FAISS IndexFlatIP (exact, brute force);
-- IVF-Flat as `artistsim.retrieval` builds it (nlist ~ 4 sqrt(N), trained on a seeded
+- IVF-Flat as `artistsim.search.exact` builds it (nlist ~ 4 sqrt(N), trained on a seeded
   sample), visited with nprobe 16 and 64;
-- HNSW-Flat as `artistsim.retrieval` builds it (M = 32), with efSearch 128 and 256.
+- HNSW-Flat as `artistsim.search.exact` builds it (M = 32), with efSearch 128 and 256.
 
 Each index is built and queried in a fresh subprocess, so its peak RSS (VmHWM) is its own;
 "RSS before" is the process with the catalogue loaded, before the index.
@@ -91,7 +91,9 @@ def child(args: argparse.Namespace) -> dict:
     """Build one kind of index over the catalogue and query the sample; report figures."""
     import faiss
 
-    from artistsim.retrieval import _build_faiss_index, _omp_threads, recall_at_k, search
+    from artistsim.search._faiss import omp_threads
+    from artistsim.search.ann import build_faiss_index, recall_at_k
+    from artistsim.search.exact import search
 
     start_mb = C.proc_status_mb("VmRSS")  # interpreter + torch + faiss, no data yet
     x, owners = make_catalogue(args.n)
@@ -111,9 +113,9 @@ def child(args: argparse.Namespace) -> dict:
         out["load_after"] = C.load_average()
         return out
     exact = np.load(exact_path(args.n, len(rows)))
-    with _omp_threads(faiss, None):
+    with omp_threads(faiss, None):
         kind = "flat" if args.kind == "flat" else args.kind
-        t, (index, keep) = C.time_call(lambda: _build_faiss_index(faiss, x, kind, None, 32, 0))
+        t, (index, keep) = C.time_call(lambda: build_faiss_index(faiss, x, kind, None, 32, 0))
         out["build"] = vars(t)
         out["nlist"] = int(index.nlist) if kind == "ivf" else None
         params = SEARCH_PARAMS.get(kind, ("-", ("-",)))

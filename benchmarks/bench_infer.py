@@ -35,8 +35,8 @@ def run(args, tracks: int) -> tuple[list[dict], float]:
     import torch
 
     from artistsim.config import ConformerConfig, TransformerConfig
-    from artistsim.data import load_split
-    from artistsim.infer import embed_full, embed_windows, window_plan
+    from artistsim.data.splits import load_split
+    from artistsim.embed import embed_full, embed_windows, window_plan
     from artistsim.models import build_model
 
     data_dir = C.synth_dataset(args.preset)

@@ -43,6 +43,43 @@ CROPS = (81, 10)
 MEMORY_CASES = ("pack", "epoch", "embed")
 
 
+
+class PeakRss:
+    """Peak anonymous and file-backed RSS, sampled by a thread every `interval` seconds.
+
+    The kernel keeps only the peak of the total (VmHWM). A job reading a memory-mapped
+    store has two kinds of resident pages: anonymous ones (its own arrays, which must fit
+    in RAM) and file-backed ones (the map's pages in the page cache, shared and dropped
+    by the kernel under pressure). The sampled peaks tell them apart.
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        import threading
+
+        self.interval = interval
+        self.anon_mb = self.file_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        self.anon_mb = max(self.anon_mb, C.proc_status_mb("RssAnon"))
+        self.file_mb = max(self.file_mb, C.proc_status_mb("RssFile"))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> PeakRss:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
 def _embed_models() -> dict:
     from artistsim.config import TransformerConfig
 
@@ -51,8 +88,8 @@ def _embed_models() -> dict:
 
 
 def open_sources(data_dir: Path):
-    from artistsim.data import NpyFiles, features_root, read_meta
-    from artistsim.store import PackedStore
+    from artistsim.data.layout import NpyFiles, features_root, read_meta
+    from artistsim.data.store import PackedStore
 
     meta = read_meta(data_dir, "train")
     rel = meta["archive_features_path"].tolist()
@@ -62,7 +99,7 @@ def open_sources(data_dir: Path):
 
 
 def epoch_batches(meta) -> list[np.ndarray]:
-    from artistsim.sampling import ArtistBatchSampler
+    from artistsim.training.sampling import ArtistBatchSampler
 
     sampler = ArtistBatchSampler(meta["artistid"].to_numpy(np.int64), ARTISTS_PER_BATCH, seed=0)
     return sampler.batches(0)
@@ -70,7 +107,7 @@ def epoch_batches(meta) -> list[np.ndarray]:
 
 def load_epoch(source, batches: list[np.ndarray], crop: int, seed: int = 0) -> int:
     """Load every batch as the trainer does; returns the tracks loaded."""
-    from artistsim.data import crop_indices, take_batch
+    from artistsim.data.splits import crop_indices, take_batch
 
     rng = np.random.default_rng(seed)
     tracks = 0
@@ -101,9 +138,9 @@ def child(case: str, data_dir: Path, model: str = "small") -> dict:
     """One memory case in this fresh process: peak RSS, final anonymous / file RSS, time."""
     start_mb = C.proc_status_mb("VmRSS")
     out: dict = {"case": case, "rss_start_mb": start_mb}
-    with C.timed() as t, C.PeakRss() as peaks:
+    with C.timed() as t, PeakRss() as peaks:
         if case == "pack":
-            from artistsim.store import pack_split
+            from artistsim.data.store import pack_split
 
             summary = pack_split(data_dir, "train", force=True, progress=False)
             out["detail"] = f"{summary['tracks']:,} tracks, {summary['bytes'] / 2**20:,.0f} MB store"
@@ -115,8 +152,8 @@ def child(case: str, data_dir: Path, model: str = "small") -> dict:
         elif case == "embed":
             import torch
 
-            from artistsim.data import load_split
-            from artistsim.infer import embed_full
+            from artistsim.data.splits import load_split
+            from artistsim.embed import embed_full
             from artistsim.models import build_model
 
             torch.manual_seed(0)
@@ -134,7 +171,7 @@ def child(case: str, data_dir: Path, model: str = "small") -> dict:
 
 
 def _meta(data_dir: Path):
-    from artistsim.data import read_meta
+    from artistsim.data.layout import read_meta
 
     return read_meta(data_dir, "train")
 
@@ -196,7 +233,7 @@ def memory_section(data_dir: Path, model: str, args: argparse.Namespace) -> tupl
         rows.append([labels[r["case"]], C.fmt(r["wall"]), C.fmt(r["cpu"]), f"{r['peak_mb']:,.0f}",
                      f"{r['peak_anon_mb']:,.0f}", f"{r['peak_file_mb']:,.0f}", f"{r['rss_start_mb']:,.0f}",
                      r["detail"]])
-    frames, _ = __import__("artistsim.store", fromlist=["store_paths"]).store_paths(data_dir, "train")
+    frames, _ = __import__("artistsim.data.store", fromlist=["store_paths"]).store_paths(data_dir, "train")
     tbl = C.markdown_table(["job (fresh process)", "wall s", "CPU s", "peak RSS MB", "peak anonymous MB",
                             "peak file-backed MB", "RSS at start MB", "what"], rows, "lrrrrrrl")
     done = [r for r in results if "error" not in r]

@@ -55,7 +55,7 @@ def run_child(args: argparse.Namespace) -> dict:
     """Measure one case in this (fresh) process and return its figures."""
     import torch
 
-    from artistsim.losses import SeedLoss
+    from artistsim.training.losses import SeedLoss
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.chunk_size is None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-        from artistsim.losses import DEFAULT_CHUNK_SIZE
+        from artistsim.training.losses import DEFAULT_CHUNK_SIZE
 
         args.chunk_size = DEFAULT_CHUNK_SIZE
     if args.child:

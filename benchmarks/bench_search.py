@@ -3,7 +3,7 @@
 For each catalogue size N and dimension d, on clustered unit vectors (artists of ~10
 tracks whose within-artist cosine spans 0.55-0.95, so the rerank has work to do):
 
-- `topk` (artistsim.retrieval, default backend "auto") and its torch backend;
+- `topk` (artistsim.search.exact, default backend "auto") and its torch backend;
 - FAISS `IndexFlatIP` (FAISS defaults) asked for k + 1 (the row itself comes back first);
 - plain chunked matmul + torch.topk (4,096 query rows a chunk, no tie handling);
 - FAISS brute force with k = 1 (FAISS's default block sizes): the products with next to
@@ -58,9 +58,9 @@ def faiss_flat(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """FAISS IndexFlatIP with FAISS's defaults, all usable cores, k + 1 (self included)."""
     import faiss
 
-    from artistsim.retrieval import _available_cpus
+    from artistsim.search._faiss import available_cpus
 
-    faiss.omp_set_num_threads(_available_cpus())
+    faiss.omp_set_num_threads(available_cpus())
     index = faiss.IndexFlatIP(x.shape[1])
     index.add(x)
     return index.search(x, k + 1)
@@ -74,9 +74,9 @@ def faiss_products(x: np.ndarray) -> None:
     """
     import faiss
 
-    from artistsim.retrieval import _available_cpus
+    from artistsim.search._faiss import available_cpus
 
-    faiss.omp_set_num_threads(_available_cpus())
+    faiss.omp_set_num_threads(available_cpus())
     faiss.knn(x, x, 1, faiss.METRIC_INNER_PRODUCT)
 
 
@@ -122,7 +122,8 @@ def run_case(n: int, d: int, seed_queries: int, repeats: int = 1, log=C.log) -> 
     its fastest round: a neighbour's job that starts or stops mid-case then shifts every
     method alike instead of whichever happened to run at that moment.
     """
-    from artistsim.retrieval import rerank, topk
+    from artistsim.search.exact import topk
+    from artistsim.search.rerank import rerank
 
     x = make_embeddings(n, d)
     flops = 2.0 * n * n * d
@@ -178,7 +179,7 @@ def products_note(topk_wall: float, products_wall: float, bound: float) -> str:
         note += f"topk adds {topk_wall - products_wall:.2f} s to that for k = 100."
     else:
         note += f"topk, with larger blocks, is {products_wall / topk_wall:.2f}x faster than that even for k = 100."
-    return note + (" Why a symmetric (upper-triangle) self-search did not close the gap: `artistsim.retrieval`'s "
+    return note + (" Why a symmetric (upper-triangle) self-search did not close the gap: `artistsim.search.exact`'s "
                    "module docstring.")
 
 

@@ -3,7 +3,7 @@
 For each seed encoder (transformer, conformer; published sizes) at crops 10, 40 and 81
 with batches of whole artists scaled to fit (64 / 32 / 16 artists; a quarter in --quick):
 
-- real trainer: `artistsim.train.train_epoch` fed by `CropLoader` (background thread)
+- real trainer: `artistsim.training.loop.train_epoch` fed by `CropLoader` (background thread)
   over the `PackedStore` of a synthetic dataset, `ArtistBatchSampler` batches,
   `build_loss` (the seed's summed loss), `make_optimizer` (AdamW), augmentation on the
   crop-81 stage as the seed's last stage;
@@ -56,10 +56,10 @@ class Trainer:
     def __init__(self, data, cfg, seed: int = 0):
         import torch
 
-        from artistsim.losses import build_loss
         from artistsim.models import build_model
-        from artistsim.sampling import ArtistBatchSampler
-        from artistsim.train import make_optimizer
+        from artistsim.training.loop import make_optimizer
+        from artistsim.training.losses import build_loss
+        from artistsim.training.sampling import ArtistBatchSampler
 
         self.data, self.cfg, self.stage = data, cfg, cfg.stages[0]
         torch.manual_seed(seed)
@@ -79,7 +79,7 @@ class Trainer:
         return out[:steps]
 
     def loader(self, batches: list[np.ndarray], seed: int):
-        from artistsim.train import CropLoader
+        from artistsim.training.loop import CropLoader
 
         return CropLoader(self.data.split.source, batches, self.data.labels, self.stage.crop, self.cfg.pad_mode,
                           np.random.default_rng(seed), prefetch=max(1, self.cfg.num_workers) + 1)
@@ -88,7 +88,7 @@ class Trainer:
         """train_epoch over exactly these batches."""
         import torch
 
-        from artistsim.train import train_epoch
+        from artistsim.training.loop import train_epoch
 
         gen = torch.Generator().manual_seed(seed)
         train_epoch(self.model, self.loss_fn, self.optimizer, self.loader(batches, seed), self.cfg, self.stage,
@@ -153,8 +153,8 @@ def phase_profile(data, kind: str, crop: int, artists: int, steps: int) -> dict:
     """Seconds per phase of the real trainer's step, replicating train_epoch's calls."""
     import torch
 
-    from artistsim.augment import augment_batch
-    from artistsim.infer import autocast
+    from artistsim.embed import autocast
+    from artistsim.training.augment import augment_batch
 
     cfg = train_config(kind, crop, artists)
     tr = Trainer(data, cfg)
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_variant:
         print(json.dumps(variant_child(args)))
         return 0
-    from artistsim.train import prepare_data
+    from artistsim.training.loop import prepare_data
 
     facts = C.machine_facts()
     steps = args.steps or (4 if args.full else 1)

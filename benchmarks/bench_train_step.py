@@ -89,8 +89,8 @@ def child(args: argparse.Namespace) -> dict:
     import torch
 
     from artistsim.config import TransformerConfig
-    from artistsim.losses import SeedLoss
     from artistsim.models import build_model
+    from artistsim.training.losses import SeedLoss
 
     torch.manual_seed(0)
     model = build_model(TransformerConfig()).train()
@@ -143,8 +143,8 @@ def verify_micro_batch(tracks: int = 60, micro: int = 16, crop: int = 10) -> tup
     import torch
 
     from artistsim.config import TransformerConfig
-    from artistsim.losses import SeedLoss
     from artistsim.models import build_model
+    from artistsim.training.losses import SeedLoss
 
     labels = artist_labels(max(2, tracks // 10), seed=2)
     x = torch.randn(len(labels), crop, 512)

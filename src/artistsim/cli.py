@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from artistsim.config import ConfigError, load_train_config
-from artistsim.data import DataError
+from artistsim.config import ConfigError, load_train_config, packaged_config
+from artistsim.data.layout import DataError
 from artistsim.runtime import tune_allocator
 
 # Commands whose time goes into loops that free and re-allocate the same buffers (training
@@ -24,7 +24,6 @@ from artistsim.runtime import tune_allocator
 # alone, scoring) keep glibc's default, which returns large blocks to the OS at once.
 LOOPING_COMMANDS = frozenset({"train", "embed", "evaluate", "predict", "demo"})
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 INDEXES = ("exact", "flat", "ivf", "hnsw")
 
 
@@ -36,7 +35,7 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from artistsim.synth import generate
+    from artistsim.data.synth import generate
 
     summary = generate(args.out_dir, preset=args.preset, seed=args.seed, nested=args.nested,
                        progress=_progress(args), overwrite=args.overwrite)
@@ -45,7 +44,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from artistsim.validate import validate_dataset
+    from artistsim.data.validate import validate_dataset
 
     report = validate_dataset(args.data_dir, progress=_progress(args))
     print(report.render())
@@ -53,7 +52,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from artistsim.store import pack_split
+    from artistsim.data.store import pack_split
 
     for split in args.split or ("train", "test"):
         t0 = time.time()
@@ -63,11 +62,11 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from artistsim.baselines import baseline_embeddings, pooled_stats
-    from artistsim.data import holdout_mask, load_split
-    from artistsim.metrics import ndcg_at_k
-    from artistsim.report import rank
-    from artistsim.submission import write_submission
+    from artistsim.data.splits import holdout_mask, load_split
+    from artistsim.evaluation.baselines import baseline_embeddings, pooled_stats
+    from artistsim.evaluation.metrics import ndcg_at_k
+    from artistsim.evaluation.report import rank
+    from artistsim.evaluation.submission import write_submission
 
     train = load_split(args.data_dir, "train", progress=_progress(args))
     val = holdout_mask(train.artists, args.val_fraction, args.seed, args.folds, args.fold)
@@ -89,9 +88,9 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from artistsim.train import train
+    from artistsim.training.loop import train
 
-    config = args.config or CONFIG_DIR / f"{args.model}_seed.toml"
+    config = args.config or packaged_config(f"{args.model}_seed.toml")
     cfg = load_train_config(config)
     if args.model and cfg.model.kind != args.model:
         raise ConfigError(f"{config}: [model] kind is {cfg.model.kind!r} but --model {args.model} was given")
@@ -102,9 +101,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from artistsim.data import holdout_mask, load_split
-    from artistsim.infer import load_run, resolve_device, save_embeddings
-    from artistsim.report import EmbedOptions, embed_split
+    from artistsim.data.splits import holdout_mask, load_split
+    from artistsim.embed import load_run, resolve_device, save_embeddings
+    from artistsim.evaluation.report import EmbedOptions, embed_split
 
     device = resolve_device(args.device)
     model, cfg = load_run(args.run, device)
@@ -121,8 +120,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from artistsim.infer import resolve_device
-    from artistsim.report import EmbedOptions, evaluate
+    from artistsim.embed import resolve_device
+    from artistsim.evaluation.report import EmbedOptions, evaluate
 
     out = args.out or Path(args.run[0]) / "evaluation"
     table = evaluate(args.data_dir, args.run, resolve_device(args.device), EmbedOptions(args.window, args.hop),
@@ -133,8 +132,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from artistsim.infer import resolve_device
-    from artistsim.report import EmbedOptions, predict
+    from artistsim.embed import resolve_device
+    from artistsim.evaluation.report import EmbedOptions, predict
 
     n = predict(args.data_dir, args.run, resolve_device(args.device), args.out, use_rerank=args.rerank,
                 threshold=args.threshold, opts=EmbedOptions(args.window, args.hop), progress=_progress(args),
@@ -144,8 +143,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from artistsim.metrics import read_ground_truth, score_submission
-    from artistsim.submission import read_submission
+    from artistsim.evaluation.metrics import read_ground_truth, score_submission
+    from artistsim.evaluation.submission import read_submission
 
     value = score_submission(read_submission(args.submission), read_ground_truth(args.ground_truth))
     print(f"nDCG@100 {value:.4f}")

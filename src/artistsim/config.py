@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -203,6 +204,19 @@ def validate_train_config(cfg: TrainConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}[loss].weights: expected 3 numbers (ms, circle, triplet)")
     if not 0.0 < cfg.val_fraction < 1.0:
         raise ConfigError(f"{where}.val_fraction must be in (0, 1)")
+
+
+def packaged_config(name: str) -> Path:
+    """Path of a config shipped inside the package (`artistsim/configs/NAME`).
+
+    Why package data: after a plain `pip install .` there is no source tree to find
+    `configs/` in; the repository's top-level `configs` is a link to the same folder.
+    """
+    path = Path(str(resources.files("artistsim").joinpath("configs", name)))
+    if not path.is_file():
+        known = sorted(p.name for p in path.parent.glob("**/*.toml"))
+        raise ConfigError(f"{name}: no such packaged config; known: {known}")
+    return path
 
 
 def load_train_config(path: str | Path) -> TrainConfig:

@@ -15,18 +15,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from artistsim.atomic import atomic_write_text
-from artistsim.config import load_train_config
-from artistsim.data import DataError, read_ground_truth_tsv
-from artistsim.infer import resolve_device
-from artistsim.metrics import score_submission
-from artistsim.report import evaluate, predict
-from artistsim.store import pack_split
-from artistsim.submission import read_submission
-from artistsim.synth import generate
-from artistsim.train import train
-from artistsim.validate import validate_dataset
+from artistsim.config import load_train_config, packaged_config
+from artistsim.data.layout import DataError, read_ground_truth_tsv
+from artistsim.data.store import pack_split
+from artistsim.data.synth import generate
+from artistsim.data.validate import validate_dataset
+from artistsim.embed import resolve_device
+from artistsim.evaluation.metrics import score_submission
+from artistsim.evaluation.report import evaluate, predict
+from artistsim.evaluation.submission import read_submission
+from artistsim.training.loop import train
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 MODELS = ("transformer", "conformer")
 
 
@@ -45,7 +44,7 @@ def train_if_needed(data: Path, run: Path, model: str, device: str | None, progr
     if done.exists():
         log(f"   {run} already trained")
         return json.loads(done.read_text())
-    cfg = load_train_config(CONFIG_DIR / f"{model}_demo.toml")
+    cfg = load_train_config(packaged_config(f"{model}_demo.toml"))
     summary = train(data, cfg, run, device=device, resume=(run / "last.pt").exists(), progress=progress, log=log)
     atomic_write_text(done, json.dumps(summary))
     return summary

@@ -1,0 +1,192 @@
+"""Evaluation in the seed's table form, the report with learning curves, and predictions.
+
+`evaluate` scores every run plain and with rerank, their ensemble, and the two untrained
+baselines, on the validation artists the runs held out and (when `test_gt.tsv` exists)
+on the test split, so every figure in the table is comparable with every other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from artistsim.atomic import atomic_path, atomic_write_text
+from artistsim.config import TrainConfig
+from artistsim.data.splits import SplitData, holdout_mask, load_split
+from artistsim.embed import embed_full, embed_windows, ensemble, load_run
+from artistsim.evaluation.baselines import baseline_embeddings, pooled_stats
+from artistsim.evaluation.metrics import ndcg_at_k
+from artistsim.evaluation.submission import write_submission
+from artistsim.search.ann import faiss_topk
+from artistsim.search.exact import topk
+from artistsim.search.rerank import rerank
+
+
+@dataclass
+class EmbedOptions:
+    """How a run embeds tracks: full length, or rolling windows of `window` frames."""
+
+    window: int | None = None
+    hop: int = 5
+    batch_size: int = 256
+
+
+def embed_split(model: torch.nn.Module, split: SplitData, rows: np.ndarray, device: torch.device,
+                opts: EmbedOptions, progress: bool | None = None) -> np.ndarray:
+    """Embeddings of `rows` of a split with the chosen inference mode."""
+    if opts.window:
+        return embed_windows(model, split.source, rows, device, opts.window, opts.hop, progress=progress)
+    return embed_full(model, split.source, rows, device, opts.batch_size, progress=progress)
+
+
+def rank(embeddings: np.ndarray, use_rerank: bool, threshold: float = 0.85, k: int = 100,
+         index: str = "exact") -> np.ndarray:
+    """Top-k catalogue rows per query (self excluded), optionally query-expanded.
+
+    `index` "exact" is our chunked exact search; "flat", "ivf", "hnsw" use FAISS (the
+    latter two approximate, for catalogues of millions). A catalogue smaller than k + 1
+    yields lists of every other track.
+    """
+    k = min(k, len(embeddings) - 1)
+    if index == "exact":
+        scores, idx = topk(embeddings, k=k)
+    else:
+        scores, idx = faiss_topk(embeddings, k=k, index=index)
+    return rerank(embeddings, scores, idx, threshold=threshold, k=k) if use_rerank else idx
+
+
+def score_both(embeddings: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(plain, with rerank) nDCG@100 of a catalogue against itself."""
+    return (ndcg_at_k(rank(embeddings, False), labels), ndcg_at_k(rank(embeddings, True, threshold), labels))
+
+
+@dataclass
+class Table:
+    """Rows of (name -> {column -> nDCG@100}) in insertion order."""
+
+    columns: list[str] = field(default_factory=list)
+    rows: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add(self, name: str, column: str, value: float) -> None:
+        if column not in self.columns:
+            self.columns.append(column)
+        self.rows.setdefault(name, {})[column] = value
+
+    def markdown(self) -> str:
+        head = "| model | " + " | ".join(self.columns) + " |"
+        sep = "|---|" + "---|" * len(self.columns)
+        body = [f"| {name} | " + " | ".join(f"{vals[c]:.4f}" if c in vals else "" for c in self.columns) + " |"
+                for name, vals in self.rows.items()]
+        return "\n".join([head, sep, *body])
+
+
+def _check_same_holdout(cfgs: list[TrainConfig], runs: list[Path]) -> None:
+    keys = {(c.val_fraction, c.seed) for c in cfgs}
+    if len(keys) > 1:
+        raise ValueError(f"runs {[str(r) for r in runs]} held out different validation artists "
+                         f"(val_fraction, seed) = {sorted(keys)}; evaluate them separately")
+
+
+def evaluate(data_dir: str | Path, runs: list[str | Path], device: torch.device, opts: EmbedOptions | None = None,
+             threshold: float = 0.85, out_dir: str | Path | None = None, folds: int = 0, fold: int = 0,
+             progress: bool | None = None) -> Table:
+    """The seed's table (each model plain/rerank, ensemble, baselines), on validation and test."""
+    opts = opts or EmbedOptions()
+    runs = [Path(r) for r in runs]
+    loaded = [load_run(r, device) for r in runs]
+    _check_same_holdout([cfg for _, cfg in loaded], runs)
+    cfg0 = loaded[0][1]
+    train = load_split(data_dir, "train", progress=progress)
+    val_rows = np.flatnonzero(holdout_mask(train.artists, cfg0.val_fraction, cfg0.seed, folds, fold))
+    fit_rows = np.setdiff1d(np.arange(len(train.meta)), val_rows)
+    splits = [("validation", train, val_rows)]
+    test = load_split(data_dir, "test", progress=progress)
+    if test.artists is not None:
+        splits.append(("test", test, np.arange(len(test.meta))))
+    table = Table()
+    fit_stats = pooled_stats(train.source, fit_rows, progress=progress)
+    for split_name, split, rows in splits:
+        labels = split.artists[rows]
+        embs = []
+        for run, (model, _) in zip(runs, loaded):
+            embs.append(embed_split(model, split, rows, device, opts, progress))
+            _add(table, run.name, split_name, score_both(embs[-1], labels, threshold))
+        if len(embs) > 1:
+            _add(table, "ensemble", split_name, score_both(ensemble(embs), labels, threshold))
+        stats = pooled_stats(split.source, rows, progress=progress)
+        for method in ("meanpool", "lda"):
+            emb = baseline_embeddings(method, fit_stats, train.artists[fit_rows], stats)
+            _add(table, f"baseline: {method}", split_name, score_both(emb, labels, threshold))
+    if out_dir is not None:
+        write_report(Path(out_dir), table, runs)
+    return table
+
+
+def _add(table: Table, name: str, split_name: str, scores: tuple[float, float]) -> None:
+    table.add(name, f"{split_name} plain", scores[0])
+    table.add(name, f"{split_name} rerank", scores[1])
+
+
+def read_metrics(run: Path) -> list[dict]:
+    """Per-epoch records a run appended to metrics.jsonl."""
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_curves(run: Path, path: Path) -> bool:
+    """nDCG and loss per epoch with stage boundaries marked; False when there is nothing to plot."""
+    records = read_metrics(run)
+    if not records:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(1, len(records) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, key, title in ((axes[0], "val_ndcg", "validation nDCG@100"), (axes[1], "loss", "training loss")):
+        ax.plot(x, [r[key] for r in records], marker=".")
+        ax.set_title(f"{run.name}: {title}")
+        ax.set_xlabel("epoch (all stages)")
+        for i in range(1, len(records)):
+            if records[i]["stage"] != records[i - 1]["stage"]:
+                ax.axvline(i + 0.5, color="grey", linestyle=":", linewidth=1)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return True
+
+
+def write_report(out_dir: Path, table: Table, runs: list[Path]) -> Path:
+    """`report.md` with the table and one learning-curve PNG per run."""
+    lines = ["# artistsim evaluation", "", "nDCG@100 (competition semantics).", "", table.markdown(), ""]
+    for run in runs:
+        png = out_dir / f"curves_{run.name}.png"
+        if plot_curves(run, png):
+            lines += [f"## {run.name}", "", f"![learning curves of {run.name}]({png.name})", ""]
+    path = out_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def predict(data_dir: str | Path, runs: list[str | Path], device: torch.device, out: str | Path,
+            use_rerank: bool = True, threshold: float = 0.85, opts: EmbedOptions | None = None,
+            progress: bool | None = None, index: str = "exact") -> int:
+    """A complete submission for every track of test_meta.tsv; returns the number of queries."""
+    opts = opts or EmbedOptions()
+    test = load_split(data_dir, "test", progress=progress)
+    rows = np.arange(len(test.meta))
+    embs = [embed_split(load_run(r, device)[0], test, rows, device, opts, progress) for r in runs]
+    emb = ensemble(embs) if len(embs) > 1 else embs[0]
+    idx = rank(emb, use_rerank, threshold, index=index)
+    trackids = test.trackids
+    write_submission(out, trackids, trackids[idx])
+    return len(trackids)

@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_tiny_dataset
+
+import artistsim.training.loop as train_mod
+from artistsim.config import load_train_config, train_config_from_dict
+from artistsim.embed import load_checkpoint, load_run
+
+
+def tiny_config(kind: str = "transformer", stages=((3, 10, 1e-3, 2, False), (3, 20, 1e-3, 2, True)), **extra):
+    model = {"kind": kind, "num_heads": 2, "ffn_dim": 32, "num_layers": 1, "embedding_dim": 16,
+             "projector_hidden": 32, "dropout": 0.0}
+    if kind == "transformer":
+        model["d_model"] = 32
+    else:
+        model["depthwise_kernel"] = 5
+    return train_config_from_dict({
+        "model": model,
+        "stages": [dict(zip(("artists_per_batch", "crop", "lr", "max_epochs", "augment"), s)) for s in stages],
+        "val_fraction": 0.3, "eval_batch_size": 16, **extra,
+    })
+
+
+@pytest.fixture
+def data(tmp_path):
+    return write_tiny_dataset(tmp_path / "data", n_train_artists=10, tracks=4)
+
+
+def _records(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_curriculum_runs_stages_and_writes_checkpoints(data, tmp_path):
+    run = tmp_path / "run"
+    summary = train_mod.train(data, tiny_config(), run, progress=False, log=lambda *_: None)
+    recs = _records(run)
+    assert [r["stage"] for r in recs] == [1, 1, 2, 2]
+    assert [r["crop"] for r in recs] == [10, 10, 20, 20]
+    assert summary["best_ndcg"] == pytest.approx(max(r["val_ndcg"] for r in recs))
+    for name in ("best.pt", "last.pt", "stage_best.pt"):
+        ckpt = load_checkpoint(run / name)  # weights_only=True
+        assert ckpt["kind"] == "transformer"
+    model, cfg = load_run(run, torch.device("cpu"))
+    assert cfg.stages[1].crop == 20 and not model.training
+
+
+def test_early_stop_after_patience(data, tmp_path, monkeypatch):
+    scores = iter([0.5, 0.4, 0.3, 0.2, 0.6, 0.1, 0.1, 0.1])
+    monkeypatch.setattr(train_mod, "validate", lambda *a, **k: next(scores))
+    cfg = tiny_config(stages=((3, 10, 1e-3, 10, False), (3, 10, 1e-3, 10, False)), patience=2)
+    run = tmp_path / "run"
+    train_mod.train(data, cfg, run, progress=False, log=lambda *_: None)
+    recs = _records(run)
+    # stage 1: 0.5 then two epochs without gain -> stop; stage 2: 0.2, 0.6, 0.1, 0.1 -> stop
+    assert [r["stage"] for r in recs] == [1, 1, 1, 2, 2, 2, 2]
+    assert load_checkpoint(run / "best.pt")["progress"]["best"] == pytest.approx(0.6)
+
+
+def test_stage_best_reloaded_before_next_stage(data, tmp_path, monkeypatch):
+    seen = []
+    scores = iter([0.9, 0.1, 0.5])
+
+    def fake_validate(model, *a, **k):
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(scores)
+
+    monkeypatch.setattr(train_mod, "validate", fake_validate)
+    loaded = []
+    real_load = train_mod.load_checkpoint
+    monkeypatch.setattr(train_mod, "load_checkpoint", lambda *a, **k: loaded.append(real_load(*a, **k)) or loaded[-1])
+    cfg = tiny_config(stages=((3, 10, 1e-2, 2, False), (3, 10, 1e-2, 1, False)))
+    train_mod.train(data, cfg, tmp_path / "run", progress=False, log=lambda *_: None)
+    # the checkpoint reloaded at the end of stage 1 holds the weights of epoch 1 (score 0.9)
+    first = loaded[0]["model"]
+    assert all(torch.equal(first[k], seen[0][k]) for k in first)
+    assert not all(torch.equal(first[k], seen[1][k]) for k in first)
+
+
+@pytest.mark.parametrize("crash_at", [2, 3])  # mid-stage (optimizer state) and at a stage switch
+def test_resume_reaches_same_weights(data, tmp_path, monkeypatch, crash_at):
+    cfg = tiny_config(stages=((3, 10, 1e-3, 2, False), (3, 20, 1e-3, 2, True)))
+    full = tmp_path / "full"
+    train_mod.train(data, cfg, full, progress=False, log=lambda *_: None)
+
+    real_validate = train_mod.validate
+    calls = {"n": 0}
+
+    def crash_on_third(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == crash_at:
+            raise KeyboardInterrupt
+        return real_validate(*a, **k)
+
+    part = tmp_path / "part"
+    monkeypatch.setattr(train_mod, "validate", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(data, cfg, part, progress=False, log=lambda *_: None)
+    monkeypatch.setattr(train_mod, "validate", real_validate)
+    with pytest.raises(FileExistsError):
+        train_mod.train(data, cfg, part, progress=False, log=lambda *_: None)
+    train_mod.train(data, cfg, part, resume=True, progress=False, log=lambda *_: None)
+    a, b = load_checkpoint(full / "last.pt")["model"], load_checkpoint(part / "last.pt")["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert _records(full) == [{**r, "seconds": s["seconds"]} for r, s in zip(_records(part), _records(full))]
+
+
+def test_conformer_trains(data, tmp_path):
+    summary = train_mod.train(data, tiny_config("conformer"), tmp_path / "run", progress=False, log=lambda *_: None)
+    assert np.isfinite(summary["best_ndcg"])
+
+
+def test_seed_configs_load():
+    t = load_train_config("configs/transformer_seed.toml")
+    c = load_train_config("configs/conformer_seed.toml")
+    assert [(s.artists_per_batch, s.crop, s.lr) for s in t.stages][:3] == [(1200, 10, 3e-4), (1200, 10, 1e-4),
+                                                                           (1000, 20, 1e-4)]
+    assert len(t.stages) == 9 and t.stages[-1].augment and not t.stages[-2].augment
+    assert len(c.stages) == 8 and c.stages[-1].augment and c.stages[0].artists_per_batch == 1000
+    assert (t.model.d_model, t.model.num_heads, t.model.num_layers, t.model.ffn_dim) == (512, 4, 3, 2048)
+    assert (c.model.ffn_dim, c.model.num_layers, c.model.depthwise_kernel) == (128, 4, 31)
+
+
+def _micro_setup(dropout: float):
+    from artistsim.models import build_model
+    from artistsim.training.losses import SeedLoss
+
+    cfg = tiny_config()
+    cfg.model.dropout = dropout
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    x, lengths = torch.randn(37, 12, 512), torch.randint(3, 13, (37,))
+    return model, SeedLoss(), x, lengths, torch.arange(37) % 9
+
+
+def _grads(model):
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def test_micro_batches_give_the_full_batch_gradient():
+    model, loss_fn, x, lengths, labels = _micro_setup(0.0)
+    results = []
+    for micro in (0, 8 * 12):
+        model.zero_grad()
+        torch.manual_seed(5)
+        loss = train_mod.forward_backward(model, loss_fn, x, lengths, labels, torch.device("cpu"), micro)
+        results.append((float(loss.detach()), _grads(model)))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    for a, b in zip(results[0][1], results[1][1]):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_micro_batches_replay_dropout_masks():
+    """With dropout, the second pass must draw the first pass's masks: its gradient equals
+    that of one graph over the same micro-batch forwards."""
+    model, loss_fn, x, lengths, labels = _micro_setup(0.3)
+    torch.manual_seed(5)
+    emb = torch.cat([model(x[i : i + 8], lengths[i : i + 8]) for i in range(0, 37, 8)])
+    loss_fn(emb, labels).backward()
+    expected = _grads(model)
+    model.zero_grad()
+    torch.manual_seed(5)
+    train_mod.forward_backward(model, loss_fn, x, lengths, labels, torch.device("cpu"), 8 * 12)
+    for a, b in zip(expected, _grads(model)):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_arcface_trains_its_class_weights(data, tmp_path):
+    cfg = tiny_config(stages=((3, 10, 1e-3, 1, False),))
+    cfg.loss.kind = "subcenter_arcface"
+    run = tmp_path / "run"
+    train_mod.train(data, cfg, run, progress=False, log=lambda *_: None)
+    ckpt = load_checkpoint(run / "last.pt")
+    weights = next(iter(ckpt["loss"].values()))
+    assert weights.shape[0] == 16 and weights.shape[1] == 3 * 10  # embedding x (classes x sub-centres)
+    from artistsim.models import build_model
+    from artistsim.training.losses import build_loss
+
+    loss_fn = build_loss(cfg.loss, num_classes=10, embedding_dim=16)
+    groups = train_mod.make_optimizer(build_model(cfg.model), loss_fn, cfg, cfg.stages[0]).param_groups
+    assert [g["lr"] for g in groups] == [1e-3, cfg.loss.arcface_lr]
+    assert groups[1]["params"] == list(loss_fn.parameters())
+
+
+def test_make_optimizer_is_fused_adamw_with_the_reference_update():
+    """The fused kernel (where the device has one) takes the same AdamW step as the reference loop."""
+    cfg = tiny_config()
+    stage = cfg.stages[0]
+    torch.manual_seed(0)
+    fused_model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 8))
+    ref_model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 8))
+    ref_model.load_state_dict(fused_model.state_dict())
+    start = fused_model[0].weight.detach().clone()
+    opt = train_mod.make_optimizer(fused_model, torch.nn.Module(), cfg, stage)
+    assert opt.defaults["fused"]  # CPU has a fused AdamW in the torch this project pins
+    ref = torch.optim.AdamW(ref_model.parameters(), lr=stage.lr, weight_decay=cfg.weight_decay, foreach=False)
+    x = torch.randn(64, 16)
+    for _ in range(5):
+        for model, o in ((fused_model, opt), (ref_model, ref)):
+            o.zero_grad(set_to_none=True)
+            model(x).square().mean().backward()
+            o.step()
+    for a, b in zip(fused_model.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert (fused_model[0].weight - start).abs().max() > 2 * stage.lr  # five Adam steps of ~lr each moved the weights
