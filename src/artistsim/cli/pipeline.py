@@ -1,44 +1,29 @@
-"""`artistsim VERB ...`: one verb per pipeline step (synth, validate, pack, baseline, train,
-embed, evaluate, predict, score) plus `demo`, which chains them on the embedded data.
-
-Errors in the user's input (data, configs, paths) end with a one-line message naming the
-file or row and exit status 2, never a traceback.
-"""
+"""The batch pipeline's verbs: synth, validate, pack, baseline, train, embed, evaluate,
+predict, score, and demo (which chains them on the embedded data)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from artistsim.cli.common import INDEXES, add_embed, add_holdout, progress
 from artistsim.config import ConfigError, load_train_config, packaged_config
-from artistsim.data.layout import DataError
-from artistsim.runtime import tune_allocator
 
-# Commands whose time goes into loops that free and re-allocate the same buffers (training
+# Verbs whose time goes into loops that free and re-allocate the same buffers (training
 # steps, embedding batches): they keep freed memory for reuse. One-shot jobs (pack, search
 # alone, scoring) keep glibc's default, which returns large blocks to the OS at once.
-LOOPING_COMMANDS = frozenset({"train", "embed", "evaluate", "predict", "demo"})
-
-INDEXES = ("exact", "flat", "ivf", "hnsw")
-
-
-def _progress(args: argparse.Namespace) -> bool | None:
-    return False if getattr(args, "quiet", False) else None
-
-
-# --------------------------------------------------------------------------- verbs
+LOOPING = frozenset({"train", "embed", "evaluate", "predict", "demo"})
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from artistsim.data.synth import generate
 
     summary = generate(args.out_dir, preset=args.preset, seed=args.seed, nested=args.nested,
-                       progress=_progress(args), overwrite=args.overwrite)
+                       progress=progress(args), overwrite=args.overwrite)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -46,7 +31,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from artistsim.data.validate import validate_dataset
 
-    report = validate_dataset(args.data_dir, progress=_progress(args))
+    report = validate_dataset(args.data_dir, progress=progress(args))
     print(report.render())
     return 0 if report.ok else 1
 
@@ -56,7 +41,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     for split in args.split or ("train", "test"):
         t0 = time.time()
-        summary = pack_split(args.data_dir, split, dtype=args.dtype, force=args.force, progress=_progress(args))
+        summary = pack_split(args.data_dir, split, dtype=args.dtype, force=args.force, progress=progress(args))
         print(f"{split}: {summary['status']} ({summary['tracks']} tracks, {time.time() - t0:.1f} s)")
     return 0
 
@@ -68,16 +53,16 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from artistsim.evaluation.report import rank
     from artistsim.evaluation.submission import write_submission
 
-    train = load_split(args.data_dir, "train", progress=_progress(args))
+    train = load_split(args.data_dir, "train", progress=progress(args))
     val = holdout_mask(train.artists, args.val_fraction, args.seed, args.folds, args.fold)
     fit_rows, val_rows = np.flatnonzero(~val), np.flatnonzero(val)
-    fit_stats = pooled_stats(train.source, fit_rows, progress=_progress(args))
+    fit_stats = pooled_stats(train.source, fit_rows, progress=progress(args))
     val_emb = baseline_embeddings(args.method, fit_stats, train.artists[fit_rows],
-                                  pooled_stats(train.source, val_rows, progress=_progress(args)))
+                                  pooled_stats(train.source, val_rows, progress=progress(args)))
     print(f"{args.method}: validation nDCG@100 {ndcg_at_k(rank(val_emb, False, index=args.index), train.artists[val_rows]):.4f}")
-    test = load_split(args.data_dir, "test", progress=_progress(args))
+    test = load_split(args.data_dir, "test", progress=progress(args))
     test_emb = baseline_embeddings(args.method, fit_stats, train.artists[fit_rows],
-                                   pooled_stats(test.source, np.arange(len(test.meta)), progress=_progress(args)))
+                                   pooled_stats(test.source, np.arange(len(test.meta)), progress=progress(args)))
     idx = rank(test_emb, args.rerank, index=args.index)
     if test.artists is not None:
         print(f"{args.method}: test nDCG@100 {ndcg_at_k(idx, test.artists):.4f}")
@@ -94,7 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_train_config(config)
     if args.model and cfg.model.kind != args.model:
         raise ConfigError(f"{config}: [model] kind is {cfg.model.kind!r} but --model {args.model} was given")
-    summary = train(args.data_dir, cfg, args.out, device=args.device, resume=args.resume, progress=_progress(args),
+    summary = train(args.data_dir, cfg, args.out, device=args.device, resume=args.resume, progress=progress(args),
                     folds=args.folds, fold=args.fold, max_steps=args.max_steps)
     print(json.dumps(summary))
     return 0
@@ -107,12 +92,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model, cfg = load_run(args.run, device)
-    split = load_split(args.data_dir, "train" if args.split == "val" else "test", progress=_progress(args))
+    split = load_split(args.data_dir, "train" if args.split == "val" else "test", progress=progress(args))
     if args.split == "val":
         rows = np.flatnonzero(holdout_mask(split.artists, cfg.val_fraction, cfg.seed))
     else:
         rows = np.arange(len(split.meta))
-    emb = embed_split(model, split, rows, device, EmbedOptions(args.window, args.hop), _progress(args))
+    emb = embed_split(model, split, rows, device, EmbedOptions(args.window, args.hop), progress(args))
     out = args.out or Path(args.run) / f"embeddings_{args.split}"
     paths = save_embeddings(out, emb, split.trackids[rows])
     print(f"wrote {paths[0]} {emb.shape} and {paths[1]}")
@@ -125,7 +110,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     out = args.out or Path(args.run[0]) / "evaluation"
     table = evaluate(args.data_dir, args.run, resolve_device(args.device), EmbedOptions(args.window, args.hop),
-                     threshold=args.threshold, out_dir=out, progress=_progress(args))
+                     threshold=args.threshold, out_dir=out, progress=progress(args))
     print(table.markdown())
     print(f"report: {Path(out) / 'report.md'}")
     return 0
@@ -136,7 +121,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from artistsim.evaluation.report import EmbedOptions, predict
 
     n = predict(args.data_dir, args.run, resolve_device(args.device), args.out, use_rerank=args.rerank,
-                threshold=args.threshold, opts=EmbedOptions(args.window, args.hop), progress=_progress(args),
+                threshold=args.threshold, opts=EmbedOptions(args.window, args.hop), progress=progress(args),
                 index=args.index)
     print(f"wrote {args.out}: {n} queries")
     return 0
@@ -154,30 +139,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from artistsim.demo import run_demo
 
-    run_demo(Path(args.out_dir), device=args.device, progress=_progress(args))
+    run_demo(Path(args.out_dir), device=args.device, progress=progress(args))
     return 0
 
 
-# --------------------------------------------------------------------------- parser
-
-
-def _add_holdout(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share of train artists held out")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--folds", type=int, default=0, help="k-fold by artist instead of a fraction (e.g. 10)")
-    p.add_argument("--fold", type=int, default=0)
-
-
-def _add_embed(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--window", type=int, default=None, help="rolling-window length (the seed: 10); default full")
-    p.add_argument("--hop", type=int, default=5)
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="artistsim", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    sub = parser.add_subparsers(dest="command", required=True)
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's verbs to the `artistsim` parser."""
 
     p = sub.add_parser("synth", help="write the embedded synthetic dataset in the competition layout")
     p.add_argument("out_dir")
@@ -204,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write a test submission here")
     p.add_argument("--rerank", action="store_true")
     p.add_argument("--index", default="exact", choices=INDEXES)
-    _add_holdout(p)
+    add_holdout(p)
     p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("train", help="train an encoder through its curriculum")
@@ -224,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True)
     p.add_argument("--split", default="test", choices=("val", "test"))
     p.add_argument("--out", help="output folder (default RUN/embeddings_SPLIT)")
-    _add_embed(p)
+    add_embed(p)
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("evaluate", help="the seed's table: each run, the ensemble, baselines")
@@ -232,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", action="append", required=True)
     p.add_argument("--threshold", type=float, default=0.85)
     p.add_argument("--out", help="report folder (default FIRST_RUN/evaluation)")
-    _add_embed(p)
+    add_embed(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="write a submission for every test track")
@@ -242,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--threshold", type=float, default=0.85)
     p.add_argument("--index", default="exact", choices=INDEXES)
-    _add_embed(p)
+    add_embed(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("score", help="nDCG@100 of a submission against ground truth")
@@ -254,19 +221,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", nargs="?", default="demo")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_demo)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command in LOOPING_COMMANDS:
-        tune_allocator()  # reuse freed buffers step after step (see artistsim.runtime)
-    try:
-        return args.func(args)
-    except (DataError, ConfigError, FileExistsError, FileNotFoundError, ValueError) as exc:
-        print(f"artistsim {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
