@@ -40,6 +40,7 @@ BENCHES = {
     "losses": ("bench_losses.py", "the seed loss alone: PML vs memory-efficient path"),
     "loading": ("bench_loading.py", "packed store vs per-file .npy loading; memory of pack / load / embed"),
     "infer": ("bench_infer.py", "full-length vs rolling-window embedding"),
+    "quality": ("bench_quality.py", "nDCG@100 per synthetic preset and seed: baselines, recipes, margin over LDA"),
 }
 
 INTRO = """\
