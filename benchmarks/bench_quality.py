@@ -21,7 +21,8 @@ runs in its own process with OMP_NUM_THREADS=1, at most `--jobs` (default 2) at 
 A run list (`--runs FILE`) is a tab-separated file with a header `preset  data_seed
 train_seed  run` (optional column `data_dir`, else the harness's own dataset for that
 preset and data seed); rows sharing (preset, data_seed, train_seed) are evaluated
-together, as an ensemble, exactly like trained ones.
+together, as an ensemble, exactly like trained ones. A cell whose runs all exist already
+keeps its evaluation (`evaluate.json` beside the runs), so adding a seed costs that seed.
 
 Writes the JSON result (`--json`, for run_all.py) and, unless `--no-md`, QUALITY.md (full
 mode; QUALITY_quick.md under benchmarks/results/quick in quick mode) from it.
@@ -171,10 +172,20 @@ def run_cells(cells: list[dict], jobs: int, max_steps: int) -> None:
         if failed:
             cell["table"] = {"error": failed[0]}
             return
+        cell_dir = Path(cell["runs"][0]["out"]).parent
+        # a cell of the harness's own runs, all reused, keeps its table (never a run list's)
+        own = all(r["config"] is not None for r in cell["runs"])
+        cache = cell_dir / "evaluate.json"
+        key = [r["out"] for r in cell["runs"]]
+        if own and all(r.get("result", {}).get("reused") for r in cell["runs"]) and cache.exists():
+            cached = json.loads(cache.read_text())
+            if cached.get("runs") == key and not cached["table"].get("error"):
+                cell["table"] = cached["table"]
+                return
         C.log(f"evaluate {cell['preset']} d{cell['data_seed']} t{cell['train_seed']}")
-        log_path = Path(cell["runs"][0]["out"]).parent / "evaluate.log"
-        cell["table"] = _run_child(["--child-evaluate", cell["data"], *[r["out"] for r in cell["runs"]]],
-                                   log_path)
+        cell["table"] = _run_child(["--child-evaluate", cell["data"], *key], cell_dir / "evaluate.log")
+        if own and "error" not in cell["table"]:
+            cache.write_text(json.dumps({"runs": key, "table": cell["table"]}))
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         list(pool.map(lambda cr: train_one(*cr), [(c, r) for c in cells for r in c["runs"]]))
