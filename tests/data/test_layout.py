@@ -22,9 +22,9 @@ def test_reads_both_layouts(tmp_path):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda ls: ls + [ls[1]], "duplicate trackid at line 2"),
+        (lambda ls: ls + [ls[1]], "first on line 2"),
         (lambda ls: ["trackid\tartist\tarchive_features_path"] + ls[1:], "missing column"),
-        (lambda ls: ls[:1] + ["abc\t1\tx.npy"] + ls[2:], "line 2: column 'trackid' must be an integer"),
+        (lambda ls: ls[:1] + ["abc\t1\tx.npy"] + ls[2:], "line 2: column 'trackid' must be a plain integer"),
     ],
 )
 def test_meta_errors_name_row(tiny_data, edit, message):

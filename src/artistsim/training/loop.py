@@ -33,13 +33,14 @@ from artistsim.atomic import atomic_path
 from artistsim.config import StageConfig, TrainConfig, to_dict
 from artistsim.data.layout import FeatureSource
 from artistsim.data.splits import SplitData, crop_indices, holdout_mask, load_split, take_batch
-from artistsim.embed import autocast, embed_full, load_checkpoint
+from artistsim.embed import autocast, embed_full, load_checkpoint, restore
 from artistsim.evaluation.metrics import ndcg_at_k
 from artistsim.models import build_model, describe
 from artistsim.search.exact import topk
 from artistsim.training.augment import augment_batch
 from artistsim.training.distributed import Dist, broadcast_float, broadcast_module, init_distributed, sync_loss_grads
 from artistsim.training.losses import build_loss
+from artistsim.training.resume import resume_checkpoint
 from artistsim.training.sampling import ArtistBatchSampler
 
 CHECKPOINT_VERSION = 1
@@ -305,11 +306,10 @@ def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: 
     model = build_model(cfg.model).to(dev)
     loss_fn = build_loss(cfg.loss, num_classes=len(data.label_ids), embedding_dim=cfg.model.embedding_dim).to(dev)
     prog = Progress()
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(out_dir / "last.pt", dev)
-        model.load_state_dict(ckpt["model"])
-        loss_fn.load_state_dict(ckpt["loss"])
+    ckpt = resume_checkpoint(out_dir, cfg, dev, log if d.main else lambda *_: None) if resume else None
+    if ckpt is not None:
+        restore(model, ckpt["model"], out_dir / "last.pt")
+        restore(loss_fn, ckpt["loss"], out_dir / "last.pt")
         prog = Progress(**ckpt["progress"])
     if d.main:
         log(f"{describe(model)}; train {len(data.train_rows)} tracks, validation {len(data.val_rows)} tracks "
