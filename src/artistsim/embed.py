@@ -10,8 +10,6 @@ and averages the window embeddings per track.
 from __future__ import annotations
 
 import contextlib
-import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -129,8 +127,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, KeyError, AttributeError,
-            zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except Exception as exc:  # torch's reader fails on garbage in many ways (IndexError, EOFError ...)
         raise DataError(f"{path}: not a readable checkpoint (truncated, corrupt or not written by artistsim; "
                         f"{type(exc).__name__})") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):

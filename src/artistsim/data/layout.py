@@ -252,6 +252,8 @@ def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
             else:
                 shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
             offset = fh.tell()
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"{path}: feature file not found") from None
     except IsADirectoryError:
@@ -299,7 +301,8 @@ def load_npy(path: Path) -> np.ndarray:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot load ({type(exc).__name__})") from None
-    out = np.ascontiguousarray(arr.T, dtype=np.float32)
+    with np.errstate(over="ignore"):  # overflow is reported below, with the file
+        out = np.ascontiguousarray(arr.T, dtype=np.float32)
     if not np.isfinite(out).all():
         bad = ~np.isfinite(out)
         if arr.dtype != np.float32 and np.isfinite(arr).all():
