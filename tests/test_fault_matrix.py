@@ -74,6 +74,52 @@ def test_1_validate_lists_everything_in_one_pass(data, capsys):
     assert f"trackid {test_rows[0][0]} is not in test_meta.tsv" in out
 
 
+def test_everything_planted_at_once_is_listed_in_one_run(data, tmp_path, capsys):
+    """The issue's done-when: all of the faults below at once, every one in one report."""
+    rows, test_rows = meta_rows(data, "train"), meta_rows(data, "test")
+    feat = data / "train_features"
+    (feat / rows[0][2]).unlink()
+    for line, value in ((3, "x1"), (4, "inf"), (5, "99999999999999999999"), (6, "1e3")):
+        set_cell(data, "train", line, 0, value)
+    set_cell(data, "train", 7, 2, "")
+    set_cell(data, "train", 8, 2, str(_first_path(write_tiny_dataset(tmp_path / "other", seed=5))))
+    (feat / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    set_cell(data, "train", 9, 2, "passwd")
+    np.save(feat / rows[8][2], np.full((512, 4), 1e300))
+    np.save(feat / rows[9][2], np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    set_cell(data, "train", 12, 1, "4242")
+    edit_meta(data, "train", lambda ls: ls + [ls[12]])
+    set_cell(data, "test", 2, 0, "-7")
+    set_cell(data, "test", 3, 0, rows[12][0])
+    gt = data / "test_gt.tsv"
+    gt.write_text("\n".join(gt.read_text().splitlines()[:-1] + ["77777\t900"]) + "\n")
+    code, out, _ = run_cli(capsys, "validate", data)
+    expected = [
+        "line 2: " + str(feat / rows[0][2]) + ": feature file not found",
+        "line 3: column 'trackid' must be a plain integer",
+        "line 4: column 'trackid' must be a plain integer",
+        "line 5: column 'trackid' is beyond the 64-bit integer range",
+        "line 6: column 'trackid' must be a plain integer",
+        "line 7: empty archive_features_path",
+        "line 8: archive_features_path",
+        "line 9: " + str(feat / "passwd") + ": not an .npy file",
+        "line 10: " + str(feat / rows[8][2]) + ": 2048 value(s) beyond the float32 range",
+        "line 11: " + str(feat / rows[9][2]) + ": holds pickled Python objects",
+        f"line {len(rows) + 2}: duplicate trackid {rows[11][0]} (first on line 13)",
+        "test_meta.tsv: line 2: column 'trackid' must be a non-negative integer",
+        "in both train_meta.tsv and test_meta.tsv",
+        f"no artist for test_meta.tsv line {len(test_rows) + 1}",
+        "trackid 77777 is not in test_meta.tsv",
+        "artist(s) with one track",
+    ]
+    assert code == 1
+    assert [e for e in expected if e not in out] == []
+    assert "root:x" not in out
+    # and the knock-on effects of the edited test ids: one more test track without an artist,
+    # two ground-truth lines for trackids no longer in test_meta.tsv
+    assert f"{len(expected) - 1 + 3} error(s), 1 warning(s)" in out
+
+
 # ------------------------------------------------------------------ 2. paths stay inside
 
 
