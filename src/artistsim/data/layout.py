@@ -68,7 +68,7 @@ def outside_allowed() -> bool:
 
 # --------------------------------------------------------------------------- meta files
 
-_UINT_RE = r"\+?\d+"
+_UINT_RE = r"\+?[0-9]+"
 _INT64_MAX = str(np.iinfo(np.int64).max)
 
 
@@ -83,14 +83,13 @@ def meta_path(data_dir: str | Path, split: str) -> Path:
 class TableScan:
     """A TSV read as far as possible: its table (bad ids as -1), and every problem in it.
 
-    `problems` holds one line per bad row (file, line, column, reason). `fatal` is set when
-    the file cannot be read as a table at all (missing, empty, wrong columns).
+    `problems` holds one line per bad row (file, line, column, reason). `table` is None
+    when the file cannot be read as a table at all (missing, empty, wrong columns).
     """
 
     path: Path
     table: pd.DataFrame | None
     problems: list[str] = field(default_factory=list)
-    fatal: bool = False
     bad_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def raise_if_bad(self) -> pd.DataFrame:
@@ -110,7 +109,7 @@ def _parse_ids(path: Path, df: pd.DataFrame, col: str, problems: list[str]) -> n
     rounded, cast or wrapped, and each bad row is named.
     """
     text = df[col].str.strip().str.lstrip("+")
-    ok = np.array(text.str.fullmatch(r"\d{1,19}"), dtype=bool)
+    ok = np.array(text.str.fullmatch(r"[0-9]{1,19}"), dtype=bool)
     long = ok & (text.str.len().to_numpy() == 19)
     if long.any():
         ok[long] = (text[long] <= _INT64_MAX).to_numpy(dtype=bool)
@@ -125,7 +124,7 @@ def _parse_ids(path: Path, df: pd.DataFrame, col: str, problems: list[str]) -> n
 
 
 def _id_reason(raw: str) -> str:
-    if re.fullmatch(r"-\d+", raw):
+    if re.fullmatch(r"-[0-9]+", raw):
         return "must be a non-negative integer"
     if re.fullmatch(_UINT_RE, raw):
         return "is beyond the 64-bit integer range"
@@ -135,24 +134,23 @@ def _id_reason(raw: str) -> str:
 def scan_tsv(path: Path, columns: tuple[str, ...], int_columns: tuple[str, ...]) -> TableScan:
     """Read a header-row TSV and check it, collecting every problem (see `TableScan`)."""
     if not path.is_file():
-        return TableScan(path, None, [f"{path}: file not found"], fatal=True)
+        return TableScan(path, None, [f"{path}: file not found"])
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
-        return TableScan(path, None, [f"{path}: file is empty (expected a header row {'<TAB>'.join(columns)})"],
-                         fatal=True)
+        return TableScan(path, None, [f"{path}: file is empty (expected a header row {'<TAB>'.join(columns)})"])
     except UnicodeDecodeError as exc:
-        return TableScan(path, None, [f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded)"], fatal=True)
+        return TableScan(path, None, [f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded)"])
     except pd.errors.ParserError as exc:
         reason = str(exc).strip().splitlines()[-1][:200]
-        return TableScan(path, None, [f"{path}: cannot parse as tab-separated values: {reason}"], fatal=True)
+        return TableScan(path, None, [f"{path}: cannot parse as tab-separated values: {reason}"])
     missing = [c for c in columns if c not in df.columns]
     if missing:
         found = [str(c)[:40] for c in df.columns[:10]]
-        return TableScan(path, None, [f"{path}: missing column(s) {missing}; found {found}"], fatal=True)
+        return TableScan(path, None, [f"{path}: missing column(s) {missing}; found {found}"])
     df = df[list(columns)].fillna("").reset_index(drop=True)  # short rows: missing fields are empty
     if df.empty:
-        return TableScan(path, None, [f"{path}: no rows"], fatal=True)
+        return TableScan(path, None, [f"{path}: no rows"])
     problems: list[str] = []
     bad = np.zeros(len(df), dtype=bool)
     for col in int_columns:
