@@ -232,6 +232,45 @@ def features_root(data_dir: str | Path, split: str, rel_paths: list[str] | None 
 # --------------------------------------------------------------------------- .npy files
 
 
+def _read_header(fh, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) from an open .npy; DataError without quoting the bytes."""
+    try:
+        version = np.lib.format.read_magic(fh)
+    except (ValueError, EOFError):
+        raise DataError(f"{path}: not an .npy file (no NUMPY magic string)") from None
+    try:
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise DataError(f"{path}: not a readable .npy file (bad or truncated header: {type(exc).__name__})") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: holds pickled Python objects (dtype object), not float features; "
+                        f"such files are never loaded")
+    return tuple(int(s) for s in shape), bool(fortran), dtype
+
+
+def _open_npy(path: Path):
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise DataError(f"{path}: feature file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a feature file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open ({exc.strerror})") from None
+
+
+def _check_size(fh, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """Payload bytes the header promises; DataError when the file is shorter (truncated)."""
+    expected = int(np.prod(shape)) * dtype.itemsize
+    actual = os.fstat(fh.fileno()).st_size
+    if actual < fh.tell() + expected:
+        raise DataError(f"{path}: truncated: {actual} bytes, header promises {fh.tell() + expected}")
+    return expected
+
+
 def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of an .npy file from its header, checking the file is complete.
 
@@ -239,33 +278,10 @@ def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     with the header catches truncated downloads without loading the data. Messages never
     quote the file's bytes (a meta path may point at any file).
     """
-    try:
-        with path.open("rb") as fh:
-            try:
-                version = np.lib.format.read_magic(fh)
-            except ValueError:
-                raise DataError(f"{path}: not an .npy file (no NUMPY magic string)") from None
-            if version == (1, 0):
-                shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-            else:
-                shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-            offset = fh.tell()
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"{path}: feature file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a feature file") from None
-    except (ValueError, OSError, EOFError, SyntaxError) as exc:
-        raise DataError(f"{path}: not a readable .npy file (bad or truncated header: {type(exc).__name__})") from None
-    if dtype.hasobject:
-        raise DataError(f"{path}: holds pickled Python objects (dtype object), not float features; "
-                        f"such files are never loaded")
-    expected = offset + int(np.prod(shape)) * dtype.itemsize
-    actual = path.stat().st_size
-    if actual < expected:
-        raise DataError(f"{path}: truncated: {actual} bytes, header promises {expected}")
-    return tuple(int(s) for s in shape), dtype
+    with _open_npy(path) as fh:
+        shape, _, dtype = _read_header(fh, path)
+        _check_size(fh, path, shape, dtype)
+    return shape, dtype
 
 
 def check_shape(shape: tuple[int, ...], where: Path | str) -> int:
@@ -285,29 +301,39 @@ def check_shape(shape: tuple[int, ...], where: Path | str) -> int:
     return cols
 
 
-def load_npy(path: Path) -> np.ndarray:
-    """Load one track as (T, 512) float32, checking shape and finiteness after the cast.
+def read_features(path: Path) -> np.ndarray:
+    """One track as stored, (512, T), after every check: shape, float dtype, complete, and
+    finite once cast to float32.
 
-    The check runs on the float32 result: a float64 value beyond float32's range is finite
-    in the file but inf once cast, and must not reach a store or a model.
+    One open and one read per file (validate reads every file of a dataset). The finite
+    check covers the cast: a float64 value beyond float32's range is finite in the file
+    but inf in a float32 store or model.
     """
-    shape, dtype = read_npy_header(path)
-    check_shape(shape, path)
-    if not np.issubdtype(dtype, np.floating):
-        raise DataError(f"{path}: expected float features, got dtype {dtype}")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot load ({type(exc).__name__})") from None
-    with np.errstate(over="ignore"):  # overflow is reported below, with the file
-        out = np.ascontiguousarray(arr.T, dtype=np.float32)
-    if not np.isfinite(out).all():
-        bad = ~np.isfinite(out)
-        if arr.dtype != np.float32 and np.isfinite(arr).all():
-            raise DataError(f"{path}: {int(bad.sum())} value(s) beyond the float32 range "
-                            f"(max |x| = {float(np.abs(arr).max()):.3g} in {arr.dtype})")
-        raise DataError(f"{path}: {int(bad.sum())} NaN/Inf value(s)")
-    return out
+    with _open_npy(path) as fh:
+        shape, fortran, dtype = _read_header(fh, path)
+        check_shape(shape, path)
+        if not np.issubdtype(dtype, np.floating):
+            raise DataError(f"{path}: expected float features, got dtype {dtype}")
+        nbytes = _check_size(fh, path, shape, dtype)
+        flat = np.frombuffer(fh.read(nbytes), dtype=dtype)
+    arr = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
+    if dtype.itemsize <= 4:  # float16 / float32: the cast cannot overflow
+        finite = np.isfinite(arr)
+    else:
+        with np.errstate(over="ignore"):  # overflow is reported below, with the file
+            finite = np.isfinite(arr.astype(np.float32))
+    if not finite.all():
+        bad = int((~finite).sum())
+        if np.isfinite(arr).all():
+            raise DataError(f"{path}: {bad} value(s) beyond the float32 range "
+                            f"(max |x| = {float(np.abs(arr).max()):.3g} in {dtype})")
+        raise DataError(f"{path}: {bad} NaN/Inf value(s)")
+    return arr
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """Load one track as (T, 512) float32, checked (see `read_features`)."""
+    return np.ascontiguousarray(read_features(path).T, dtype=np.float32)
 
 
 def meta_line(split: str, row: int, exc: Exception) -> DataError:

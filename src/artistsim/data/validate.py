@@ -20,11 +20,11 @@ from artistsim.data.layout import (
     DataError,
     TableScan,
     features_root,
-    load_npy,
     meta_line,
     outside_allowed,
     outside_rows,
     progress_disabled,
+    read_features,
     scan_meta,
     scan_tsv,
 )
@@ -72,7 +72,7 @@ def _check_features(data_dir: Path, split: str, meta: pd.DataFrame, report: Vali
     paths = rel.to_numpy()
     for i in tqdm(rows, desc=f"Checking {split} features", disable=progress_disabled(progress)):
         try:
-            lengths[i] = len(load_npy(root / paths[i]))
+            lengths[i] = read_features(root / paths[i]).shape[1]
         except DataError as exc:
             report.errors.append(str(meta_line(split, i, exc)))
     return lengths
