@@ -301,12 +301,16 @@ def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: 
         out_dir.mkdir(parents=True, exist_ok=True)
         if not resume and (out_dir / "last.pt").exists():
             raise FileExistsError(f"{out_dir} already holds a run; pass --resume to continue it or pick another --out")
+    if resume and not (out_dir / "last.pt").exists():  # killed before its first checkpoint
+        resume = False
+        if d.main:
+            log(f"note: --resume: {out_dir / 'last.pt'} does not exist yet; starting a fresh run")
+    ckpt = resume_checkpoint(out_dir, cfg, dev) if resume else None  # checked before any data is read
     torch.manual_seed(cfg.seed)
     data = prepare_data(data_dir, cfg, folds, fold, progress)
     model = build_model(cfg.model).to(dev)
     loss_fn = build_loss(cfg.loss, num_classes=len(data.label_ids), embedding_dim=cfg.model.embedding_dim).to(dev)
     prog = Progress()
-    ckpt = resume_checkpoint(out_dir, cfg, dev, log if d.main else lambda *_: None) if resume else None
     if ckpt is not None:
         restore(model, ckpt["model"], out_dir / "last.pt")
         restore(loss_fn, ckpt["loss"], out_dir / "last.pt")

@@ -2,13 +2,13 @@
 
 Why a check: resuming with another config either fails deep in `load_state_dict` (another
 model size) or, worse, silently continues a different curriculum. Settings that do not
-change what is learnt (loader threads, evaluation batch size) may differ.
+change what is learnt (loader threads, evaluation batch size) may differ. A `--resume`
+before the first checkpoint exists starts a fresh run (`training.loop.fit`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +37,9 @@ def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k not in FREE_TO_CHANGE)
 
 
-def resume_checkpoint(out_dir: Path, cfg: TrainConfig, device: torch.device,
-                      log: Callable[[str], None] = print) -> dict | None:
-    """`out_dir/last.pt` when it exists and was written with `cfg`; None (and a note) when absent."""
+def resume_checkpoint(out_dir: Path, cfg: TrainConfig, device: torch.device) -> dict:
+    """`out_dir/last.pt`, checked to have been written with `cfg` (a DataError otherwise)."""
     path = out_dir / "last.pt"
-    if not path.exists():
-        log(f"note: --resume: {path} does not exist yet; starting a fresh run")
-        return None
     ckpt = load_checkpoint(path, device)
     diff = config_differences(ckpt["config"], cfg)
     if diff:
