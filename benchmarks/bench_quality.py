@@ -11,6 +11,7 @@ over seeds, with the margin of each recipe over LDA (paired per seed).
     python benchmarks/bench_quality.py --full      # all presets, seeds 0 1 2, both demo configs
     python benchmarks/bench_quality.py --full --configs configs/recommended/*.toml
     python benchmarks/bench_quality.py --runs runs.tsv   # already-trained runs, no training
+    python benchmarks/bench_quality.py --md-from benchmarks/results/quality.json   # QUALITY.md only
 
 A cell is (preset, data seed, training seed): `--seeds 0 1 2` pairs data seed s with
 training seed s (each cell varies both), `--train-seeds` makes the cross product instead.
@@ -287,7 +288,10 @@ def write_quality_md(result: dict, path: Path) -> None:
              "of the train split, `test` = the preset's test split. Presets: `demo` (the calibrated "
              "demo data), `albums`, `genres`, `mixed` (the nuisance of real catalogues: see "
              "`artistsim.data.synth_nuisance`), and `holdout`, of another structure, **never used for "
-             "tuning**.", ""]
+             "tuning**.", "",
+             "Recipes: " + ", ".join(f"`{c}`" for c in result["extra"].get("configs", [])) + " (with more than "
+             "one, `recipe` is their ensemble). Every figure is mean ± standard deviation over the seeds: "
+             "read no difference smaller than about two of those as a gain.", ""]
     for s in result["sections"]:
         parts.append(C.render_section(C.Section(**{**s, "load": tuple(s["load"]) if s["load"] else None})))
     atomic_write_text(path, "\n".join(parts).rstrip() + "\n")
@@ -315,7 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="concurrent child processes (each one thread)")
     p.add_argument("--max-steps", type=int, default=None, help="cap batches per epoch (quick default: 4)")
     p.add_argument("--no-md", action="store_true", help="do not write QUALITY.md")
+    p.add_argument("--md-from", type=Path, help="only write QUALITY.md from this JSON result, run nothing")
     args = p.parse_args(argv)
+    if args.md_from:
+        write_quality_md(json.loads(args.md_from.read_text()), QUALITY_MD)
+        print(f"wrote {QUALITY_MD}")
+        return 0
     mode = C.mode_of(args)
     args.quick = mode == "quick"
     args.presets = args.presets or (["demo", "albums"] if args.quick else list(ALL_PRESETS))
