@@ -1,0 +1,32 @@
+"""Fitting the LDA branch of a model (models/frontend.py) on the training rows, once.
+
+Why here: the fit reads the training split's pooled statistics (the same `pooled_stats`
+and `LDA` as the LDA baseline, so an untrained "residual" model reproduces that baseline's
+ranking), which is the trainer's business, not the model's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from artistsim.data.splits import SplitData
+from artistsim.evaluation.baselines import LDA, pooled_stats
+
+
+def lda_branch(model: torch.nn.Module):
+    """The model's PooledLDA branch, or None (unwrapping DistributedDataParallel)."""
+    base = model.module if hasattr(model, "module") else model
+    return getattr(base, "lda", None)
+
+
+def fit_lda_branch(model: torch.nn.Module, split: SplitData, rows: np.ndarray, labels: np.ndarray,
+                   ridge: float, progress: bool | None = None) -> int:
+    """Fit LDA on the pooled statistics of `rows` and load it into the model; returns its rank."""
+    branch = lda_branch(model)
+    if branch is None:
+        raise ValueError("the model has no LDA branch (model.lda_branch is 'off')")
+    stats = np.concatenate(pooled_stats(split.source, rows, progress=progress), axis=1)
+    lda = LDA(n_components=branch.proj.out_features, ridge=ridge).fit(stats, labels)
+    branch.set_lda(lda.mean_, lda.components_)
+    return lda.components_.shape[1]
