@@ -48,7 +48,8 @@ class TransformerConfig:
     lda_branch: Literal["off", "residual", "concat"] = "off"
     lda_trainable: bool = False
     lda_weight: float = 1.0
-    lda_ridge: float = 1e-3
+    lda_ridge: float = 1e-3  # within-artist scatter shrinkage, times its mean eigenvalue
+    lda_components: int = 0  # LDA directions kept (0 = embedding_dim); the rest of the branch is 0
 
 
 @dataclass
@@ -76,7 +77,8 @@ class ConformerConfig:
     lda_branch: Literal["off", "residual", "concat"] = "off"
     lda_trainable: bool = False
     lda_weight: float = 1.0
-    lda_ridge: float = 1e-3
+    lda_ridge: float = 1e-3  # within-artist scatter shrinkage, times its mean eigenvalue
+    lda_components: int = 0  # LDA directions kept (0 = embedding_dim); the rest of the branch is 0
 
     @property
     def width(self) -> int:

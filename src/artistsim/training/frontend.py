@@ -21,12 +21,13 @@ def lda_branch(model: torch.nn.Module):
 
 
 def fit_lda_branch(model: torch.nn.Module, split: SplitData, rows: np.ndarray, labels: np.ndarray,
-                   ridge: float, progress: bool | None = None) -> int:
+                   ridge: float, components: int = 0, progress: bool | None = None) -> int:
     """Fit LDA on the pooled statistics of `rows` and load it into the model; returns its rank."""
     branch = lda_branch(model)
     if branch is None:
         raise ValueError("the model has no LDA branch (model.lda_branch is 'off')")
     stats = np.concatenate(pooled_stats(split.source, rows, progress=progress), axis=1)
-    lda = LDA(n_components=branch.proj.out_features, ridge=ridge).fit(stats, labels)
+    width = branch.proj.out_features
+    lda = LDA(n_components=min(components or width, width), ridge=ridge).fit(stats, labels)
     branch.set_lda(lda.mean_, lda.components_)
     return lda.components_.shape[1]

@@ -309,7 +309,7 @@ def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: 
     ckpt = None
     if cfg.model.lda_branch != "off" and not resume:
         rank = fit_lda_branch(model, data.split, data.train_rows, data.labels[data.train_rows],
-                              cfg.model.lda_ridge, progress)
+                              cfg.model.lda_ridge, cfg.model.lda_components, progress)
         if d.main:  # the starting point is a candidate too: training must beat it on validation
             prog.best = validate(model, data.split, data.val_rows, dev, cfg.eval_batch_size)
             save_checkpoint(out_dir / "best.pt", model, loss_fn, None, cfg, prog, data.label_ids)
