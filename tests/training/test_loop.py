@@ -254,3 +254,13 @@ def test_stage_fallback_starts_the_next_stage_from_the_best(data, tmp_path, monk
     train_mod.train(data, cfg, tmp_path / "run", progress=False, log=lines.append)
     dropped = [line for line in lines if "did not improve" in line]
     assert len(dropped) == 2 and dropped[0].startswith("stage 2") and dropped[1].startswith("stage 3")
+
+
+def test_recommended_configs_load():
+    from artistsim.config import packaged_config
+
+    for kind in ("transformer", "conformer"):
+        cfg = load_train_config(packaged_config(f"recommended/{kind}.toml"))
+        assert cfg.model.kind == kind and cfg.model.lda_branch != "off" and cfg.stage_fallback
+    seed = load_train_config(packaged_config("transformer_seed.toml"))
+    assert seed.model.lda_branch == "off" and seed.loss.classifier_weight == 0 and not seed.stage_fallback
