@@ -48,8 +48,11 @@ class TransformerConfig:
     lda_branch: Literal["off", "residual", "concat"] = "off"
     lda_trainable: bool = False
     lda_weight: float = 1.0
-    lda_ridge: float = 1e-3  # within-artist scatter shrinkage, times its mean eigenvalue
-    lda_components: int = 0  # LDA directions kept (0 = embedding_dim); the rest of the branch is 0
+    # Within-artist scatter shrinkage (times its mean eigenvalue) and LDA directions kept
+    # (0 = embedding_dim; the rest of the branch is 0). lda_ridge 0 chooses both on the
+    # validation artists from evaluation.inference.LDA_GRID.
+    lda_ridge: float = 1e-3
+    lda_components: int = 0
 
 
 @dataclass
@@ -77,8 +80,11 @@ class ConformerConfig:
     lda_branch: Literal["off", "residual", "concat"] = "off"
     lda_trainable: bool = False
     lda_weight: float = 1.0
-    lda_ridge: float = 1e-3  # within-artist scatter shrinkage, times its mean eigenvalue
-    lda_components: int = 0  # LDA directions kept (0 = embedding_dim); the rest of the branch is 0
+    # Within-artist scatter shrinkage (times its mean eigenvalue) and LDA directions kept
+    # (0 = embedding_dim; the rest of the branch is 0). lda_ridge 0 chooses both on the
+    # validation artists from evaluation.inference.LDA_GRID.
+    lda_ridge: float = 1e-3
+    lda_components: int = 0
 
     @property
     def width(self) -> int:

@@ -220,7 +220,7 @@ def test_lda_branch_starts_at_the_lda_baseline(data, tmp_path):
     prepared = train_mod.prepare_data(data, cfg, progress=False)
     split, fit_rows, rows = prepared.split, prepared.train_rows, prepared.val_rows
     model = train_mod.build_model(cfg.model).eval()
-    rank = fit_lda_branch(model, split, fit_rows, prepared.labels[fit_rows], 1e-3)
+    rank = fit_lda_branch(model, split, fit_rows, prepared.labels[fit_rows], 1e-3).components_.shape[1]
     ours = train_mod.embed_full(model, split.source, rows, torch.device("cpu"), progress=False)
     fit_stats = np.concatenate(pooled_stats(split.source, fit_rows, progress=False), axis=1)
     lda = LDA(n_components=16).fit(fit_stats, split.artists[fit_rows])

@@ -308,13 +308,14 @@ def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: 
     prog = Progress()
     ckpt = None
     if cfg.model.lda_branch != "off" and not resume:
-        rank = fit_lda_branch(model, data.split, data.train_rows, data.labels[data.train_rows],
-                              cfg.model.lda_ridge, cfg.model.lda_components, progress)
+        lda = fit_lda_branch(model, data.split, data.train_rows, data.labels[data.train_rows],
+                             cfg.model.lda_ridge, cfg.model.lda_components, progress, data.val_rows)
         if d.main:  # the starting point is a candidate too: training must beat it on validation
             prog.best = validate(model, data.split, data.val_rows, dev, cfg.eval_batch_size)
             save_checkpoint(out_dir / "best.pt", model, loss_fn, None, cfg, prog, data.label_ids)
             _log(out_dir, {"stage": 0, "epoch": 0, "val_ndcg": prog.best, "loss": float("nan")})
-            log(f"LDA branch ({cfg.model.lda_branch}) fitted on the training rows (rank {rank}): "
+            log(f"LDA branch ({cfg.model.lda_branch}) fitted on the training rows (shrinkage {lda.ridge:g}, "
+                f"{lda.components_.shape[1]} directions): "
                 f"validation nDCG@100 {prog.best:.4f} before training")
     if resume:
         ckpt = load_checkpoint(out_dir / "last.pt", dev)
