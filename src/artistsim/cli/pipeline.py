@@ -12,6 +12,7 @@ import numpy as np
 
 from artistsim.cli.common import INDEXES, add_embed, add_holdout, progress
 from artistsim.config import ConfigError, load_train_config, packaged_config
+from artistsim.data.synth_plan import PRESETS
 
 # Verbs whose time goes into loops that free and re-allocate the same buffers (training
 # steps, embedding batches): they keep freed memory for reuse. One-shot jobs (pack, search
@@ -148,7 +149,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("synth", help="write the embedded synthetic dataset in the competition layout")
     p.add_argument("out_dir")
-    p.add_argument("--preset", default="demo", choices=("demo", "small", "full"))
+    p.add_argument("--preset", default="demo", choices=tuple(PRESETS),
+                   help="demo; albums, genres, mixed (nuisance of real catalogues); holdout (never tuned on); small; full")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nested", action="store_true", help="train_features/train_features/ layout")
     p.add_argument("--overwrite", action="store_true")

@@ -103,6 +103,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from artistsim.atomic import atomic_write_text
+from artistsim.data import synth_nuisance as nz
 from artistsim.data.synth_plan import (
     _SPLIT_CODE,
     MAX_FRAMES,
@@ -145,6 +146,7 @@ class _World:
     genre_centres: np.ndarray  # (n_genres, d_mean)
     genre_p: np.ndarray  # (n_genres,) popularity
     generic_pool: np.ndarray  # (n_generic, D)
+    nuisance: nz.NuisanceWorld | None  # None when every nuisance knob is off (demo)
 
 
 def _make_world(p: SynthPreset, seed: int) -> _World:
@@ -159,7 +161,8 @@ def _make_world(p: SynthPreset, seed: int) -> _World:
     pool = np.zeros((p.n_generic, d))
     pool[:, : p.d_mean] = p.generic_mean_scale * rng.standard_normal((p.n_generic, p.d_mean))
     pool[:, p.d_mean + p.d_style :] = p.generic_scale * rng.standard_normal((p.n_generic, p.d_generic))
-    return _World(mix, bias, scale, genre_centres, genre_p, pool)
+    nuisance = nz.make_nuisance_world(p, seed, _WORLD_CODE, FEATURE_DIM) if nz.nuisance_on(p) else None
+    return _World(mix, bias, scale, genre_centres, genre_p, pool, nuisance)
 
 
 # --------------------------------------------------------------------------- features
@@ -238,7 +241,7 @@ def _artist_tracks(
     k = int(rng.integers(1, 4))
     style = _orthonormal(rng, ds, k)
     # albums
-    n_albums = int(min(1 + rng.poisson(0.8), 4, n))
+    n_albums = int(min(1 + rng.poisson(p.albums_extra), p.max_albums, n))
     album_off = p.album_scale * rng.standard_normal((n_albums, dm))
     drift = p.album_style_drift * rng.standard_normal((n_albums, ds, k))
     album_style = np.linalg.qr(style[None] + drift)[0]  # (n_albums, ds, k), batched QR
@@ -254,6 +257,11 @@ def _artist_tracks(
     c /= np.linalg.norm(c, axis=2, keepdims=True)
     sec_style = p.style_strength * np.einsum("nsk,ndk->nsd", c, album_style[album])  # (n, S, ds)
     rows = np.arange(n)[:, None]
+    nw = world.nuisance
+    nrng = nz.artist_rng(seed, _SPLIT_CODE[split], index) if nw is not None else None
+    if nw is not None:  # timbre shared by the genre's artists
+        g = nz.genre_style(nrng, p, nw, genre, n, _MAX_SECTIONS)
+        sec_style = sec_style if g is None else sec_style + g
     z = np.zeros((n, MAX_FRAMES, p.d_latent))
     z[:, :, :dm] = track_mean[:, None, :] + sec_drift[rows, sec]
     z[:, :, dm : dm + ds] = sec_style[rows, sec]
@@ -261,11 +269,20 @@ def _artist_tracks(
     gmask = _generic_mask(rng, p, n)
     run = np.cumsum(np.diff(gmask, axis=1, prepend=False), axis=1)  # run index per frame
     proto = rng.integers(0, p.n_generic, size=(n, MAX_FRAMES + 1))[rows, run]
+    block = nz.long_generic_blocks(nrng, p, p.n_generic, lengths) if nw is not None else None
+    if block is not None:  # one long block of a single prototype
+        gmask = gmask | block[0]
+        proto = np.where(block[0], block[1][:, None], proto)
     z = np.where(gmask[:, :, None], world.generic_pool[proto], z)
     z += p.frame_noise * _ar1(rng, z.shape, p.frame_rho)
+    if nw is not None:  # re-releases copy another track's frames (and album)
+        z, album = nz.duplicates(nrng, p, z, album)
     # the big arrays in float32, the map as one 2-D BLAS product (a 3-D matmul is ~10x slower)
     pre = (z.reshape(-1, p.d_latent).astype(np.float32) @ world.mix).reshape(n, MAX_FRAMES, -1)
     pre += world.bias + loudness.astype(np.float32)[:, None, None]
+    fx = nz.album_effects(nrng, p, nw, album) if nw is not None else None
+    if fx is not None:
+        pre += fx[:, None, :]
     # independent per-channel noise; uniform with the same std as N(0, channel_noise^2),
     # because drawing 40k normals per track costs more than everything else here
     noise = rng.random(pre.shape, dtype=np.float32)
@@ -273,6 +290,9 @@ def _artist_tracks(
     noise *= np.float32(p.channel_noise * np.sqrt(12.0))
     pre += noise
     x = world.scale * _softplus(pre)  # (n, 81, 512) float32
+    gain = nz.track_gains(nrng, p, nw, n) if nw is not None else None
+    if gain is not None:  # loudness and EQ of each release
+        x *= gain[:, None, :]
     return [np.ascontiguousarray(x[i, : lengths[i]].T) for i in range(n)]
 
 
@@ -413,15 +433,3 @@ def _write_meta(out: Path, plans: dict[str, SplitPlan], rel: dict[str, list[str]
     ]
     atomic_write_text(out / "train_meta.tsv", "\n".join(rows) + "\n")
 
-
-__all__ = [
-    "PRESETS",
-    "SplitPlan",
-    "SynthError",
-    "SynthPreset",
-    "generate",
-    "iter_split",
-    "resolve_preset",
-    "sample_split",
-    "split_plan",
-]

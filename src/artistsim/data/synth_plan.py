@@ -51,6 +51,8 @@ class SynthPreset:
     genre_scale: float = 0.5
     artist_mean_scale: float = 0.4
     album_scale: float = 0.2
+    albums_extra: float = 0.8  # albums per artist: 1 + Poisson(albums_extra), at most max_albums
+    max_albums: int = 4
     track_scale: float = 0.6
     section_scale: float = 0.4
     style_strength: float = 4.0
@@ -65,6 +67,16 @@ class SynthPreset:
     channel_noise: float = 0.3
     bias_mean: float = -0.5
     bias_std: float = 0.5
+    # nuisance of real catalogues (`synth_nuisance`); 0 = off, as in `demo`
+    album_fx_scale: float = 0.0  # album / recording offset, per-channel std (pre-activation)
+    album_fx_rank: int = 6  # world-wide directions those offsets live in
+    album_fx_studios: int = 0  # > 0: each album is recorded in one of this many shared studios
+    genre_timbre: float = 0.0  # sections also move along their genre's shared style subspace
+    generic_block: float = 0.0  # share of tracks with one long generic block ...
+    generic_block_len: tuple[float, float] = (0.3, 0.6)  # ... of this share of its frames
+    gain_scale: float = 0.0  # per-track loudness: std of the log gain of all channels
+    eq_scale: float = 0.0  # per-track EQ: std of a low-rank per-channel log gain curve
+    p_duplicate: float = 0.0  # share of tracks that re-release another track of the artist
 
     def __post_init__(self) -> None:
         if self.n_train_artists < 1 or self.n_test_artists < 1:
@@ -83,15 +95,46 @@ class SynthPreset:
             raise SynthError(f"generic_fraction must satisfy 0 <= lo <= hi < 1, got {self.generic_fraction}")
         if min(self.d_mean, self.d_style, self.d_generic, self.n_genres, self.n_generic) < 1:
             raise SynthError("latent block sizes, n_genres and n_generic must be >= 1")
+        knobs = (self.album_fx_scale, self.genre_timbre, self.gain_scale, self.eq_scale)
+        if min(knobs) < 0 or self.album_fx_rank < 1 or self.album_fx_studios < 0:
+            raise SynthError("nuisance scales and album_fx_studios must be >= 0, album_fx_rank >= 1")
+        if self.albums_extra < 0 or self.max_albums < 1:
+            raise SynthError("albums_extra must be >= 0 and max_albums >= 1")
+        lo, hi = self.generic_block_len
+        if not (0 <= self.generic_block <= 1 and 0 <= self.p_duplicate < 1 and 0 < lo <= hi <= 1):
+            raise SynthError("need generic_block in [0, 1], p_duplicate in [0, 1), 0 < generic_block_len <= 1")
 
     @property
     def d_latent(self) -> int:
         return self.d_mean + self.d_style + self.d_generic
 
 
+# Nuisance presets (see `synth_nuisance`): the demo's sizes and CPU budget, other structure.
+# albums/genres/mixed may be used to tune methods; `holdout` never: its knobs were fixed
+# before any model was run on it, and it differs from the others in structure (fewer
+# tracks per artist, more short tracks, other latent sizes, private album effects), so a
+# figure on it says how a recipe does on data it was not designed on.
+_ALBUMS = dict(artist_mean_scale=1.0, style_strength=1.5, album_fx_scale=1.0, album_fx_studios=12,
+               albums_extra=2.5, max_albums=6, p_duplicate=0.1, gain_scale=0.3, eq_scale=0.5)
+_GENRES = dict(n_genres=5, genre_scale=0.8, genre_timbre=3.0, generic_block=0.5, generic_run=8.0,
+               artist_mean_scale=0.8)
+_MIXED = dict(artist_mean_scale=0.9, style_strength=2.5, n_genres=6, genre_scale=0.7, genre_timbre=2.0,
+              album_fx_scale=0.7, album_fx_studios=16, albums_extra=1.5, max_albums=5, generic_block=0.3,
+              generic_run=6.0, p_duplicate=0.08, gain_scale=0.25, eq_scale=0.35)
+_HOLDOUT = dict(p_single=0.06, p_few=0.5, p_ten=0.34, tail_mean_extra=5.0, max_tracks=40, p_short=0.3,
+                d_mean=32, d_style=8, d_generic=16, n_genres=8, track_scale=0.8, frame_rho=0.85,
+                artist_mean_scale=0.9, style_strength=2.0, genre_timbre=2.0, album_fx_scale=0.8,
+                album_fx_rank=10, albums_extra=1.2, generic_block=0.3, generic_block_len=(0.4, 0.8),
+                gain_scale=0.4, eq_scale=0.3, p_duplicate=0.05)
+
 PRESETS: dict[str, SynthPreset] = {
     # a few minutes of training two small models on 2 CPU cores
     "demo": SynthPreset(n_train_artists=330, n_test_artists=110),
+    # the same budget, with the nuisance of real catalogues (~3,000 train tracks each)
+    "albums": SynthPreset(n_train_artists=330, n_test_artists=110, **_ALBUMS),
+    "genres": SynthPreset(n_train_artists=330, n_test_artists=110, **_GENRES),
+    "mixed": SynthPreset(n_train_artists=330, n_test_artists=110, **_MIXED),
+    "holdout": SynthPreset(n_train_artists=400, n_test_artists=135, **_HOLDOUT),  # never tuned on
     "small": SynthPreset(n_train_artists=3300, n_test_artists=1100),
     # the real competition's sizes (~169k train tracks, ~42k test tracks; ~32 GB on disk)
     "full": SynthPreset(n_train_artists=18468, n_test_artists=4600),
