@@ -38,7 +38,7 @@ def test_calibration_never_lowers_validation_and_picks_fusion_when_it_helps():
     train, train_labels = _split(rng, 60)
     settings = calibrate(val, val_labels, train, train_labels, runs=["a"])
     steps = settings.validation
-    assert steps["plain"] <= steps["fusion"] <= steps["as_norm"] <= steps["rerank"]
+    assert steps["plain"] <= steps["fusion"] <= steps["as_norm"] <= steps["expansion"] <= steps["rerank"]
     assert settings.lda_weight > 0  # two independent views of the artist: fusing them must help
     final = ndcg_at_k(rank_tracks(fuse(val, settings.lda_weight), settings,
                                   _cohort(train, train_labels, settings)), val_labels)
@@ -81,7 +81,7 @@ def test_tune_lda_picks_on_validation_from_the_grid():
 def test_settings_round_trip_and_match_only_the_same_runs(tmp_path):
     lda = LDA(4, 0.3).fit(np.random.default_rng(0).normal(size=(40, 6)), np.repeat(np.arange(10), 4))
     cohort = np.eye(3, dtype=np.float32)
-    settings = InferenceSettings(0.5, 20, 0.8, runs=["a", "b"], validation={"plain": 0.5})
+    settings = InferenceSettings(0.5, 20, 0.8, 3, runs=["a", "b"], validation={"plain": 0.5})
     save_settings(tmp_path, settings, lda, cohort)
     loaded = load_settings(tmp_path, ["a", "b"])
     assert loaded is not None

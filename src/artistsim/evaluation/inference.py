@@ -10,7 +10,8 @@ scores below the plain ensemble on validation:
    w from a grid (0 = off);
 2. AS-norm of the first search's candidate lists against a cohort of training-artist
    centroids (`artistsim.search.scorenorm`), cohort top-k from a grid (0 = off);
-3. the seed's threshold query expansion (`artistsim.search.rerank`), threshold from a
+3. weighted top-k query expansion (`artistsim.search.expansion`), depth from a grid (0 = off);
+4. the seed's threshold query expansion (`artistsim.search.rerank`), threshold from a
    grid (None = off).
 
 `save_settings` writes them next to the runs (`RUN/inference.json` plus the fitted LDA and
@@ -30,6 +31,7 @@ from artistsim.embed import ensemble, l2_normalise
 from artistsim.evaluation.baselines import LDA, centre_normalise
 from artistsim.evaluation.metrics import ndcg_at_k
 from artistsim.search.exact import topk
+from artistsim.search.expansion import expand_queries
 from artistsim.search.rerank import rerank
 from artistsim.search.scorenorm import artist_centroids, as_norm_lists
 
@@ -40,6 +42,7 @@ LDA_GRID = tuple((r, c) for r in (1e-3, 0.01, 0.1, 0.3, 1.0) for c in (16, 32, 6
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 AS_NORM_TOP_K = (0, 20, 100)
 RERANK_THRESHOLDS = (None, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6)
+EXPANSION_DEPTHS = (0, 1, 2, 3, 5, 10)
 SETTINGS_FILE, ARRAYS_FILE = "inference.json", "inference.npz"
 K = 100
 
@@ -51,6 +54,7 @@ class InferenceSettings:
     lda_weight: float = 0.0
     as_norm_top_k: int = 0
     rerank_threshold: float | None = 0.85
+    expansion_depth: int = 0  # weighted top-k query expansion (search/expansion.py); 0 = off
     runs: list[str] = field(default_factory=list)  # run folder names these were chosen for
     validation: dict[str, float] = field(default_factory=dict)  # nDCG@100 after each step
 
@@ -94,6 +98,8 @@ def rank_tracks(emb: np.ndarray, settings: InferenceSettings, cohort: np.ndarray
     if settings.as_norm_top_k > 0 and cohort is not None:
         _, idx = as_norm_lists(emb, scores, idx, cohort, settings.as_norm_top_k)
         scores = _gather_scores(emb, idx)  # rerank's threshold is a cosine: raw scores, new order
+    if settings.expansion_depth > 0:
+        scores, idx = expand_queries(emb, scores, idx, depth=settings.expansion_depth, k=k)
     if settings.rerank_threshold is not None:
         idx = rerank(emb, scores, idx, threshold=settings.rerank_threshold, k=k)
     return idx
@@ -136,25 +142,32 @@ def calibrate(val: FusionInputs, val_labels: np.ndarray, train: FusionInputs, tr
         if trial > best:
             best, off.as_norm_top_k = trial, top_k
     off.validation["as_norm"] = best
+    for depth in EXPANSION_DEPTHS[1:]:
+        trial = score(InferenceSettings(off.lda_weight, off.as_norm_top_k, None, depth), cohort)
+        if trial > best:
+            best, off.expansion_depth = trial, depth
+    off.validation["expansion"] = best
     for threshold in RERANK_THRESHOLDS[1:]:
-        trial = score(InferenceSettings(off.lda_weight, off.as_norm_top_k, threshold), cohort)
+        trial = score(InferenceSettings(off.lda_weight, off.as_norm_top_k, threshold, off.expansion_depth), cohort)
         if trial > best:
             best, off.rerank_threshold = trial, threshold
     off.validation["rerank"] = best
     if log is not None:
         log(f"inference settings chosen on validation: LDA fusion weight {off.lda_weight}, AS-norm top-k "
-            f"{off.as_norm_top_k or 'off'}, rerank threshold {off.rerank_threshold or 'off'} "
+            f"{off.as_norm_top_k or 'off'}, expansion depth {off.expansion_depth or 'off'}, "
+            f"rerank threshold {off.rerank_threshold or 'off'} "
             f"(validation nDCG@100 {off.validation['plain']:.4f} -> {best:.4f})")
     return off
 
 
 def component_scores(inputs: FusionInputs, labels: np.ndarray, settings: InferenceSettings,
                      cohort: np.ndarray | None) -> dict[str, float]:
-    """nDCG@100 after each chosen step in turn: plain, + fusion, + AS-norm, + rerank."""
+    """nDCG@100 after each chosen step in turn: plain, + fusion, + AS-norm, + expansion, + rerank."""
     steps = {
         "plain": InferenceSettings(rerank_threshold=None),
         "fusion": InferenceSettings(settings.lda_weight, 0, None),
         "as_norm": InferenceSettings(settings.lda_weight, settings.as_norm_top_k, None),
+        "expansion": InferenceSettings(settings.lda_weight, settings.as_norm_top_k, None, settings.expansion_depth),
         "rerank": settings,
     }
     return {name: ndcg_at_k(rank_tracks(fuse(inputs, s.lda_weight), s, cohort), labels)

@@ -164,6 +164,7 @@ def calibrate_and_save(inputs: dict[str, FusionInputs], splits: list, train: Spl
     names = {"plain": "ensemble plain" if len(runs) > 1 else f"{runs[0].name} plain",
              "fusion": f"+ LDA fusion (weight {settings.lda_weight or 'off'})",
              "as_norm": f"+ AS-norm (cohort top-k {settings.as_norm_top_k or 'off'})",
+             "expansion": f"+ weighted query expansion (depth {settings.expansion_depth or 'off'})",
              "rerank": f"+ rerank (threshold {settings.rerank_threshold or 'off'})"}
     for split_name, split, rows in splits:
         scores = component_scores(inputs[split_name], split.artists[rows], settings, cohort)
