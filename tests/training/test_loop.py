@@ -261,6 +261,9 @@ def test_recommended_configs_load():
 
     for kind in ("transformer", "conformer"):
         cfg = load_train_config(packaged_config(f"recommended/{kind}.toml"))
-        assert cfg.model.kind == kind and cfg.model.lda_branch != "off" and cfg.stage_fallback
+        demo = load_train_config(packaged_config(f"{kind}_demo.toml"))
+        assert cfg.model == demo.model and cfg.stages == demo.stages and cfg.stage_fallback
+    first = load_train_config(packaged_config("firstplace_demo.toml"))
+    assert (first.model.pooling, first.model.embedding_dim, first.loss.kind) == ("attention", 512, "arcface")
     seed = load_train_config(packaged_config("transformer_seed.toml"))
     assert seed.model.lda_branch == "off" and seed.loss.classifier_weight == 0 and not seed.stage_fallback
