@@ -234,7 +234,7 @@ def predict(data_dir: str | Path, runs: list[str | Path], device: torch.device, 
     and `threshold`; without saved settings those two apply as given.
     """
     opts = opts or EmbedOptions()
-    test = load_split(data_dir, "test", progress=progress)
+    test = load_split(data_dir, "test", progress=progress, labels=False)  # needs no ground truth
     rows = np.arange(len(test.meta))
     embs = [embed_split(load_run(r, device)[0], test, rows, device, opts, progress) for r in runs]
     saved = load_settings(Path(runs[0]), [Path(r).name for r in runs]) if use_saved and index == "exact" else None

@@ -33,7 +33,7 @@ from artistsim.atomic import atomic_path
 from artistsim.config import StageConfig, TrainConfig, to_dict
 from artistsim.data.layout import FeatureSource
 from artistsim.data.splits import SplitData, crop_indices, holdout_mask, load_split, take_batch
-from artistsim.embed import autocast, embed_full, load_checkpoint
+from artistsim.embed import autocast, embed_full, load_checkpoint, restore
 from artistsim.evaluation.metrics import ndcg_at_k
 from artistsim.models import build_model, describe, output_dim
 from artistsim.search.exact import topk
@@ -41,6 +41,7 @@ from artistsim.training.augment import augment_batch
 from artistsim.training.distributed import Dist, broadcast_float, broadcast_module, init_distributed, sync_loss_grads
 from artistsim.training.frontend import fit_lda_branch
 from artistsim.training.losses import build_loss
+from artistsim.training.resume import resume_checkpoint
 from artistsim.training.sampling import ArtistBatchSampler
 
 CHECKPOINT_VERSION = 1
@@ -301,13 +302,17 @@ def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: 
         out_dir.mkdir(parents=True, exist_ok=True)
         if not resume and (out_dir / "last.pt").exists():
             raise FileExistsError(f"{out_dir} already holds a run; pass --resume to continue it or pick another --out")
+    if resume and not (out_dir / "last.pt").exists():  # killed before its first checkpoint
+        resume = False
+        if d.main:
+            log(f"note: --resume: {out_dir / 'last.pt'} does not exist yet; starting a fresh run")
+    ckpt = resume_checkpoint(out_dir, cfg, dev) if resume else None  # checked before any data is read
     torch.manual_seed(cfg.seed)
     data = prepare_data(data_dir, cfg, folds, fold, progress)
     model = build_model(cfg.model).to(dev)
     loss_fn = build_loss(cfg.loss, num_classes=len(data.label_ids), embedding_dim=output_dim(cfg.model)).to(dev)
     prog = Progress()
-    ckpt = None
-    if cfg.model.lda_branch != "off" and not resume:
+    if cfg.model.lda_branch != "off" and ckpt is None:
         lda = fit_lda_branch(model, data.split, data.train_rows, data.labels[data.train_rows],
                              cfg.model.lda_ridge, cfg.model.lda_components, progress, data.val_rows)
         if d.main:  # the starting point is a candidate too: training must beat it on validation
@@ -317,10 +322,9 @@ def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: 
             log(f"LDA branch ({cfg.model.lda_branch}) fitted on the training rows (shrinkage {lda.ridge:g}, "
                 f"{lda.components_.shape[1]} directions): "
                 f"validation nDCG@100 {prog.best:.4f} before training")
-    if resume:
-        ckpt = load_checkpoint(out_dir / "last.pt", dev)
-        model.load_state_dict(ckpt["model"])
-        loss_fn.load_state_dict(ckpt["loss"])
+    if ckpt is not None:
+        restore(model, ckpt["model"], out_dir / "last.pt")
+        restore(loss_fn, ckpt["loss"], out_dir / "last.pt")
         prog = Progress(**ckpt["progress"])
     if d.main:
         log(f"{describe(model)}; train {len(data.train_rows)} tracks, validation {len(data.val_rows)} tracks "
