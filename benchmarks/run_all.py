@@ -41,6 +41,7 @@ BENCHES = {
     "loading": ("bench_loading.py", "packed store vs per-file .npy loading; memory of pack / load / embed"),
     "infer": ("bench_infer.py", "full-length vs rolling-window embedding"),
     "validate": ("bench_validate.py", "validate's one pass over everything vs the bare read of every file"),
+    "quality": ("bench_quality.py", "nDCG@100 per synthetic preset and seed: baselines, recipes, margin over LDA"),
 }
 
 INTRO = """\

@@ -161,7 +161,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write the embedded synthetic dataset in the competition layout")
     p.add_argument("out_dir")
     p.add_argument("--preset", default="demo", choices=tuple(PRESETS),
-                   help="demo; albums, genres, mixed (nuisance of real catalogues); holdout (never tuned on); small; full")
+                   help="demo; albums, genres, mixed (nuisance of real catalogues); "
+                        "holdout (never tuned on); small; full")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nested", action="store_true", help="train_features/train_features/ layout")
     p.add_argument("--overwrite", action="store_true")

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from artistsim.data.synth_plan import MAX_FRAMES
+from artistsim.data.synth_plan import MAX_FRAMES, SynthPreset
 
 _NUISANCE_CODE = 7  # spawn-key suffix of the nuisance streams (world and per artist)
 _N_EQ = 6  # world-wide basis curves of a track's channel gain
@@ -54,7 +54,7 @@ _STUDIO_JITTER = 0.3  # an album's own deviation from its studio's sound
 _GENRE_K = 2  # dimension of a genre's timbre subspace in the style block
 
 
-def nuisance_on(p: object) -> bool:
+def nuisance_on(p: SynthPreset) -> bool:
     """True when any nuisance knob of the preset is switched on."""
     return any(getattr(p, name) > 0 for name in (
         "album_fx_scale", "genre_timbre", "generic_block", "gain_scale", "eq_scale", "p_duplicate"))
@@ -70,7 +70,7 @@ class NuisanceWorld:
     genre_space: np.ndarray | None  # (n_genres, d_style, _GENRE_K) orthonormal
 
 
-def make_nuisance_world(p, seed: int, world_code: int, n_channels: int) -> NuisanceWorld:  # noqa: ANN001
+def make_nuisance_world(p: SynthPreset, seed: int, world_code: int, n_channels: int) -> NuisanceWorld:
     """The shared nuisance of a seed: recording-chain directions, EQ curves, genre subspaces."""
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(world_code, _NUISANCE_CODE))))
     fx = rng.standard_normal((p.album_fx_rank, n_channels)).astype(np.float32) if p.album_fx_scale > 0 else None
@@ -97,7 +97,7 @@ def artist_rng(seed: int, split_code: int, index: int) -> np.random.Generator:
         np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(split_code, index, _NUISANCE_CODE))))
 
 
-def genre_style(rng: np.random.Generator, p, nw: NuisanceWorld, genre: int, n: int,  # noqa: ANN001
+def genre_style(rng: np.random.Generator, p: SynthPreset, nw: NuisanceWorld, genre: int, n: int,
                 n_sections: int) -> np.ndarray | None:
     """(n, n_sections, d_style): each section's move along its genre's shared timbre subspace."""
     if nw.genre_space is None:
@@ -107,7 +107,7 @@ def genre_style(rng: np.random.Generator, p, nw: NuisanceWorld, genre: int, n: i
     return p.genre_timbre * np.einsum("nsk,dk->nsd", c, nw.genre_space[genre])
 
 
-def long_generic_blocks(rng: np.random.Generator, p, n_generic: int,  # noqa: ANN001
+def long_generic_blocks(rng: np.random.Generator, p: SynthPreset, n_generic: int,
                         lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """One long contiguous generic block in a share `generic_block` of tracks.
 
@@ -127,7 +127,8 @@ def long_generic_blocks(rng: np.random.Generator, p, n_generic: int,  # noqa: AN
     return block, proto
 
 
-def duplicates(rng: np.random.Generator, p, z: np.ndarray, album: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def duplicates(rng: np.random.Generator, p: SynthPreset, z: np.ndarray,
+               album: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Near-duplicate tracks: a share of tracks copy another track's latent frames, shifted.
 
     Returns `(z, album)` with the copies written in; the copies keep the source's album
@@ -158,7 +159,8 @@ def duplicates(rng: np.random.Generator, p, z: np.ndarray, album: np.ndarray) ->
     return z, album
 
 
-def album_effects(rng: np.random.Generator, p, nw: NuisanceWorld, album: np.ndarray) -> np.ndarray | None:  # noqa: ANN001
+def album_effects(rng: np.random.Generator, p: SynthPreset, nw: NuisanceWorld,
+                  album: np.ndarray) -> np.ndarray | None:
     """(n, 512) float32 pre-activation offset of each track's album (None when off)."""
     if nw.fx_basis is None:
         return None
@@ -170,7 +172,7 @@ def album_effects(rng: np.random.Generator, p, nw: NuisanceWorld, album: np.ndar
     return (p.album_fx_scale * coef.astype(np.float32) @ nw.fx_basis)[album]
 
 
-def track_gains(rng: np.random.Generator, p, nw: NuisanceWorld, n: int) -> np.ndarray | None:  # noqa: ANN001
+def track_gains(rng: np.random.Generator, p: SynthPreset, nw: NuisanceWorld, n: int) -> np.ndarray | None:
     """(n, 512) float32 multiplicative channel gain of each track (None when off)."""
     if p.gain_scale <= 0 and nw.eq_basis is None:
         return None

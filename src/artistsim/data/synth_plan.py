@@ -114,13 +114,13 @@ class SynthPreset:
 # before any model was run on it, and it differs from the others in structure (fewer
 # tracks per artist, more short tracks, other latent sizes, private album effects), so a
 # figure on it says how a recipe does on data it was not designed on.
-_ALBUMS = dict(artist_mean_scale=1.0, style_strength=1.5, album_fx_scale=1.0, album_fx_studios=12,
-               albums_extra=2.5, max_albums=6, p_duplicate=0.1, gain_scale=0.3, eq_scale=0.5)
+_ALBUMS = dict(artist_mean_scale=1.0, style_strength=0.5, album_fx_scale=3.0, album_fx_studios=12,
+               albums_extra=2.5, max_albums=6, p_duplicate=0.1, gain_scale=0.5, eq_scale=1.0)
 _GENRES = dict(n_genres=5, genre_scale=0.8, genre_timbre=3.0, generic_block=0.5, generic_run=8.0,
                artist_mean_scale=0.8)
-_MIXED = dict(artist_mean_scale=0.9, style_strength=2.5, n_genres=6, genre_scale=0.7, genre_timbre=2.0,
-              album_fx_scale=0.7, album_fx_studios=16, albums_extra=1.5, max_albums=5, generic_block=0.3,
-              generic_run=6.0, p_duplicate=0.08, gain_scale=0.25, eq_scale=0.35)
+_MIXED = dict(artist_mean_scale=0.9, style_strength=2.0, n_genres=6, genre_scale=0.7, genre_timbre=2.0,
+              album_fx_scale=2.0, album_fx_studios=16, albums_extra=1.5, max_albums=5, generic_block=0.3,
+              generic_run=6.0, p_duplicate=0.08, gain_scale=0.4, eq_scale=0.7)
 _HOLDOUT = dict(p_single=0.06, p_few=0.5, p_ten=0.34, tail_mean_extra=5.0, max_tracks=40, p_short=0.3,
                 d_mean=32, d_style=8, d_generic=16, n_genres=8, track_scale=0.8, frame_rho=0.85,
                 artist_mean_scale=0.9, style_strength=2.0, genre_timbre=2.0, album_fx_scale=0.8,
