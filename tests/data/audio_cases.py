@@ -95,6 +95,6 @@ def write_bad_folder(folder: Path) -> dict[str, str]:
     return {
         "stereo.wav": "ok", "mono.flac": "ok", "six_channels.wav": "ok", "vorbis.ogg": "ok",
         "sub/Björk – ßong №1.wav": "ok", "sub/copy_of_stereo.wav": "duplicate", "corrupt.mp3": "unreadable",
-        "zero_bytes.ogg": "unreadable", "truncated.flac": "unreadable", "empty.wav": "empty",
+        "zero_bytes.ogg": "empty", "truncated.flac": "unreadable", "empty.wav": "empty",
         "silence.wav": "silent", "short.wav": "too_short", "nan.wav": "nan", "song.m4a": "unsupported_format",
     }

@@ -141,6 +141,8 @@ def decode_fragment(path: str | Path) -> Decoded:
     if path.suffix.lower() in UNSUPPORTED_EXTENSIONS:
         raise AudioError("unsupported_format", f"{path.suffix} is not a format libsndfile reads")
     try:
+        if path.stat().st_size == 0:
+            raise AudioError("empty", "zero-byte file")
         with sf.SoundFile(str(path)) as fh:
             rate, n, channels = fh.samplerate, fh.frames, fh.channels
             if n <= 0 or channels <= 0:
@@ -156,9 +158,8 @@ def decode_fragment(path: str | Path) -> Decoded:
     except AudioError:
         raise
     except sf.LibsndfileError as exc:
-        text = str(exc)
-        reason = "unsupported_format" if "format" in text.lower() and "not" in text.lower() else "unreadable"
-        raise AudioError(reason, text.split(": ", 1)[-1] if ": " in text else text) from None
+        text = str(exc)  # corrupt, truncated, or not the format its name says
+        raise AudioError("unreadable", text.split(": ", 1)[-1] if ": " in text else text) from None
     except (RuntimeError, OSError, ValueError, EOFError) as exc:
         raise AudioError("unreadable", f"{type(exc).__name__}: {exc}") from None
     if len(data) == 0:
