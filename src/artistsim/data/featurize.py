@@ -17,8 +17,8 @@ How it survives kills, many machines and bad files:
   (shard outputs never overlap, so folders written on different machines can simply be
   copied together); `--merge` (or a run without --shard) then writes the meta files.
 - Bad audio is journalled with a reason (`artistsim.data.audio.REASONS`) and never stops
-  the batch; duplicates (same file content, SHA-1) are resolved when the meta files are
-  written: the lowest trackid stays, the others are listed as duplicates.
+  the batch; duplicates (same decoded content: `content_hash`) are resolved when the
+  meta files are written: the lowest trackid stays, the others are listed as duplicates.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from artistsim.atomic import atomic_path, atomic_write_text
-from artistsim.data.audio import AudioError, decode_fragment
+from artistsim.data.audio import AudioError, Decoded, decode_fragment
 from artistsim.data.audio_inputs import PLAN_COLUMNS, display_path, list_inputs, make_plan
 from artistsim.data.descriptor import describe_samples
 from artistsim.data.layout import DataError, progress_disabled
@@ -109,11 +109,15 @@ def feature_relpath(trackid: int) -> str:
 # --------------------------------------------------------------------------- one track
 
 
-def _sha1(path: Path) -> str:
-    h = hashlib.sha1()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+def content_hash(decoded: Decoded) -> str:
+    """SHA-1 of the track's length and its decoded 16 kHz fragment: what its features are made of.
+
+    Two files with this hash give the same features (a copy, or the same audio in another
+    container), so only one is kept. Hashing the decoded fragment, not the file, costs no
+    extra read of a file that is otherwise only read where the fragment lies.
+    """
+    h = hashlib.sha1(f"{decoded.duration:.6f}".encode())
+    h.update(np.ascontiguousarray(decoded.samples).tobytes())
     return h.hexdigest()
 
 
@@ -126,18 +130,15 @@ def process_track(job: tuple[int, str, str]) -> tuple:
     trackid, src, out = job
     path, out_path = Path(src), Path(out)
     try:
-        sha = _sha1(path)
-    except OSError as exc:
-        return trackid, "skipped", _clean(f"unreadable: {exc.strerror or exc}"), 0.0, 0, ""
-    try:
         decoded = decode_fragment(path)
+        sha = content_hash(decoded)
         feats = describe_samples(decoded.samples)
     except AudioError as exc:
         out_path.unlink(missing_ok=True)
-        return trackid, "skipped", _clean(f"{exc.reason}: {exc}"), 0.0, 0, sha
+        return trackid, "skipped", _clean(f"{exc.reason}: {exc}"), 0.0, 0, ""
     except Exception as exc:  # noqa: BLE001 - one bad file must never stop the batch
         out_path.unlink(missing_ok=True)
-        return trackid, "skipped", _clean(f"error: {type(exc).__name__}: {exc}"), 0.0, 0, sha
+        return trackid, "skipped", _clean(f"error: {type(exc).__name__}: {exc}"), 0.0, 0, ""
     with atomic_path(out_path, suffix=".npy") as tmp:
         np.save(tmp, feats)
     return trackid, "ok", "", round(decoded.duration, 3), int(feats.shape[1]), sha
