@@ -201,3 +201,12 @@ def test_bad_manifest_names_the_line(tmp_path, capsys):
     manifest.write_text("path\ttrackid\na.wav\t1\nb.wav\tx\n")
     assert main(["-q", "featurize", str(manifest), str(tmp_path / "out")]) == 2
     assert "line 3" in capsys.readouterr().err
+
+
+def test_features_of_another_descriptor_version_are_refused(tmp_path):
+    manifest = _folder(tmp_path / "music", n=2)
+    out = tmp_path / "out"
+    featurize_dataset(manifest, out, FeaturizeOptions())
+    (out / fz.STATE_DIR / "descriptor_version").write_text("1\n")
+    with pytest.raises(DataError, match="descriptor version 1"):
+        featurize_dataset(manifest, out, FeaturizeOptions())

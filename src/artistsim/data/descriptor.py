@@ -89,6 +89,9 @@ GROUPS: dict[str, slice] = {
     "modulation": slice(352, 512),
 }
 DIM = 512
+# Bumped whenever any number of the descriptor changes: a folder featurized by another
+# version is refused rather than silently mixed (artistsim.data.featurize).
+VERSION = 2
 assert FRAMES_PER_HOP * STFT_HOP == HOP and GROUPS["modulation"].stop == DIM
 
 

@@ -198,7 +198,15 @@ def _tsv(df: pd.DataFrame) -> str:
 
 
 def _check_plan(out_dir: Path, plan: pd.DataFrame) -> None:
-    """Store the plan on the first run; refuse a later run whose plan differs."""
+    """Store the plan on the first run; refuse a later run whose plan or descriptor differs."""
+    from artistsim.data.descriptor import VERSION
+
+    version = out_dir / STATE_DIR / "descriptor_version"
+    if version.exists() and version.read_text().strip() != str(VERSION):
+        raise DataError(f"{out_dir}: features made by descriptor version {version.read_text().strip()}, "
+                        f"this is version {VERSION}; featurize into a new folder")
+    if not version.exists():
+        atomic_write_text(version, f"{VERSION}\n")
     text = _tsv(plan.assign(path=plan["path"].map(display_path)))
     path = out_dir / STATE_DIR / "plan.tsv"
     if path.exists():
