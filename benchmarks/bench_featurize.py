@@ -292,11 +292,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--child", nargs=3, metavar=("METHOD", "FOLDER", "WORKERS"), help=argparse_hidden())
     p.add_argument("--skip-quality", action="store_true")
+    p.add_argument("--skip-speed", action="store_true")
     args = p.parse_args(argv)
     if args.child:  # no torch in this process: the workers import it, as in `artistsim featurize`
         print(json.dumps(child(args.child[0], Path(args.child[1]), int(args.child[2]))))
         return 0
     facts = C.machine_facts()
+    if args.skip_speed:  # refresh the quality tables only; the speed table of the last run is kept
+        sections = [quality(), *filter(None, [ablation()])]
+        result = C.make_result("featurize", "Featurize: audio files to features", C.mode_of(args),
+                               "bench_featurize.py", argv if argv is not None else sys.argv[1:], sections, facts)
+        C.emit(result, args.json, merge=True)
+        return 0
     n = args.tracks or (12 if args.full else 3)
     folders, seconds = make_inputs(n)
     try:
