@@ -43,7 +43,8 @@ max_epochs = 15
 def test_featurize_then_train_ranks_same_artist_first(tmp_path, capsys):
     manifest = write_artists(tmp_path / "music", n_artists=14, tracks=5, seconds=12.0)
     data = tmp_path / "data"
-    assert main(["-q", "featurize", str(manifest), str(data), "--test-fraction", "0.3", "--seed", "1"]) == 0
+    assert main(["-q", "featurize", str(manifest), str(data), "--test-fraction", "0.3", "--seed", "1",
+                 "--workers", "1"]) == 0
     assert main(["-q", "validate", str(data)]) == 0
     assert main(["-q", "pack", str(data)]) == 0
     cfg = tmp_path / "tiny.toml"

@@ -37,7 +37,7 @@ def bad_folder(tmp_path_factory):
 def test_bad_audio_never_stops_the_batch(bad_folder, tmp_path, capsys):
     folder, expected = bad_folder
     out = tmp_path / "out"
-    assert main(["-q", "featurize", str(folder), str(out), "--test-fraction", "0"]) == 1
+    assert main(["-q", "featurize", str(folder), str(out), "--test-fraction", "0", "--workers", "1"]) == 1
     printed = capsys.readouterr().out
     tracks = _tracks(out)
     assert sorted(tracks.index) == sorted(expected)  # notes.txt ignored, the others listed
@@ -61,7 +61,7 @@ def test_labelled_output_validates(bad_folder, tmp_path):
     names = [n for n, s in expected.items() if s == "ok"]
     labels.write_text("path\tartist\n" + "".join(f"{n}\tartist {i % 2}\n" for i, n in enumerate(names)))
     out = tmp_path / "out"
-    summary = featurize_dataset(folder, out, FeaturizeOptions(labels=labels, test_fraction=0.5, seed=3))
+    summary = featurize_dataset(folder, out, FeaturizeOptions(workers=1, labels=labels, test_fraction=0.5, seed=3))
     assert summary.finalized and summary.skipped == len(expected) - len(names)
     assert validate_dataset(out, progress=False).ok
     train = pd.read_csv(out / "train_meta.tsv", sep="\t")
@@ -84,7 +84,7 @@ def _folder(root: Path, n: int = 6) -> Path:
 def test_resume_after_a_kill_finishes_the_rest_and_matches_a_clean_run(tmp_path, monkeypatch):
     manifest = _folder(tmp_path / "music")
     clean = tmp_path / "clean"
-    featurize_dataset(manifest, clean, FeaturizeOptions(test_fraction=0.34))
+    featurize_dataset(manifest, clean, FeaturizeOptions(workers=1, test_fraction=0.34))
 
     killed = tmp_path / "killed"
     real, calls = fz.process_track, []
@@ -97,7 +97,7 @@ def test_resume_after_a_kill_finishes_the_rest_and_matches_a_clean_run(tmp_path,
 
     monkeypatch.setattr(fz, "process_track", dies_on_the_third)
     with pytest.raises(KeyboardInterrupt):
-        featurize_dataset(manifest, killed, FeaturizeOptions(test_fraction=0.34))
+        featurize_dataset(manifest, killed, FeaturizeOptions(workers=1, test_fraction=0.34))
     monkeypatch.setattr(fz, "process_track", real)
     assert not (killed / "train_meta.tsv").exists()
     journal = killed / fz.STATE_DIR / "journal-1-of-1.tsv"
@@ -107,7 +107,7 @@ def test_resume_after_a_kill_finishes_the_rest_and_matches_a_clean_run(tmp_path,
     stray.parent.mkdir(parents=True, exist_ok=True)
     stray.write_bytes(b"half")
 
-    summary = featurize_dataset(manifest, killed, FeaturizeOptions(test_fraction=0.34))
+    summary = featurize_dataset(manifest, killed, FeaturizeOptions(workers=1, test_fraction=0.34))
     assert summary.processed == 7 - 2  # the two finished tracks are not redone
     assert not stray.exists()
     a, b = _snapshot(clean), _snapshot(killed)
@@ -119,38 +119,38 @@ def test_resume_after_a_kill_finishes_the_rest_and_matches_a_clean_run(tmp_path,
 def test_rerun_changes_nothing(tmp_path):
     manifest = _folder(tmp_path / "music")
     out = tmp_path / "out"
-    featurize_dataset(manifest, out, FeaturizeOptions())
+    featurize_dataset(manifest, out, FeaturizeOptions(workers=1))
     before = _snapshot(out)
-    summary = featurize_dataset(manifest, out, FeaturizeOptions())
+    summary = featurize_dataset(manifest, out, FeaturizeOptions(workers=1))
     assert summary.processed == 0 and _snapshot(out) == before
 
 
 def test_a_different_input_is_refused(tmp_path):
     manifest = _folder(tmp_path / "music")
     out = tmp_path / "out"
-    featurize_dataset(manifest, out, FeaturizeOptions(seed=0))
+    featurize_dataset(manifest, out, FeaturizeOptions(workers=1, seed=0))
     with pytest.raises(DataError, match="different input"):
-        featurize_dataset(manifest, out, FeaturizeOptions(seed=1, test_fraction=0.5))
+        featurize_dataset(manifest, out, FeaturizeOptions(workers=1, seed=1, test_fraction=0.5))
 
 
 def test_shards_together_equal_one_run(tmp_path):
     manifest = _folder(tmp_path / "music")
     one = tmp_path / "one"
-    featurize_dataset(manifest, one, FeaturizeOptions(test_fraction=0.34))
+    featurize_dataset(manifest, one, FeaturizeOptions(workers=1, test_fraction=0.34))
     parts = [tmp_path / f"machine{k}" for k in (1, 2, 3)]
     done = []
     for k, part in enumerate(parts, 1):
-        s = featurize_dataset(manifest, part, FeaturizeOptions(test_fraction=0.34, shard=(k, 3)))
+        s = featurize_dataset(manifest, part, FeaturizeOptions(workers=1, test_fraction=0.34, shard=(k, 3)))
         assert not s.finalized and not (part / "train_meta.tsv").exists()
         done.append(s.processed)
     assert sum(done) == 7 and max(done) - min(done) <= 1
     merged = tmp_path / "merged"
     with pytest.raises(DataError, match="not featurized yet"):  # merging too early names the gap
         shutil.copytree(parts[0], merged)
-        featurize_dataset(manifest, merged, FeaturizeOptions(test_fraction=0.34, merge=True))
+        featurize_dataset(manifest, merged, FeaturizeOptions(workers=1, test_fraction=0.34, merge=True))
     for part in parts[1:]:  # shards written on other machines, copied together
         shutil.copytree(part, merged, dirs_exist_ok=True)
-    assert featurize_dataset(manifest, merged, FeaturizeOptions(test_fraction=0.34, merge=True)).finalized
+    assert featurize_dataset(manifest, merged, FeaturizeOptions(workers=1, test_fraction=0.34, merge=True)).finalized
     a, b = _snapshot(one), _snapshot(merged)
     public = sorted(k for k in a if not k.startswith(fz.STATE_DIR))
     assert public == sorted(k for k in b if not k.startswith(fz.STATE_DIR))
@@ -159,7 +159,7 @@ def test_shards_together_equal_one_run(tmp_path):
 
 def test_worker_processes_give_the_same_files(tmp_path):
     manifest = _folder(tmp_path / "music", n=4)
-    featurize_dataset(manifest, tmp_path / "one", FeaturizeOptions())
+    featurize_dataset(manifest, tmp_path / "one", FeaturizeOptions(workers=1))
     featurize_dataset(manifest, tmp_path / "two", FeaturizeOptions(workers=2))
     a, b = _snapshot(tmp_path / "one"), _snapshot(tmp_path / "two")
     public = [k for k in a if not k.startswith(fz.STATE_DIR)]
@@ -181,7 +181,7 @@ def test_artists_from_manifest_labels_and_tags(tmp_path):
     labels = tmp_path / "labels.tsv"
     labels.write_text("path\tartist\na.flac\tIgnored\nb.flac\tFrom Labels\n")
     out = tmp_path / "out"
-    featurize_dataset(manifest, out, FeaturizeOptions(labels=labels, tags=True, test_fraction=0.0))
+    featurize_dataset(manifest, out, FeaturizeOptions(workers=1, labels=labels, tags=True, test_fraction=0.0))
     tracks = _tracks(out)
     assert tracks.loc[["a.flac", "b.flac", "c.flac"], "artist"].tolist() == ["From Manifest", "From Labels",
                                                                               "Tagged Band"]
@@ -192,7 +192,7 @@ def test_artists_from_manifest_labels_and_tags(tmp_path):
 @pytest.mark.parametrize("argv, message", [(["--shard", "3/2"], "--shard"), (["--test-fraction", "1.5"], "test-fraction")])
 def test_bad_options_exit_2(tmp_path, capsys, argv, message):
     manifest = _folder(tmp_path / "music", n=2)
-    assert main(["-q", "featurize", str(manifest), str(tmp_path / "out"), *argv]) == 2
+    assert main(["-q", "featurize", str(manifest), str(tmp_path / "out"), "--workers", "1", *argv]) == 2
     assert message in capsys.readouterr().err
 
 
@@ -206,7 +206,7 @@ def test_bad_manifest_names_the_line(tmp_path, capsys):
 def test_features_of_another_descriptor_version_are_refused(tmp_path):
     manifest = _folder(tmp_path / "music", n=2)
     out = tmp_path / "out"
-    featurize_dataset(manifest, out, FeaturizeOptions())
+    featurize_dataset(manifest, out, FeaturizeOptions(workers=1))
     (out / fz.STATE_DIR / "descriptor_version").write_text("1\n")
     with pytest.raises(DataError, match="descriptor version 1"):
-        featurize_dataset(manifest, out, FeaturizeOptions())
+        featurize_dataset(manifest, out, FeaturizeOptions(workers=1))

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tags", action="store_true", help="take missing artists from the files' artist tags")
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of artists in the test split")
     p.add_argument("--seed", type=int, default=0, help="seed of the artist split")
-    p.add_argument("--workers", type=int, default=1, help="decoding processes")
+    p.add_argument("--workers", type=int, default=0, help="decoding processes (default: one per core, at most 8)")
     p.add_argument("--shard", default="1/1", help="featurize only shard K of N (K/N); then run --merge")
     p.add_argument("--merge", action="store_true", help="write the meta files once every shard is done")
     p.set_defaults(func=cmd_featurize)

@@ -36,7 +36,7 @@ import pandas as pd
 from artistsim.atomic import atomic_path, atomic_write_text
 from artistsim.data.audio import AudioError, Decoded, decode_fragment
 from artistsim.data.audio_inputs import PLAN_COLUMNS, display_path, list_inputs, make_plan
-from artistsim.data.descriptor import describe_samples
+from artistsim.data.descriptor import describe_samples, featurize_array, featurize_file
 from artistsim.data.layout import DataError, progress_disabled
 
 STATE_DIR = ".featurize"
@@ -52,7 +52,7 @@ class FeaturizeOptions:
     tags: bool = False
     test_fraction: float = 0.2
     seed: int = 0
-    workers: int = 1
+    workers: int = 0  # 0: one per usable core, at most 8 (each holds ~350 MB)
     shard: tuple[int, int] = (1, 1)
     merge: bool = False
     progress: bool | None = None
@@ -85,6 +85,9 @@ class FeaturizeSummary:
                          f"{self.skipped} skipped")
             for reason, n in sorted(self.reasons.items()):
                 lines.append(f"  skipped {n} x {reason} (e.g. {self.examples[reason]})")
+            if not self.splits.get("train"):
+                lines.append("note: no labelled track in train: train_meta.tsv is empty; give artists "
+                             "(manifest column, --labels or --tags) to train on this folder")
         else:
             lines.append("shard done: run with --merge once every shard has finished to write the meta files")
         return "\n".join(lines)
@@ -220,10 +223,20 @@ def _check_plan(out_dir: Path, plan: pd.DataFrame) -> None:
 # --------------------------------------------------------------------------- the run
 
 
+def default_workers() -> int:
+    """One worker per usable core, at most 8: decoding is the work, memory ~350 MB each."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
 def _run_jobs(jobs: list[tuple[int, str, str]], journal: Path, workers: int, progress: bool | None) -> int:
     """Featurize `jobs`, journalling each result as it arrives; returns how many ran."""
     from tqdm.auto import tqdm
 
+    workers = workers or default_workers()
     bar = tqdm(total=len(jobs), desc="Featurizing", unit="track", disable=progress_disabled(progress))
     done = 0
     with _open_journal(journal) as fh:
@@ -317,4 +330,5 @@ def write_layout(out_dir: Path, plan: pd.DataFrame, summary: FeaturizeSummary) -
         summary.examples.setdefault(code, display_path(path))
 
 
-__all__ = ["FeaturizeOptions", "FeaturizeSummary", "featurize_dataset", "parse_shard", "PLAN_COLUMNS"]
+__all__ = ["FeaturizeOptions", "FeaturizeSummary", "featurize_array", "featurize_dataset", "featurize_file",
+           "parse_shard", "PLAN_COLUMNS"]
