@@ -36,6 +36,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -50,28 +51,25 @@ FORMATS = {"wav": "PCM_16", "flac": "PCM_16", "ogg": "VORBIS", "mp3": "MPEG_LAYE
 # --------------------------------------------------------------------------- inputs
 
 
-def source_tracks(n: int) -> list[tuple[np.ndarray, int]]:
-    """n pieces of 3-7 min music: real tracks when the real set exists, else synthetic."""
+def source_tracks(n: int) -> Iterator[tuple[np.ndarray, int]]:
+    """n pieces of 3-7 min music, one at a time: real tracks when the real set exists, else synthetic."""
     import soundfile as sf
 
-    out = []
+    made = 0
     manifest = REAL / "manifest.tsv"
     if manifest.exists():
         paths = [REAL / line.split("\t")[0] for line in manifest.read_text().splitlines()[1:]]
         for p in paths:
-            info = sf.info(str(p))
-            if 180 <= info.duration <= 420:
+            if made < n and 180 <= sf.info(str(p)).duration <= 420:
                 x, rate = sf.read(str(p), dtype="float32", always_2d=True)
-                out.append((x if x.shape[1] == 2 else np.repeat(x[:, :1], 2, 1), rate))
-            if len(out) == n:
-                return out
+                made += 1
+                yield (x if x.shape[1] == 2 else np.repeat(x[:, :1], 2, 1)), rate
     rng = np.random.default_rng(0)
-    while len(out) < n:
+    for _ in range(n - made):
         rate, sec = 44_100, rng.uniform(180, 420)
         t = np.arange(int(sec * rate)) / rate
         x = 0.2 * np.sin(2 * np.pi * rng.uniform(100, 800) * t) + 0.05 * rng.standard_normal(len(t))
-        out.append((np.stack([x, x], 1).astype(np.float32), rate))
-    return out
+        yield np.stack([x, x], 1).astype(np.float32), rate
 
 
 def make_inputs(n: int) -> tuple[dict[str, Path], float]:
