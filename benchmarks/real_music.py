@@ -8,7 +8,8 @@ with `dpkg -x`, and writes a manifest (`path`, `artist`) that `artistsim featuri
 
 Artist labels, per source (ARTIST_SOURCES):
 - the file's artist tag, else its composer tag (Ogg/Opus comments, read by mutagen) for
-  wesnoth, naev, hyperrogue, supertux, freedroidrpg, extremetuxracer, widelands;
+  wesnoth, naev, hyperrogue, supertux, freedroidrpg, extremetuxracer, widelands,
+  colobot, singularity, xmoto;
 - the `composer` attribute of SuperTuxKart's `data/music/*.music` files;
 - the `author` of each track in Warzone 2100's `music/albums/*/album.json`;
 - the song folder's band for Frets on Fire's song packs (muldjord, sectoid; the mixed
@@ -36,7 +37,7 @@ from pathlib import Path
 
 PACKAGES = ("wesnoth-1.16-music", "naev-data", "supertuxkart-data", "supertux-data", "hyperrogue-music",
             "warzone2100-music", "fretsonfire-songs-muldjord", "fretsonfire-songs-sectoid", "freedroidrpg-data",
-            "extremetuxracer-data", "widelands-data")
+            "extremetuxracer-data", "widelands-data", "colobot-common-sounds", "singularity-music", "xmoto-data")
 AUDIO = (".ogg", ".opus", ".flac", ".wav", ".mp3")
 MIN_SECONDS = 20.0
 MIN_TRACKS = 2
@@ -49,7 +50,8 @@ ALIASES = {
     "keith baylis aka vim": "keith baylis",
 }
 TAG_DIRS = ("wesnoth/1.16/data/core/music", "naev/dat/snd/music", "hyperrogue/music", "supertux2/music",
-            "freedroidrpg/data/sound/music", "etr/music", "widelands/data/music")
+            "freedroidrpg/data/sound/music", "etr/music", "widelands/data/music", "colobot/music",
+            "singularity/music", "xmoto/Textures/Musics")
 
 
 def normalise(name: str) -> str | None:
