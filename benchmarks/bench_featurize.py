@@ -143,7 +143,7 @@ def _librosa_track(path: str) -> np.ndarray:
             logmel.mean(1), logmel.std(1), np.abs(np.diff(logmel, axis=1)).mean(1), mfcc.mean(1), mfcc.std(1),
             chroma.mean(1), chroma.std(1), shape.mean(1), shape.std(1),
             (groups.max(1) - groups.min(1)).mean(1), groups.min(1).mean(1),
-            ac[1:41] / (ac[0] + 1e-3), mod[:, 1:11].ravel() / 19.0]))
+            ac[1:41] / (ac[0] + 1e-3), np.log10(mod[:, 1:11].ravel() / 19.0 + 1e-2)]))
     return np.stack(cols, 1).astype(np.float32)
 
 
