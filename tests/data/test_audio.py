@@ -96,3 +96,12 @@ def test_bad_arrays_raise_with_a_reason(x, reason):
     with pytest.raises(AudioError) as info:
         featurize_array(x, 16_000)
     assert info.value.reason == reason
+
+
+def test_integer_pcm_is_scaled_like_floats():
+    x = tone(440, 3, 16_000)
+    pcm = np.round(x * 32768).clip(-32768, 32767).astype(np.int16)
+    a, b = featurize_array(pcm, 16_000), featurize_array(x, 16_000)
+    loud = b[GROUPS["logmel_mean"]].mean(1) > -4  # quiet bands differ by the quantisation noise
+    np.testing.assert_allclose(a[GROUPS["logmel_mean"]][loud], b[GROUPS["logmel_mean"]][loud], atol=1e-3)
+    np.testing.assert_allclose(a[GROUPS["shape_mean"].start], b[GROUPS["shape_mean"].start], atol=1e-3)

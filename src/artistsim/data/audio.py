@@ -89,10 +89,15 @@ def window_starts(t: int) -> np.ndarray:
 
 
 def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
-    """Average the channels ((n,) or (n, channels)) and resample to 16 kHz, float32."""
+    """Average the channels ((n,) or (n, channels)) and resample to 16 kHz, float32.
+
+    Integer samples (int16 PCM from an upload, say) are scaled to [-1, 1) first.
+    """
     import soxr
 
     x = np.asarray(samples)
+    if np.issubdtype(x.dtype, np.integer):  # PCM integers -> [-1, 1) floats, as libsndfile gives
+        x = x.astype(np.float32) / float(-np.iinfo(x.dtype).min)
     if x.ndim == 2:
         x = x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
     elif x.ndim != 1:
