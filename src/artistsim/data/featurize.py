@@ -23,7 +23,6 @@ How it survives kills, many machines and bad files:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections import Counter
@@ -33,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from artistsim.atomic import atomic_path, atomic_write_text
-from artistsim.data.audio import AudioError, Decoded, decode_fragment
+from artistsim.atomic import atomic_write_text
 from artistsim.data.audio_inputs import PLAN_COLUMNS, display_path, list_inputs, make_plan
-from artistsim.data.descriptor import describe_samples, featurize_array, featurize_file
+from artistsim.data.descriptor import featurize_array, featurize_file
+from artistsim.data.featurize_worker import init_worker, process_track
 from artistsim.data.layout import DataError, progress_disabled
 
 STATE_DIR = ".featurize"
@@ -107,51 +106,6 @@ def parse_shard(text: str) -> tuple[int, int]:
 def feature_relpath(trackid: int) -> str:
     """Path of a track's .npy relative to its `{split}_features/` folder (fold = trackid % 10)."""
     return f"{trackid % 10}/{trackid}.npy"
-
-
-# --------------------------------------------------------------------------- one track
-
-
-def content_hash(decoded: Decoded) -> str:
-    """SHA-1 of the track's length and its decoded 16 kHz fragment: what its features are made of.
-
-    Two files with this hash give the same features (a copy, or the same audio in another
-    container), so only one is kept. Hashing the decoded fragment, not the file, costs no
-    extra read of a file that is otherwise only read where the fragment lies.
-    """
-    h = hashlib.sha1(f"{decoded.duration:.6f}".encode())
-    h.update(np.ascontiguousarray(decoded.samples).tobytes())
-    return h.hexdigest()
-
-
-def _clean(text: str) -> str:
-    return " ".join(str(text).split())[:300]
-
-
-def process_track(job: tuple[int, str, str]) -> tuple:
-    """Featurize one file into `out` (atomically); a journal row, never an exception."""
-    trackid, src, out = job
-    path, out_path = Path(src), Path(out)
-    try:
-        decoded = decode_fragment(path)
-        sha = content_hash(decoded)
-        feats = describe_samples(decoded.samples)
-    except AudioError as exc:
-        out_path.unlink(missing_ok=True)
-        return trackid, "skipped", _clean(f"{exc.reason}: {exc}"), 0.0, 0, ""
-    except Exception as exc:  # noqa: BLE001 - one bad file must never stop the batch
-        out_path.unlink(missing_ok=True)
-        return trackid, "skipped", _clean(f"error: {type(exc).__name__}: {exc}"), 0.0, 0, ""
-    with atomic_path(out_path, suffix=".npy") as tmp:
-        np.save(tmp, feats)
-    return trackid, "ok", "", round(decoded.duration, 3), int(feats.shape[1]), sha
-
-
-def _init_worker() -> None:
-    """One thread per worker process: the workers are the parallelism."""
-    import torch
-
-    torch.set_num_threads(1)
 
 
 # --------------------------------------------------------------------------- state files
@@ -254,7 +208,7 @@ def _run_jobs(jobs: list[tuple[int, str, str]], journal: Path, workers: int, pro
         else:
             import multiprocessing as mp
 
-            with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+            with mp.get_context("spawn").Pool(workers, initializer=init_worker) as pool:
                 for row in pool.imap_unordered(process_track, jobs, chunksize=1):
                     record(row)
     bar.close()
