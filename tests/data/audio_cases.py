@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -80,6 +81,8 @@ def write_bad_folder(folder: Path) -> dict[str, str]:
     (folder / "sub").mkdir()
     sf.write(folder / "sub" / "Björk – ßong №1.wav", tone(660, 4, 11_025), 11_025)
     shutil.copy(folder / "stereo.wav", folder / "sub" / "copy_of_stereo.wav")
+    sf.write(folder / "latin1.wav", tone(770, 4, 16_000), 16_000)  # a name that is not UTF-8:
+    os.rename(folder / "latin1.wav", os.fsencode(folder) + b"/caf\xe9.wav")
     (folder / "corrupt.mp3").write_bytes(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
     (folder / "zero_bytes.ogg").write_bytes(b"")
     flac = (folder / "mono.flac").read_bytes()
@@ -94,7 +97,7 @@ def write_bad_folder(folder: Path) -> dict[str, str]:
     (folder / "notes.txt").write_text("not audio: ignored")
     return {
         "stereo.wav": "ok", "mono.flac": "ok", "six_channels.wav": "ok", "vorbis.ogg": "ok",
-        "sub/Björk – ßong №1.wav": "ok", "sub/copy_of_stereo.wav": "duplicate", "corrupt.mp3": "unreadable",
+        "sub/Björk – ßong №1.wav": "ok", "caf\\xe9.wav": "ok", "sub/copy_of_stereo.wav": "duplicate", "corrupt.mp3": "unreadable",
         "zero_bytes.ogg": "empty", "truncated.flac": "unreadable", "empty.wav": "empty",
         "silence.wav": "silent", "short.wav": "too_short", "nan.wav": "nan", "song.m4a": "unsupported_format",
     }

@@ -58,15 +58,20 @@ def test_bad_audio_never_stops_the_batch(bad_folder, tmp_path, capsys):
 def test_labelled_output_validates(bad_folder, tmp_path):
     folder, expected = bad_folder
     labels = tmp_path / "labels.tsv"
-    names = [n for n, s in expected.items() if s == "ok"]
+    names = [n for n, s in expected.items() if s == "ok" and "\\x" not in n]  # a non-UTF-8 name stays unlabelled
     labels.write_text("path\tartist\n" + "".join(f"{n}\tartist {i % 2}\n" for i, n in enumerate(names)))
     out = tmp_path / "out"
     summary = featurize_dataset(folder, out, FeaturizeOptions(workers=1, labels=labels, test_fraction=0.5, seed=3))
-    assert summary.finalized and summary.skipped == len(expected) - len(names)
+    assert summary.finalized and summary.skipped == sum(s != "ok" for s in expected.values())
     assert validate_dataset(out, progress=False).ok
+    tracks = _tracks(out)
+    ok = tracks[tracks["status"] == "ok"]
+    train_artists = set(ok.loc[ok["split"] == "train", "artist"])
+    test_artists = set(ok.loc[ok["split"] == "test", "artist"])
+    assert train_artists and test_artists - {""} and not train_artists & test_artists  # artist-disjoint
+    assert ok.loc["caf\\xe9.wav", "split"] == "test"  # unlabelled -> test ...
+    assert not (out / "test_gt.tsv").exists() and summary.unlabelled_test == 1  # ... and no partial truth
     train = pd.read_csv(out / "train_meta.tsv", sep="\t")
-    gt = pd.read_csv(out / "test_gt.tsv", sep="\t")
-    assert len(train) and len(gt) and not set(train["artistid"]) & set(gt["artistid"])  # artist-disjoint
     arr = np.load(out / "train_features" / train["archive_features_path"].iloc[0])
     assert arr.dtype == np.float32 and arr.shape[0] == 512
 

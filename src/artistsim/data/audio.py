@@ -24,6 +24,7 @@ batch job (`artistsim.data.featurize`) lists it in tracks.tsv and goes on.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def decode_fragment(path: str | Path) -> Decoded:
     try:
         if path.stat().st_size == 0:
             raise AudioError("empty", "zero-byte file")
-        with sf.SoundFile(str(path)) as fh:
+        with sf.SoundFile(os.fsencode(path)) as fh:  # bytes: any file name, even one not valid UTF-8
             rate, n, channels = fh.samplerate, fh.frames, fh.channels
             if n <= 0 or channels <= 0:
                 raise AudioError("empty", "no audio samples")

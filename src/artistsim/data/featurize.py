@@ -2,7 +2,7 @@
 
 OUT_DIR receives exactly what `validate`, `pack`, `train` ... read: `train_meta.tsv`,
 `test_meta.tsv`, `{split}_features/<trackid % 10>/<trackid>.npy` (float32, (512, T);
-descriptor in `artistsim.data.descriptor`), `test_gt.tsv` when test tracks have artists,
+descriptor in `artistsim.data.descriptor`), `test_gt.tsv` when every test track has an artist,
 plus `tracks.tsv` (every input track: source path, split, artist, duration, T, status and
 the reason it was skipped) and `artists.tsv` (artistid -> name).
 
@@ -69,6 +69,7 @@ class FeaturizeSummary:
     reasons: Counter = field(default_factory=Counter)
     splits: dict[str, int] = field(default_factory=dict)
     examples: dict[str, str] = field(default_factory=dict)
+    unlabelled_test: int = 0
 
     @property
     def skipped(self) -> int:
@@ -84,6 +85,9 @@ class FeaturizeSummary:
                          f"{self.skipped} skipped")
             for reason, n in sorted(self.reasons.items()):
                 lines.append(f"  skipped {n} x {reason} (e.g. {self.examples[reason]})")
+            if self.unlabelled_test and self.unlabelled_test < self.splits.get("test", 0):
+                lines.append(f"note: {self.unlabelled_test} test track(s) have no artist, so test_gt.tsv is not "
+                             "written (artists in tracks.tsv); label them all to score the test split")
             if not self.splits.get("train"):
                 lines.append("note: no labelled track in train: train_meta.tsv is empty; give artists "
                              "(manifest column, --labels or --tags) to train on this folder")
@@ -263,8 +267,9 @@ def write_layout(out_dir: Path, plan: pd.DataFrame, summary: FeaturizeSummary) -
         {"trackid": good["trackid"][train], "artistid": good["artistid"][train], "archive_features_path": rel[train]})))
     _write_if_changed(out_dir / "test_meta.tsv", _tsv(pd.DataFrame(
         {"trackid": good["trackid"][test], "archive_features_path": rel[test]})))
-    gt = good[test & (good["artistid"] >= 0)]
-    if len(gt):
+    gt = good[test]
+    summary.unlabelled_test = int((gt["artistid"] < 0).sum())
+    if len(gt) and not summary.unlabelled_test:  # ground truth is for every test track or none
         _write_if_changed(out_dir / "test_gt.tsv", _tsv(gt[["trackid", "artistid"]]))
     else:
         (out_dir / "test_gt.tsv").unlink(missing_ok=True)
