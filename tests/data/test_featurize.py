@@ -59,9 +59,9 @@ def test_labelled_output_validates(bad_folder, tmp_path):
     folder, expected = bad_folder
     labels = tmp_path / "labels.tsv"
     names = [n for n, s in expected.items() if s == "ok" and "\\x" not in n]  # a non-UTF-8 name stays unlabelled
-    labels.write_text("path\tartist\n" + "".join(f"{n}\tartist {i % 2}\n" for i, n in enumerate(names)))
+    labels.write_text("path\tartist\n" + "".join(f"{n}\tartist {i % 3}\n" for i, n in enumerate(names)))
     out = tmp_path / "out"
-    summary = featurize_dataset(folder, out, FeaturizeOptions(workers=1, labels=labels, test_fraction=0.5, seed=3))
+    summary = featurize_dataset(folder, out, FeaturizeOptions(workers=1, labels=labels, test_fraction=0.34, seed=3))
     assert summary.finalized and summary.skipped == sum(s != "ok" for s in expected.values())
     assert validate_dataset(out, progress=False).ok
     tracks = _tracks(out)

@@ -8,6 +8,7 @@ import argparse
 from artistsim.cli.common import progress
 
 LOOPING: frozenset[str] = frozenset()  # one-shot per track: nothing to keep for reuse
+OUTPUTS = {"featurize": (("out_dir", "dir"),)}  # checked writable before any track is decoded
 
 
 def cmd_featurize(args: argparse.Namespace) -> int:
