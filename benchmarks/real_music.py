@@ -2,7 +2,8 @@
 
 Why these packages: free games ship their soundtracks with per-composer credits, so the
 artist label of every track is known, and Debian's licences (GPL, CC-BY, CC-BY-SA, ...)
-allow local use. The audio is never committed: this script downloads the .deb files with
+allow local use (all are Debian main, DFSG-free: GPL, CC-BY, CC-BY-SA, CC0, ...; each
+package's terms are in ROOT/x/usr/share/doc/PKG/copyright). The audio is never committed: this script downloads the .deb files with
 `apt-get download` (no installation, no root needed beyond apt's cache), unpacks them
 with `dpkg -x`, and writes a manifest (`path`, `artist`) that `artistsim featurize` reads.
 
