@@ -168,7 +168,12 @@ def test_worker_processes_give_the_same_files(tmp_path):
     featurize_dataset(manifest, tmp_path / "two", FeaturizeOptions(workers=2))
     a, b = _snapshot(tmp_path / "one"), _snapshot(tmp_path / "two")
     public = [k for k in a if not k.startswith(fz.STATE_DIR)]
-    assert all(a[k][0] == b[k][0] for k in public)
+    assert sorted(public) == sorted(k for k in b if not k.startswith(fz.STATE_DIR))
+    for k in public:  # workers run torch on one thread, this process maybe on more: rounding may differ
+        if k.endswith(".npy"):
+            np.testing.assert_allclose(np.load(tmp_path / "one" / k), np.load(tmp_path / "two" / k), atol=1e-4)
+        else:
+            assert a[k][0] == b[k][0], k
 
 
 def test_artists_from_manifest_labels_and_tags(tmp_path):
