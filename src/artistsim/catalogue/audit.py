@@ -6,12 +6,14 @@ make that measurable against planted label swaps (benchmarks/bench_audit.py):
 - leave-one-out: the track is compared with its artist's centroid *without itself*. A
   mislabelled track otherwise pulls its (wrong) artist's centroid towards itself, and
   the smaller the artist, the more it hides;
-- AS-norm (`artistsim.catalogue.identify.normalised_scores`): scores are z-normalised
-  per track and per centroid against their top cohort scores, so a track of a crowded
-  genre (close to many artists) is not suspect merely for being close to them.
+- optionally AS-norm (`artistsim.catalogue.identify.normalised_scores`): scores
+  z-normalised per track and per centroid against their top cohort scores, so a track
+  of a crowded genre is not suspect merely for being close to many artists. On the demo
+  data it ranked planted swaps worse than the leave-one-out margin alone
+  (benchmarks/bench_audit.py), so it is an option, not the default.
 
-Suspicion = best normalised score among the other artists - normalised score of the own
-artist (higher is more suspect); the suspected artist is that best other one. Artists
+Suspicion = best score among the other artists - score of the own artist (higher is
+more suspect); the suspected artist is that best other one. Artists
 with a single track cannot be judged leave-one-out and get no suspicion (NaN, last).
 `margin_suspicion` is the plain baseline: raw cosine to the nearest other centroid minus
 raw cosine to the own centroid, the track included.
@@ -65,23 +67,27 @@ def _blocks(model: ArtistModel, e: np.ndarray, own: np.ndarray, leave_one_out: b
     return suspicion, other
 
 
-def audit(embeddings: np.ndarray, labels: np.ndarray, method: str = "asnorm", top_k: int = TOP_K) -> Audit:
+METHODS = ("loo", "asnorm", "margin")
+
+
+def audit(embeddings: np.ndarray, labels: np.ndarray, method: str = "loo", top_k: int = TOP_K) -> Audit:
     """Rank labelled tracks by how likely their label is wrong.
 
-    `method` "asnorm" (leave-one-out, AS-normalised; the default) or "margin" (the plain
-    centroid margin, for comparison).
+    `method` "loo" (the margin against leave-one-out centroids; the default, best on the
+    demo data), "asnorm" (leave-one-out and AS-normalised) or "margin" (the plain
+    centroid margin, the baseline).
     """
-    if method not in ("asnorm", "margin"):
-        raise ValueError(f"method must be 'asnorm' or 'margin', got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     labels = np.asarray(labels)
     model = artist_model(embeddings, labels, top_k)
     own = model.column(labels)
     e = np.asarray(embeddings, dtype=np.float32)
-    loo = method == "asnorm"
-    suspicion, other = _blocks(model, e, own, leave_one_out=loo, normalise=loo)
+    loo = method != "margin"
+    suspicion, other = _blocks(model, e, own, leave_one_out=loo, normalise=method == "asnorm")
     if loo:
         suspicion[model.counts[own] < 2] = np.nan
-    order = np.argsort(np.where(np.isnan(suspicion), -np.inf, -suspicion), kind="stable")
+    order = np.argsort(np.where(np.isnan(suspicion), np.inf, -suspicion), kind="stable")
     return Audit(order, suspicion[order], labels[order], model.artists[other[order]])
 
 

@@ -152,16 +152,17 @@ class Snapshot:
     def _exact(q: np.ndarray, catalogue: np.ndarray, k: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if len(catalogue) == 0:
             return np.full((len(q), 0), -np.inf, np.float32), np.full((len(q), 0), -1, np.int64)
-        c = torch.from_numpy(np.asarray(catalogue)) if isinstance(catalogue, np.ndarray) else catalogue
         with torch.no_grad():
-            return search_prepared(torch.from_numpy(q), c, min(k, len(catalogue)), exclude[:, None], 4096, "auto")
+            return search_prepared(torch.from_numpy(q), torch.from_numpy(catalogue), min(k, len(catalogue)), exclude[:, None], 4096, "auto")
 
 
 def open_snapshot(root: str | Path, manifest: Manifest | None = None) -> Snapshot:
     """Read the generation the manifest names (main segment mapped, tail loaded, index read)."""
     root = Path(root)
     manifest = manifest or Manifest.read(root)
-    main = read_segment(root, manifest.main, mmap=True)
+    # Exact search reads every row per query: held in memory. Under an index only trackid
+    # lookups read rows, so the segment stays mapped (the index holds its own copy).
+    main = read_segment(root, manifest.main, mmap=bool(manifest.index.get("file")))
     tails = [read_segment(root, s, mmap=False) for s in manifest.tail]
     d = manifest.dim
     tail = Part(np.concatenate([t.embeddings for t in tails]) if tails else np.empty((0, d), np.float32),

@@ -14,13 +14,13 @@ import argparse
 import sys
 from types import ModuleType
 
-from artistsim.cli import pipeline
+from artistsim.cli import catalogue, pipeline
 from artistsim.config import ConfigError
 from artistsim.data.layout import DataError
 from artistsim.runtime import tune_allocator
 
 DESCRIPTION = "Learn which music tracks share an artist, and answer: which tracks are by the same artist as this one?"
-VERB_MODULES: tuple[ModuleType, ...] = (pipeline,)
+VERB_MODULES: tuple[ModuleType, ...] = (pipeline, catalogue)
 LOOPING_COMMANDS = frozenset().union(*(m.LOOPING for m in VERB_MODULES))
 
 
