@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from artistsim.catalogue.snapshot import file_sha256
-from artistsim.catalogue.store import UNKNOWN_ARTIST, CatalogueError, Manifest, Part, create
+from artistsim.catalogue.identify import calibrate
+from artistsim.catalogue.snapshot import file_sha256, labelled, open_snapshot
+from artistsim.catalogue.store import UNKNOWN_ARTIST, CatalogueError, Manifest, Part, create, set_calibration
 from artistsim.data.layout import FEATURE_DIM, DataError, check_shape
 from artistsim.data.splits import load_split
 from artistsim.embed import embed_full, embed_windows, ensemble, load_run, resolve_device
@@ -161,8 +162,12 @@ def dataset_part(embedder: Embedder, data_dir: str | Path, splits: list[str],
 
 def build_catalogue(root: str | Path, data_dir: str | Path, runs: list[str | Path], splits: list[str],
                     index: str = "auto", window: int | None = None, hop: int = 5, device: str | None = None,
-                    overwrite: bool = False, progress: bool | None = None) -> Manifest | None:
-    """Embed the splits with the runs and write a new catalogue (on rank 0; None on other ranks)."""
+                    overwrite: bool = False, progress: bool | None = None, far: float = 0.01) -> Manifest | None:
+    """Embed the splits with the runs and write a new catalogue (on rank 0; None on other ranks).
+
+    With at least 4 labelled artists, identification is calibrated for the false-accept
+    rate `far` and the calibration recorded in the manifest.
+    """
     if (Path(root) / "manifest.json").exists() and not overwrite:
         raise CatalogueError(f"{root}: a catalogue exists already; use `index add`, or --overwrite")
     embedder = Embedder.load(runs, window, hop, device)
@@ -171,5 +176,15 @@ def build_catalogue(root: str | Path, data_dir: str | Path, runs: list[str | Pat
         return None
     if len(part) > 0 and len(np.unique(part.trackids)) != len(part):
         raise CatalogueError(f"{data_dir}: the splits {splits} share trackids; build from one of them")
-    return create(root, part, embedder.runs, embedder.settings, index=index, overwrite=overwrite)
+    manifest = create(root, part, embedder.runs, embedder.settings, index=index, overwrite=overwrite)
+    return calibrate_catalogue(root, far) or manifest
+
+
+def calibrate_catalogue(root: str | Path, far: float = 0.01) -> Manifest | None:
+    """Calibrate identification on the catalogue's labelled tracks and record it; None when too few."""
+    snap = open_snapshot(root)
+    rows = labelled(snap)
+    if len(np.unique(snap.artists()[rows])) < 4:
+        return None
+    return set_calibration(root, calibrate(snap.vectors(rows), snap.artists()[rows], far=far))
 

@@ -26,30 +26,21 @@ def _split_list(text: str) -> list[str]:
     return splits
 
 
-def _calibrate(root: Path, far: float, quiet: bool = False) -> dict | None:
-    """Calibrate identification on the catalogue's labelled tracks and record it; None when too few."""
-    from artistsim.catalogue.identify import calibrate
-    from artistsim.catalogue.snapshot import labelled, open_snapshot
-    from artistsim.catalogue.store import set_calibration
-
-    snap = open_snapshot(root)
-    rows = labelled(snap)
-    if len(np.unique(snap.artists()[rows])) < 4:
-        return None
-    cal = calibrate(snap.vectors(rows), snap.artists()[rows], far=far)
-    set_calibration(root, cal)
-    if not quiet:
-        print(f"identification: threshold {cal['threshold']:.3f} for FAR {far:g} on {cal['heldout_artists']} "
-              f"held-out artists; EER {cal['eer']:.4f}, accuracy {cal['accuracy']:.4f} "
-              f"(known {cal['known_accuracy']:.4f}, unknown rejected {cal['unknown_rejected']:.4f})")
-    return cal
+def _print_calibration(cal: dict | None) -> None:
+    if cal is None:
+        print("identification: not calibrated (fewer than 4 labelled artists)")
+        return
+    print(f"identification: threshold {cal['threshold']:.3f} for FAR {cal['target_far']:g} on "
+          f"{cal['heldout_artists']} held-out artists; EER {cal['eer']:.4f}, accuracy {cal['accuracy']:.4f} "
+          f"(known {cal['known_accuracy']:.4f}, unknown rejected {cal['unknown_rejected']:.4f}, "
+          f"closed-set top-1 {cal['closed_set_top1']:.4f})")
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
     from artistsim.catalogue.build import build_catalogue
 
     manifest = build_catalogue(args.catalogue, args.data, args.run, _split_list(args.split), args.index,
-                               args.window, args.hop, args.device, args.overwrite, progress(args))
+                               args.window, args.hop, args.device, args.overwrite, progress(args), args.far)
     if manifest is None:  # a torchrun rank other than 0: its share went to rank 0
         return 0
     from artistsim.catalogue.snapshot import open_snapshot
@@ -57,7 +48,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     snap = open_snapshot(args.catalogue, manifest)
     print(f"wrote {args.catalogue}: {snap.size} tracks, dim {snap.dim}, index {manifest.index['kind']} "
           f"(asked {manifest.index['requested']}), generation {manifest.generation}")
-    _calibrate(Path(args.catalogue), args.far)
+    _print_calibration(manifest.calibration)
     return 0
 
 
@@ -140,11 +131,14 @@ def cmd_identify(args: argparse.Namespace) -> int:
     from artistsim.catalogue.live import LiveCatalogue
 
     if args.calibrate:
-        cal = _calibrate(Path(args.catalogue), args.far)
-        if cal is None:
+        from artistsim.catalogue.build import calibrate_catalogue
+
+        manifest = calibrate_catalogue(args.catalogue, args.far)
+        if manifest is None:
             raise ValueError(f"{args.catalogue}: calibration needs at least 4 labelled artists")
-        if args.json:
-            print(json.dumps(cal))
+        print(json.dumps(manifest.calibration) if args.json else "", end="\n" if args.json else "")
+        if not args.json:
+            _print_calibration(manifest.calibration)
         return 0
     cat = LiveCatalogue(args.catalogue, args.device)
     vec, _, names = _query_vectors(cat, args)
