@@ -137,15 +137,7 @@ class Snapshot:
     def _search_main(self, q: np.ndarray, k: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.index is None:
             return self._exact(q, self.main.embeddings, k, exclude)
-        if hasattr(self.index, "hnsw"):
-            import faiss
-
-            params = faiss.SearchParametersHNSW(efSearch=max(EF_SEARCH, k))
-        else:
-            import faiss
-
-            params = faiss.SearchParametersIVF(nprobe=min(NPROBE, self.index.nlist))
-        scores, idx = self.index.search(q, min(k, len(self.main)), params=params)
+        scores, idx = self.index.search(q, min(k, len(self.main)))
         return scores, idx.astype(np.int64)
 
     @staticmethod
@@ -171,6 +163,11 @@ def open_snapshot(root: str | Path, manifest: Manifest | None = None) -> Snapsho
     index = read_index(root, manifest)
     if index is not None and index.ntotal != len(main):
         raise CatalogueError(f"{root}: index holds {index.ntotal} vectors but the main segment {len(main)}")
+    # Search parameters are set once here, before any query: searches never write the index.
+    if hasattr(index, "hnsw"):
+        index.hnsw.efSearch = EF_SEARCH  # FAISS searches max(efSearch, k) candidates
+    elif index is not None:
+        index.nprobe = min(NPROBE, index.nlist)
     return Snapshot(manifest.generation, main, index, tail, np.argsort(main.trackids, kind="stable"),
                     np.argsort(tail.trackids, kind="stable"))
 

@@ -193,8 +193,6 @@ def read_index(root: Path, manifest: Manifest) -> Any:
         index = faiss.read_index(str(path))
     except RuntimeError as exc:
         raise CatalogueError(f"{path}: index unreadable ({exc})") from None
-    if hasattr(index, "hnsw"):
-        index = faiss.downcast_index(index)
     return index
 
 
