@@ -40,6 +40,8 @@ BENCHES = {
     "losses": ("bench_losses.py", "the seed loss alone: PML vs memory-efficient path"),
     "loading": ("bench_loading.py", "packed store vs per-file .npy loading; memory of pack / load / embed"),
     "infer": ("bench_infer.py", "full-length vs rolling-window embedding"),
+    "serve": ("bench_serve.py", "the catalogue service under load vs FAISS in-process; adds during queries; memory"),
+    "audit": ("bench_audit.py", "catalogue audit precision on planted label swaps; identification EER (demo data)"),
 }
 
 INTRO = """\

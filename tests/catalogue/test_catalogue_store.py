@@ -64,3 +64,16 @@ def test_with_tail_leaves_the_old_snapshot_untouched(tmp_path):
     old = open_snapshot(tmp_path)
     new = old.with_tail(part(5, 100, seed=3), old.generation + 1)
     assert old.size == 50 and new.size == 55 and new.rows_of(np.array([104]))[0] == 54
+
+
+def test_many_small_adds_are_merged_into_one_tail_segment(tmp_path, monkeypatch):
+    from artistsim.catalogue import store
+
+    monkeypatch.setattr(store, "MAX_TAIL_SEGMENTS", 3)
+    create(tmp_path, part(30, 0), runs=[], embed={}, index="flat")
+    for i in range(5):
+        m = append(tmp_path, part(2, 100 + 10 * i, seed=i), compact=False)
+    assert len(m.tail) <= 3
+    snap = open_snapshot(tmp_path)
+    assert snap.size == 40 and (snap.rows_of(np.array([100, 141])) >= 0).all()
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("seg-")]) == 1 + len(m.tail)

@@ -201,3 +201,24 @@ def test_concurrent_adds_and_queries_see_whole_tracks(built, tmp_path):
             t.join()
         assert not errors, errors[:5]
         assert httpx.get(s.url + "/stats").json()["tracks"] == 40 + 15
+
+
+def test_tracks_added_by_another_writer_are_taken_in(built, tmp_path):
+    import shutil
+    import time
+
+    from artistsim.catalogue.store import Part, append
+
+    cat = tmp_path / "cat"
+    shutil.copytree(built[0], cat)
+    with Server(cat) as s:
+        x = np.random.default_rng(5).normal(size=(3, 16)).astype(np.float32)
+        append(cat, Part(x, np.array([8001, 8002, 8003]), np.full(3, -1)))
+        seen = 0
+        for _ in range(100):  # the server looks at the manifest at most once a second
+            seen = httpx.get(s.url + "/health").json()["tracks"]
+            if seen == 43:
+                break
+            time.sleep(0.1)
+        assert seen == 43
+        assert httpx.get(s.url + "/tracks/8002/similar", params={"k": 2}).status_code == 200

@@ -8,7 +8,9 @@ lazily for the generation that asks for it).
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,8 @@ import numpy as np
 
 from artistsim.catalogue.build import Embedder, check_features
 from artistsim.catalogue.identify import ArtistModel, artist_model, identify
-from artistsim.catalogue.snapshot import MAX_K, Snapshot, check_runs, labelled, open_snapshot
-from artistsim.catalogue.store import UNKNOWN_ARTIST, CatalogueError, Manifest, Part, append, check_part
+from artistsim.catalogue.snapshot import MAX_K, Snapshot, check_runs, labelled, open_snapshot, reopen
+from artistsim.catalogue.store import MANIFEST, UNKNOWN_ARTIST, CatalogueError, Manifest, Part, append, check_part
 from artistsim.data.layout import MAX_FRAMES, DataError
 
 RERANK_THRESHOLD = 0.85
@@ -83,6 +85,8 @@ class LiveCatalogue:
         self._lock = threading.Lock()
         self._embedder: Embedder | None = None
         self._artists: tuple[int, ArtistModel] | None = None
+        self._last_look = time.monotonic()
+        self._stamp = os.stat(self.root / MANIFEST).st_mtime_ns
 
     # ------------------------------------------------------------------ embedding
 
@@ -153,12 +157,40 @@ class LiveCatalogue:
             if clash.any():
                 raise CatalogueError(f"trackid(s) already in the catalogue: {part.trackids[clash][:10].tolist()}")
             manifest = append(self.root, part, compact=False)
-            if manifest.main != self.manifest.main or manifest.tail[:-1] != self.manifest.tail:
-                self.snapshot = open_snapshot(self.root, manifest)  # another writer changed it too
-            else:
+            if manifest.main == self.manifest.main and manifest.tail[:-1] == self.manifest.tail:
                 self.snapshot = self.snapshot.with_tail(part, manifest.generation)
+            else:  # another writer's adds, or the tail's segments merged: read what changed
+                self.snapshot = reopen(self.root, manifest, self.snapshot, self.manifest)
             self.manifest = manifest
             return manifest.generation
+
+    def refresh(self) -> bool:
+        """Take in what other writers (`artistsim index add`) committed since; True if anything changed."""
+        with self._lock:
+            manifest = Manifest.read(self.root)
+            if manifest.generation == self.manifest.generation:
+                return False
+            self.snapshot = reopen(self.root, manifest, self.snapshot, self.manifest)
+            self.manifest = manifest
+            return True
+
+    def maybe_refresh(self, interval: float = 1.0) -> None:
+        """`refresh` when the manifest file changed, looking at most once per `interval` seconds.
+
+        A failed read (a concurrent compaction swept the files just named) keeps the
+        current snapshot; the next look tries again.
+        """
+        now = time.monotonic()
+        if now - self._last_look < interval:
+            return
+        self._last_look = now
+        try:
+            stamp = os.stat(self.root / MANIFEST).st_mtime_ns
+            if stamp != self._stamp:
+                self.refresh()
+                self._stamp = stamp
+        except (OSError, CatalogueError):
+            return
 
     def stats(self) -> dict[str, Any]:
         snap, m = self.snapshot, self.manifest

@@ -15,7 +15,9 @@ either JSON or an uploaded file, and an oversized upload must be refused while r
 field and the problem; the server never answers a bad input with a 500.
 
 Concurrency: handlers run in a thread pool; searches read an immutable snapshot, adds
-swap a new one in under a lock (`artistsim.catalogue.live`).
+swap a new one in under a lock (`artistsim.catalogue.live`). Tracks added by other
+writers (`artistsim index add` while the server runs) are taken in within a second: a
+request looks at the manifest's modification time at most once a second.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from artistsim.catalogue.build import check_features
 from artistsim.catalogue.live import LiveCatalogue, NotFound, Unavailable, check_k, featurize_audio
@@ -137,8 +139,13 @@ def _vector(cat: LiveCatalogue, kind: str, value: Any) -> np.ndarray:
 
 
 def _neighbours_json(n: Any) -> list[dict[str, Any]]:
-    return [{"trackid": int(t), "score": float(s), "artist": None if a < 0 else int(a)}
-            for t, s, a in zip(n.trackids[0], n.scores[0], n.artists[0]) if t >= 0]
+    return [{"trackid": t, "score": s, "artist": None if a < 0 else a}
+            for t, s, a in zip(n.trackids[0].tolist(), n.scores[0].tolist(), n.artists[0].tolist()) if t >= 0]
+
+
+def _json(body: dict[str, Any]) -> Response:
+    """A JSON response of plain Python values, skipping FastAPI's generic encoder (hot path)."""
+    return Response(json.dumps(body), media_type="application/json")
 
 
 def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES) -> FastAPI:
@@ -150,7 +157,8 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES) -> FastAPI:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
     def guard(fn: Any, *args: Any) -> Any:
-        """Map the library's errors on user input to 4xx answers."""
+        """Map the library's errors on user input to 4xx answers (after taking in others' adds)."""
+        cat.maybe_refresh()
         try:
             return fn(*args)
         except BadInput:
@@ -166,15 +174,17 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
+        cat.maybe_refresh()
         snap = cat.snapshot
         return {"status": "ok", "generation": snap.generation, "tracks": snap.size}
 
     @app.get("/stats")
     def stats() -> dict[str, Any]:
+        cat.maybe_refresh()
         return cat.stats()
 
     @app.get("/tracks/{trackid}/similar")
-    def similar_track(trackid: str, k: str = "100", rerank: bool = False) -> dict[str, Any]:
+    def similar_track(trackid: str, k: str = "100", rerank: bool = False) -> Response:
         tid = _int(trackid, "trackid")
         kk = _int(k, "k")
 
@@ -183,10 +193,10 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES) -> FastAPI:
             vec, rows = cat.vectors_of(np.array([tid]))
             return {"trackid": tid, "k": kk, "neighbours": _neighbours_json(cat.similar(vec, kk, rows, rerank))}
 
-        return guard(run)
+        return _json(guard(run))
 
     @app.post("/similar", openapi_extra=_INPUT_DOC)
-    async def similar(request: Request) -> dict[str, Any]:
+    async def similar(request: Request) -> Response:
         fields, (kind, value) = await read_input(request, max_body)
         kk = _int(fields.get("k"), "k", 100)
         rerank = str(fields.get("rerank", False)).lower() in ("true", "1")
@@ -195,7 +205,7 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES) -> FastAPI:
             check_k(kk)
             return {"k": kk, "neighbours": _neighbours_json(cat.similar(_vector(cat, kind, value), kk, None, rerank))}
 
-        return await run_in_threadpool(guard, run)
+        return _json(await run_in_threadpool(guard, run))
 
     @app.post("/identify", openapi_extra=_INPUT_DOC)
     async def identify(request: Request) -> dict[str, Any]:

@@ -11,7 +11,7 @@ searches on an index nobody mutates are thread-safe.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,13 @@ class Snapshot:
     tail: Part
     main_order: np.ndarray  # argsort of main.trackids
     tail_order: np.ndarray
+    # main + tail trackids and artists, concatenated once per snapshot rather than per query
+    all_trackids: np.ndarray = field(init=False, repr=False)
+    all_artists: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "all_trackids", np.concatenate([self.main.trackids, self.tail.trackids]))
+        object.__setattr__(self, "all_artists", np.concatenate([self.main.artists, self.tail.artists]))
 
     @property
     def size(self) -> int:
@@ -73,10 +80,10 @@ class Snapshot:
         return int(self.main.embeddings.shape[1])
 
     def trackids(self) -> np.ndarray:
-        return np.concatenate([self.main.trackids, self.tail.trackids])
+        return self.all_trackids
 
     def artists(self) -> np.ndarray:
-        return np.concatenate([self.main.artists, self.tail.artists])
+        return self.all_artists
 
     def embeddings(self) -> np.ndarray:
         """All rows (N, d); copies the main segment: for audits, not for queries."""
@@ -148,6 +155,30 @@ class Snapshot:
             return search_prepared(torch.from_numpy(q), torch.from_numpy(catalogue), min(k, len(catalogue)), exclude[:, None], 4096, "auto")
 
 
+def read_tail(root: Path, manifest: Manifest) -> Part:
+    """The tail segments' rows, concatenated in memory (they are small by construction)."""
+    tails = [read_segment(root, s, mmap=False) for s in manifest.tail]
+    d = manifest.dim
+    return Part(np.concatenate([t.embeddings for t in tails]) if tails else np.empty((0, d), np.float32),
+                np.concatenate([t.trackids for t in tails]) if tails else np.empty(0, np.int64),
+                np.concatenate([t.artists for t in tails]) if tails else np.empty(0, np.int64))
+
+
+def reopen(root: str | Path, manifest: Manifest, previous: Snapshot, previous_manifest: Manifest) -> Snapshot:
+    """The snapshot of `manifest`, reusing `previous`'s main segment and index when unchanged.
+
+    Another writer's adds (or a merge of the tail's segments) only change the tail: the
+    index, the costly part to read, is kept.
+    """
+    same_main = (manifest.main == previous_manifest.main
+                 and manifest.index.get("file") == previous_manifest.index.get("file"))
+    if not same_main:
+        return open_snapshot(root, manifest)
+    tail = read_tail(Path(root), manifest)
+    return Snapshot(manifest.generation, previous.main, previous.index, tail, previous.main_order,
+                    np.argsort(tail.trackids, kind="stable"))
+
+
 def open_snapshot(root: str | Path, manifest: Manifest | None = None) -> Snapshot:
     """Read the generation the manifest names (main segment mapped, tail loaded, index read)."""
     root = Path(root)
@@ -155,11 +186,7 @@ def open_snapshot(root: str | Path, manifest: Manifest | None = None) -> Snapsho
     # Exact search reads every row per query: held in memory. Under an index only trackid
     # lookups read rows, so the segment stays mapped (the index holds its own copy).
     main = read_segment(root, manifest.main, mmap=bool(manifest.index.get("file")))
-    tails = [read_segment(root, s, mmap=False) for s in manifest.tail]
-    d = manifest.dim
-    tail = Part(np.concatenate([t.embeddings for t in tails]) if tails else np.empty((0, d), np.float32),
-                np.concatenate([t.trackids for t in tails]) if tails else np.empty(0, np.int64),
-                np.concatenate([t.artists for t in tails]) if tails else np.empty(0, np.int64))
+    tail = read_tail(root, manifest)
     index = read_index(root, manifest)
     if index is not None and index.ntotal != len(main):
         raise CatalogueError(f"{root}: index holds {index.ntotal} vectors but the main segment {len(main)}")

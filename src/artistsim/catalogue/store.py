@@ -48,6 +48,9 @@ AUTO_EXACT_MAX = 250_000
 # merged into the main segment and its index by the next CLI `add`.
 COMPACT_SHARE = 0.10
 COMPACT_MIN = 50_000
+# More tail segments than this (one per service add) are merged into one tail segment,
+# so a catalogue fed track by track does not open thousands of small files.
+MAX_TAIL_SEGMENTS = 64
 HNSW_M = 32
 
 
@@ -263,16 +266,29 @@ def append(root: str | Path, part: Part, compact: bool | None = None) -> Manifes
             compact = tail_rows >= max(COMPACT_MIN, COMPACT_SHARE * main_rows)
         if compact:
             new = _compact(root, new)
+        elif len(new.tail) > MAX_TAIL_SEGMENTS:
+            new = _merge_tail(root, new)
         atomic_write_text(root / MANIFEST, new.to_json())
         _sweep(root, new)
     return new
 
 
+def _concat(root: Path, names: list[str]) -> Part:
+    parts = [read_segment(root, s, mmap=True) for s in names]
+    return Part(np.concatenate([p.embeddings for p in parts]), np.concatenate([p.trackids for p in parts]),
+                np.concatenate([p.artists for p in parts]))
+
+
+def _merge_tail(root: Path, manifest: Manifest) -> Manifest:
+    """One tail segment (new name) holding every tail row; main segment and index untouched."""
+    seg = f"seg-{manifest.generation:06d}t"
+    _write_segment(root, seg, _concat(root, manifest.tail))
+    return Manifest(**{**manifest.__dict__, "tail": [seg]})
+
+
 def _compact(root: Path, manifest: Manifest) -> Manifest:
     """Merge main + tail into one new main segment with a freshly built index (new names)."""
-    parts = [read_segment(root, s, mmap=True) for s in (manifest.main, *manifest.tail)]
-    whole = Part(np.concatenate([p.embeddings for p in parts]), np.concatenate([p.trackids for p in parts]),
-                 np.concatenate([p.artists for p in parts]))
+    whole = _concat(root, [manifest.main, *manifest.tail])
     gen = manifest.generation
     seg = f"seg-{gen:06d}m"
     _write_segment(root, seg, whole)
