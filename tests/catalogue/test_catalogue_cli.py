@@ -149,3 +149,17 @@ def test_sigkill_of_the_cli_during_index_add(setup, tmp_path):
         sizes.add(after - size)
         _consistent(cat, after)
     assert sizes <= {0, len(files)}
+
+
+def test_sharded_build_under_torchrun_equals_one_process(setup, tmp_path):
+    data, run = setup
+    one = make_catalogue(tmp_path / "one", data, run)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "artistsim", "-q",
+                           "index", "build", str(tmp_path / "two"), "--data", str(data), "--from-run", str(run),
+                           "--split", "train"], capture_output=True, text=True,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a, b = open_snapshot(one), open_snapshot(tmp_path / "two")
+    assert (a.trackids() == b.trackids()).all()
+    np.testing.assert_allclose(a.embeddings(), b.embeddings(), atol=1e-6)

@@ -125,6 +125,14 @@ def _world() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
+def _leave_group() -> None:
+    """Leave the torchrun process group this build joined (a clean teardown on every rank)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def embed_sharded(embedder: Embedder, source: Any, n: int, progress: bool | None) -> np.ndarray | None:
     """All n rows embedded, split over torchrun ranks; the whole matrix on rank 0, None elsewhere."""
     rank, world = _world()
@@ -171,7 +179,10 @@ def build_catalogue(root: str | Path, data_dir: str | Path, runs: list[str | Pat
     if (Path(root) / "manifest.json").exists() and not overwrite:
         raise CatalogueError(f"{root}: a catalogue exists already; use `index add`, or --overwrite")
     embedder = Embedder.load(runs, window, hop, device)
-    part = dataset_part(embedder, data_dir, splits, progress)
+    try:
+        part = dataset_part(embedder, data_dir, splits, progress)
+    finally:
+        _leave_group()
     if part is None:
         return None
     if len(part) > 0 and len(np.unique(part.trackids)) != len(part):

@@ -197,7 +197,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = isub.add_parser("build", help="embed tracks with run(s) and write a catalogue")
     p.add_argument("catalogue")
     p.add_argument("--data", required=True, help="dataset folder (competition layout)")
-    p.add_argument("--run", action="append", required=True, help="run folder; repeat for an ensemble")
+    # --from-run: the same option under torchrun, whose own parser takes `--run` for its --run-path
+    p.add_argument("--run", "--from-run", dest="run", action="append", required=True,
+                   help="run folder; repeat for an ensemble (under torchrun write --from-run)")
     p.add_argument("--split", default="train,test", help="train, test or train,test")
     p.add_argument("--index", default="auto", choices=INDEX_KINDS)
     p.add_argument("--window", type=int, default=None, help="rolling-window embedding (default full length)")
