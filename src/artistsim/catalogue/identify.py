@@ -3,7 +3,7 @@
 Each artist is its centroid (the normalised mean of its tracks' embeddings). A query's
 cosine against every centroid is AS-normalised (`artistsim.search.scorenorm`): the
 query's side by the mean / std of its own top-k centroid scores, each centroid's side by
-its top-k scores against the other centroids. A crowded genre's centroid, close to many
+its top-k scores against the tracks of the other artists. A crowded genre's centroid, close to many
 others, no longer wins every query, and one threshold means the same for every artist.
 
 The threshold is calibrated on artists held out of the enrolment: their tracks play
@@ -32,7 +32,7 @@ class ArtistModel:
     centroids: np.ndarray  # (A, d) L2-normalised
     sums: np.ndarray  # (A, d) sums of the normalised track embeddings
     counts: np.ndarray  # (A,)
-    t_mean: np.ndarray  # (A,) each centroid's top-k mean against the other centroids
+    t_mean: np.ndarray  # (A,) each centroid's top-k mean against the other artists' tracks
     t_std: np.ndarray
     top_k: int
 
@@ -50,11 +50,22 @@ def artist_model(embeddings: np.ndarray, labels: np.ndarray, top_k: int = TOP_K)
     sums = np.zeros((len(artists), e.shape[1]), dtype=np.float64)
     np.add.at(sums, inverse, e)
     counts = np.bincount(inverse, minlength=len(artists))
-    k = max(1, min(top_k, len(artists) - 1))
-    self_ex = np.arange(len(artists), dtype=np.int64)
-    t_mean, t_std = cohort_stats(centroids, centroids, k, exclude=self_ex) if len(artists) > 1 else \
-        (np.zeros(1, np.float32), np.ones(1, np.float32))
+    k = max(1, min(top_k, len(e) - int(counts.max())))
+    # The target side's cohort is the *tracks* of the other artists: a centroid's score
+    # against impostor tracks is on the scale of the scores it is compared with (centroids
+    # against each other are far more alike than tracks against centroids).
+    t_mean, t_std = cohort_stats(centroids, e, k, exclude=_own_rows(inverse, counts))
     return ArtistModel(artists, centroids, sums, counts, t_mean, t_std, k)
+
+
+def _own_rows(inverse: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(A, max count) matrix of each artist's track rows, -1 padded (one scatter)."""
+    order = np.argsort(inverse, kind="stable")
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos = np.arange(len(order)) - first[inverse[order]]
+    out = np.full((len(counts), int(counts.max())), -1, dtype=np.int64)
+    out[inverse[order], pos] = order
+    return out
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
