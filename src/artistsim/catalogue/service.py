@@ -85,7 +85,7 @@ def _int(value: Any, name: str, default: int | None = None) -> int | None:
 
 
 async def read_input(request: Request, limit: int) -> tuple[dict[str, Any], Any]:
-    """(fields, input): input is ("features", (512, T) array), ("embedding", (d,)) or ("audio", path)."""
+    """(fields, input): ("features", (512, T) array), ("embedding", (d,)) or ("audio", (suffix, bytes))."""
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
         await _body(request, limit)  # enforces the limit; starlette re-reads the cached body
@@ -93,12 +93,8 @@ async def read_input(request: Request, limit: int) -> tuple[dict[str, Any], Any]
         upload = form.get("audio")
         if upload is None or isinstance(upload, str):
             raise BadInput(422, "multipart request without an 'audio' file field")
-        suffix = Path(upload.filename or "upload").suffix
-        tmp = tempfile.NamedTemporaryFile(suffix=suffix, delete=False)
-        with tmp:
-            tmp.write(await upload.read())
         fields = {k: v for k, v in form.items() if k != "audio"}
-        return fields, ("audio", tmp.name)
+        return fields, ("audio", (Path(upload.filename or "upload").suffix, await upload.read()))
     raw = await _body(request, limit)
     try:
         data = json.loads(raw) if raw else None
@@ -128,11 +124,12 @@ def _vector(cat: LiveCatalogue, kind: str, value: Any) -> np.ndarray:
         if norm == 0.0:
             raise BadInput(422, "embedding is the zero vector")
         return (v / norm)[None, :]
-    if kind == "audio":
-        try:
-            x = featurize_audio(value)
-        finally:
-            Path(value).unlink(missing_ok=True)
+    if kind == "audio":  # the decoders read files: the upload lives in a temporary one meanwhile
+        suffix, data = value
+        with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+            tmp.write(data)
+            tmp.flush()
+            x = featurize_audio(tmp.name)
     else:
         x = check_features(value, "features")
     return cat.embed([x])
