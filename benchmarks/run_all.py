@@ -42,6 +42,7 @@ BENCHES = {
     "infer": ("bench_infer.py", "full-length vs rolling-window embedding"),
     "serve": ("bench_serve.py", "the catalogue service under load vs FAISS in-process; adds during queries; memory"),
     "audit": ("bench_audit.py", "catalogue audit precision on planted label swaps; identification EER (demo data)"),
+    "validate": ("bench_validate.py", "validate's one pass over everything vs the bare read of every file"),
 }
 
 INTRO = """\

@@ -59,7 +59,8 @@ def run_demo(out_dir: Path, device: str | None = None, progress: bool | None = N
         _step("synth --preset demo", lambda: generate(data, preset="demo", seed=0, progress=progress), log)
     report = _step("validate", lambda: validate_dataset(data, progress=progress), log)
     if not report.ok:
-        raise DataError(report.render())
+        raise DataError(f"{data}: {len(report.errors)} validation error(s), the first: {report.errors[0]} "
+                        f"(`artistsim validate {data}` lists them all)")
     log(report.render())
     _step("pack", lambda: [pack_split(data, s, progress=progress) for s in ("train", "test")], log)
     for model, run in zip(MODELS, runs):

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from artistsim.atomic import atomic_path
 from artistsim.config import TrainConfig, train_config_from_dict
-from artistsim.data.layout import FeatureSource, progress_disabled
+from artistsim.data.layout import DataError, FeatureSource, progress_disabled
 from artistsim.data.splits import full_batch, take_batch
 from artistsim.models import build_model
 
@@ -114,20 +114,44 @@ def ensemble(embeddings: list[np.ndarray], normalise: bool = True) -> np.ndarray
     return l2_normalise(np.concatenate(parts, axis=1))
 
 
+CHECKPOINT_KEYS = ("config", "model")
+
+
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
-    """Load a checkpoint safely (`weights_only=True`: tensors and plain data only)."""
+    """Load a checkpoint safely (`weights_only=True`: tensors and plain data only).
+
+    A truncated, garbage or foreign file is a DataError naming it, not torch's traceback.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    return torch.load(path, map_location=device, weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch's reader fails on garbage in many ways (IndexError, EOFError ...)
+        raise DataError(f"{path}: not a readable checkpoint (truncated, corrupt or not written by artistsim; "
+                        f"{type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
+        raise DataError(f"{path}: not an artistsim checkpoint (no {'/'.join(CHECKPOINT_KEYS)} entries)")
+    return ckpt
+
+
+def restore(module: torch.nn.Module, state: dict, where: str | Path) -> None:
+    """`load_state_dict`, with a mismatch (another model size or kind) named as a DataError."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip()[:160] if len(first) > 1 else type(exc).__name__
+        raise DataError(f"{where}: weights do not fit the configured {type(module).__name__} ({detail})") from None
 
 
 def load_run(run_dir: str | Path, device: torch.device, which: str = "best") -> tuple[torch.nn.Module, TrainConfig]:
     """The trained encoder of a run directory (its best checkpoint by default), in eval mode."""
-    ckpt = load_checkpoint(Path(run_dir) / f"{which}.pt", device)
-    cfg = train_config_from_dict(ckpt["config"], where=f"{run_dir}/{which}.pt")
+    path = Path(run_dir) / f"{which}.pt"
+    ckpt = load_checkpoint(path, device)
+    cfg = train_config_from_dict(ckpt["config"], where=str(path))
     model = build_model(cfg.model).to(device)
-    model.load_state_dict(ckpt["model"])
+    restore(model, ckpt["model"], path)
     model.eval()
     return model, cfg
 

@@ -194,7 +194,7 @@ def test_read_ground_truth_errors(tmp_path):
     with pytest.raises(ValueError, match=r"missing column\(s\) \['artistid'\]"):
         read_ground_truth(path)
     path.write_text("trackid\tartistid\n1\t5\n2\t5\n1\t6\n")
-    with pytest.raises(ValueError, match=r"line 2 \(trackid 1\), line 4 \(trackid 1\)"):
+    with pytest.raises(ValueError, match=r"line 4: duplicate trackid 1 \(first on line 2\)"):
         read_ground_truth(path)
     path.write_text("trackid\tartistid\n1\t5\n2\tabc\n")
     with pytest.raises(ValueError, match="line 3"):

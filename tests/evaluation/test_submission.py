@@ -8,7 +8,7 @@ import pytest
 
 from artistsim.evaluation import submission as sub
 from artistsim.evaluation.metrics import ndcg_at_k, score_submission
-from artistsim.evaluation.submission import read_submission, write_submission
+from artistsim.evaluation.submission import read_submission, submission_gaps, write_submission
 
 
 def random_lists(rng: np.random.Generator, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,3 +121,22 @@ def test_read_errors_name_the_line(tmp_path, text, message):
 def test_read_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         read_submission(tmp_path / "nope.tsv")
+
+
+def test_submission_gaps_counts_what_is_left_out():
+    ids = np.arange(1, 6)
+    full = {q: [i for i in ids.tolist() if i != q] for q in ids.tolist()}
+    assert submission_gaps(full, ids) == []
+    assert submission_gaps({}, ids) == ["the submission is empty: all 5 queries score 0"]
+    partial = {1: [2, 3, 4, 5], 2: [1]}
+    gaps = submission_gaps(partial, ids)
+    assert gaps == ["3 of 5 ground-truth track(s) have no line in the submission (each scores 0)",
+                    "1 list(s) hold fewer than 4 ids (shortest: 1)"]
+    assert "fewer than 100" in submission_gaps({1: [2]}, np.arange(1, 300))[1]
+
+
+def test_non_utf8_submission_names_the_file(tmp_path):
+    path = tmp_path / "s.tsv"
+    path.write_bytes(b"1\t2 3\n2\t\xff\n")
+    with pytest.raises(ValueError, match=f"{path}: not UTF-8 text"):
+        read_submission(path)

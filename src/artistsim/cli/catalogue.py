@@ -16,6 +16,9 @@ import numpy as np
 from artistsim.cli.common import progress
 
 LOOPING = frozenset({"index"})  # embedding batches: keep freed memory for reuse
+# Outputs checked before any work (cli.check_outputs); `index`'s catalogue folder is
+# checked by the store itself, whose writers take its lock.
+OUTPUTS = {"audit": (("out", "file"),)}
 
 
 def _split_list(text: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from artistsim.config import ConfigError, load_train_config, packaged_config
 # steps, embedding batches): they keep freed memory for reuse. One-shot jobs (pack, search
 # alone, scoring) keep glibc's default, which returns large blocks to the OS at once.
 LOOPING = frozenset({"train", "embed", "evaluate", "predict", "demo"})
+# Outputs the CLI checks before a verb starts: (argument, "file" | "dir").
+OUTPUTS = {"synth": (("out_dir", "dir"),), "baseline": (("out", "file"),), "train": (("out", "dir"),),
+           "embed": (("out", "dir"),), "evaluate": (("out", "dir"),), "predict": (("out", "file"),),
+           "demo": (("out_dir", "dir"),)}
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -128,11 +133,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from artistsim.data.layout import DataError
     from artistsim.evaluation.metrics import read_ground_truth, score_submission
-    from artistsim.evaluation.submission import read_submission
+    from artistsim.evaluation.submission import read_submission, submission_gaps
 
-    value = score_submission(read_submission(args.submission), read_ground_truth(args.ground_truth))
-    print(f"nDCG@100 {value:.4f}")
+    submission, truth = read_submission(args.submission), read_ground_truth(args.ground_truth)
+    gaps = submission_gaps(submission, truth["trackid"].to_numpy())
+    if gaps and args.strict:
+        raise DataError(f"{args.submission}: --strict: " + "; ".join(gaps))
+    for gap in gaps:
+        print(f"artistsim score: warning: {args.submission}: {gap}", file=sys.stderr)
+    print(f"nDCG@100 {score_submission(submission, truth):.4f}")
     return 0
 
 
@@ -215,6 +226,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="nDCG@100 of a submission against ground truth")
     p.add_argument("submission")
     p.add_argument("ground_truth")
+    p.add_argument("--strict", action="store_true", help="fail (exit 2) on missing queries or short lists")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("demo", help="synth -> validate -> pack -> baselines -> train both -> evaluate -> predict")

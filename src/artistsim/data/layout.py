@@ -16,6 +16,12 @@ Padding is never data: every batch carries the true lengths alongside the frames
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -36,7 +42,34 @@ class DataError(ValueError):
     """Bad input data: the message names the file or the meta row at fault."""
 
 
+# --------------------------------------------------------------------------- path policy
+
+_ALLOW_OUTSIDE: ContextVar[bool] = ContextVar("artistsim_allow_outside_paths", default=False)
+
+
+@contextlib.contextmanager
+def outside_paths_allowed(allowed: bool = True) -> Iterator[None]:
+    """Within this block, meta paths may leave the split's feature folder (`--allow-outside-paths`).
+
+    Why a context and not an argument: the policy is the user's, set once by the CLI, and
+    every reader below it (pack, train, predict ...) must apply the same one.
+    """
+    token = _ALLOW_OUTSIDE.set(allowed)
+    try:
+        yield
+    finally:
+        _ALLOW_OUTSIDE.reset(token)
+
+
+def outside_allowed() -> bool:
+    """The policy in force: may meta paths leave the split's feature folder?"""
+    return _ALLOW_OUTSIDE.get()
+
+
 # --------------------------------------------------------------------------- meta files
+
+_UINT_RE = r"\+?[0-9]+"
+_INT64_MAX = str(np.iinfo(np.int64).max)
 
 
 def meta_path(data_dir: str | Path, split: str) -> Path:
@@ -46,95 +79,209 @@ def meta_path(data_dir: str | Path, split: str) -> Path:
     return Path(data_dir) / f"{split}_meta.tsv"
 
 
-def _read_tsv(path: Path, columns: tuple[str, ...], int_columns: tuple[str, ...]) -> pd.DataFrame:
-    """Read a header-row TSV, check its columns and integer ids; errors name file and line."""
+@dataclass
+class TableScan:
+    """A TSV read as far as possible: its table (bad ids as -1), and every problem in it.
+
+    `problems` holds one line per bad row (file, line, column, reason). `table` is None
+    when the file cannot be read as a table at all (missing, empty, wrong columns).
+    """
+
+    path: Path
+    table: pd.DataFrame | None
+    problems: list[str] = field(default_factory=list)
+    bad_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def raise_if_bad(self) -> pd.DataFrame:
+        """The readers' way: the first problem as a DataError, with the count of the rest."""
+        if self.problems:
+            more = len(self.problems) - 1
+            tail = f" (and {more} more problem(s); `artistsim validate` lists them all)" if more else ""
+            raise DataError(self.problems[0] + tail)
+        assert self.table is not None
+        return self.table
+
+
+def _parse_ids(path: Path, df: pd.DataFrame, col: str, problems: list[str]) -> np.ndarray:
+    """Column `col` as int64 ids; rows that are not plain integers in [0, 2^63) become -1.
+
+    Strict on purpose: `1e3`, `1.0`, `inf`, `-5` and 20-digit numbers are rejected, not
+    rounded, cast or wrapped, and each bad row is named.
+    """
+    text = df[col].str.strip().str.lstrip("+")
+    ok = np.array(text.str.fullmatch(r"[0-9]{1,19}"), dtype=bool)
+    long = ok & (text.str.len().to_numpy() == 19)
+    if long.any():
+        ok[long] = (text[long] <= _INT64_MAX).to_numpy(dtype=bool)
+    values = np.full(len(df), -1, dtype=np.int64)
+    if ok.any():
+        values[ok] = text[ok].astype(np.int64).to_numpy()
+    for row in np.flatnonzero(~ok):
+        raw = df[col].iloc[row]
+        reason = "is empty" if not raw.strip() else _id_reason(raw.strip())
+        problems.append(f"{path}: line {row + 2}: column {col!r} {reason}, got {raw[:40]!r}")
+    return values
+
+
+def _id_reason(raw: str) -> str:
+    if re.fullmatch(r"-[0-9]+", raw):
+        return "must be a non-negative integer"
+    if re.fullmatch(_UINT_RE, raw):
+        return "is beyond the 64-bit integer range"
+    return "must be a plain integer (no decimals, exponents, inf or nan)"
+
+
+def scan_tsv(path: Path, columns: tuple[str, ...], int_columns: tuple[str, ...]) -> TableScan:
+    """Read a header-row TSV and check it, collecting every problem (see `TableScan`)."""
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        return TableScan(path, None, [f"{path}: file not found"])
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot parse as tab-separated values: {exc}") from exc
+    except pd.errors.EmptyDataError:
+        return TableScan(path, None, [f"{path}: file is empty (expected a header row {'<TAB>'.join(columns)})"])
+    except UnicodeDecodeError as exc:
+        return TableScan(path, None, [f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded)"])
+    except pd.errors.ParserError as exc:
+        reason = str(exc).strip().splitlines()[-1][:200]
+        return TableScan(path, None, [f"{path}: cannot parse as tab-separated values: {reason}"])
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
-    df = df[list(columns)].copy()
+        found = [str(c)[:40] for c in df.columns[:10]]
+        return TableScan(path, None, [f"{path}: missing column(s) {missing}; found {found}"])
+    df = df[list(columns)].fillna("").reset_index(drop=True)  # short rows: missing fields are empty
     if df.empty:
-        raise DataError(f"{path}: no rows")
+        return TableScan(path, None, [f"{path}: no rows"])
+    problems: list[str] = []
+    bad = np.zeros(len(df), dtype=bool)
     for col in int_columns:
-        values = pd.to_numeric(df[col].str.strip(), errors="coerce")
-        bad = values.isna() | (values != values.round())
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(
-                f"{path}: line {row + 2}: column {col!r} must be an integer, got {df[col].iloc[row]!r}"
-            )
-        df[col] = values.astype(np.int64)
-    dup = df["trackid"].duplicated(keep=False).to_numpy()
+        df[col] = _parse_ids(path, df, col, problems)
+        bad |= df[col].to_numpy() < 0
+    ids = df["trackid"]
+    dup = (ids.duplicated(keep=False) & (ids >= 0)).to_numpy()
     if dup.any():
-        rows = np.flatnonzero(dup)[:10]
-        lines = ", ".join(f"line {r + 2} (trackid {df['trackid'].iloc[r]})" for r in rows)
-        raise DataError(f"{path}: duplicate trackid at {lines}")
-    return df.reset_index(drop=True)
+        first_line = pd.Series(np.arange(len(df)) + 2).groupby(ids.to_numpy()).transform("min").to_numpy()
+        for row in np.flatnonzero(dup & (first_line != np.arange(len(df)) + 2)):
+            problems.append(f"{path}: line {row + 2}: duplicate trackid {ids.iloc[row]} "
+                            f"(first on line {first_line[row]})")
+        bad |= dup
+    return TableScan(path, df, problems, bad_rows=bad)
+
+
+def outside_rows(paths: pd.Series) -> np.ndarray:
+    """Rows whose path is absolute or climbs out with `..`: they leave the feature folder."""
+    p = paths.str.replace("\\", "/", regex=False)
+    return (p.str.startswith("/") | p.str.contains(r"(?:^|/)\.\.(?:/|$)") | p.str.match(r"^[A-Za-z]:/")).to_numpy(bool)
+
+
+def scan_meta(data_dir: str | Path, split: str, allow_outside: bool | None = None) -> TableScan:
+    """`scan_tsv` of a split's meta file plus its path checks (empty, outside the feature folder)."""
+    path = meta_path(data_dir, split)
+    int_cols = ("trackid", "artistid") if split == "train" else ("trackid",)
+    scan = scan_tsv(path, META_COLUMNS[split], int_cols)
+    if scan.table is None:
+        return scan
+    rel = scan.table["archive_features_path"].str.strip()
+    scan.table["archive_features_path"] = rel
+    empty = (rel == "").to_numpy()
+    allow = _ALLOW_OUTSIDE.get() if allow_outside is None else allow_outside
+    outside = outside_rows(rel) & ~empty if not allow else np.zeros(len(rel), dtype=bool)
+    for row in np.flatnonzero(empty):
+        scan.problems.append(f"{path}: line {row + 2}: empty archive_features_path")
+    for row in np.flatnonzero(outside):
+        scan.problems.append(f"{path}: line {row + 2}: archive_features_path {rel.iloc[row][:80]!r} leaves "
+                             f"{split}_features/ (absolute or '..'); pass --allow-outside-paths to allow it")
+    scan.bad_rows = scan.bad_rows | empty | outside
+    return scan
 
 
 def read_meta(data_dir: str | Path, split: str) -> pd.DataFrame:
-    """Read and check a split's meta file; returns columns in the competition's order."""
-    path = meta_path(data_dir, split)
-    int_cols = ("trackid", "artistid") if split == "train" else ("trackid",)
-    df = _read_tsv(path, META_COLUMNS[split], int_cols)
-    empty = df["archive_features_path"].str.strip() == ""
-    if empty.any():
-        row = int(np.flatnonzero(empty.to_numpy())[0])
-        raise DataError(f"{path}: line {row + 2}: empty archive_features_path")
-    return df
+    """Read and check a split's meta file; returns columns in the competition's order.
+
+    Raises DataError with the first problem (file and line) and the count of the others.
+    """
+    return scan_meta(data_dir, split).raise_if_bad()
 
 
 def read_ground_truth_tsv(path: str | Path) -> pd.DataFrame:
     """Read a `trackid<TAB>artistid` ground-truth file (the synth's `test_gt.tsv`)."""
-    return _read_tsv(Path(path), ("trackid", "artistid"), ("trackid", "artistid"))
+    return scan_tsv(Path(path), ("trackid", "artistid"), ("trackid", "artistid")).raise_if_bad()
 
 
-def features_root(data_dir: str | Path, split: str, first_path: str | None = None) -> Path:
+def features_root(data_dir: str | Path, split: str, rel_paths: list[str] | None = None) -> Path:
     """Folder the meta paths are relative to: `X_features/` or nested `X_features/X_features/`.
 
-    Both layouts occur in the wild; the nested one wins when it exists and (if given)
-    holds the meta's first file.
+    Both layouts occur in the wild. Decided by the directory, not by one file (which may
+    be the one missing): nested when `X_features/X_features/` is the outer folder's only
+    entry; when it has siblings, the folder holding more of a sample of the meta's files.
     """
     outer = Path(data_dir) / f"{split}_features"
     nested = outer / f"{split}_features"
-    if nested.is_dir() and (first_path is None or (nested / first_path).exists()):
-        return nested
     if not outer.is_dir():
         raise DataError(f"{outer}: features folder not found (expected {outer} or {nested})")
-    return outer
+    if not nested.is_dir():
+        return outer
+    siblings = [e for e in os.scandir(outer) if e.name != nested.name and not e.name.startswith(".")]
+    if not siblings:
+        return nested
+    sample = (rel_paths or [])[:: max(1, len(rel_paths or []) // 64)][:64]
+    hits_nested = sum((nested / p).exists() for p in sample)
+    hits_outer = sum((outer / p).exists() for p in sample)
+    return nested if hits_nested > hits_outer else outer
 
 
 # --------------------------------------------------------------------------- .npy files
+
+
+def _read_header(fh, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) from an open .npy; DataError without quoting the bytes."""
+    try:
+        version = np.lib.format.read_magic(fh)
+    except (ValueError, EOFError):
+        raise DataError(f"{path}: not an .npy file (no NUMPY magic string)") from None
+    try:
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise DataError(f"{path}: not a readable .npy file (bad or truncated header: {type(exc).__name__})") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: holds pickled Python objects (dtype object), not float features; "
+                        f"such files are never loaded")
+    return tuple(int(s) for s in shape), bool(fortran), dtype
+
+
+def _open_npy(path: Path):
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise DataError(f"{path}: feature file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a feature file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open ({exc.strerror})") from None
+
+
+def _check_size(fh, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """Payload bytes the header promises; DataError when the file is shorter (truncated)."""
+    expected = int(np.prod(shape)) * dtype.itemsize
+    actual = os.fstat(fh.fileno()).st_size
+    if actual < fh.tell() + expected:
+        raise DataError(f"{path}: truncated: {actual} bytes, header promises {fh.tell() + expected}")
+    return expected
 
 
 def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of an .npy file from its header, checking the file is complete.
 
     Reading the header only makes indexing 167k files cheap, and comparing the byte size
-    with the header catches truncated downloads without loading the data.
+    with the header catches truncated downloads without loading the data. Messages never
+    quote the file's bytes (a meta path may point at any file).
     """
-    try:
-        with path.open("rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-            offset = fh.tell()
-    except FileNotFoundError:
-        raise DataError(f"{path}: feature file not found") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npy file ({exc})") from None
-    expected = offset + int(np.prod(shape)) * dtype.itemsize
-    actual = path.stat().st_size
-    if actual < expected:
-        raise DataError(f"{path}: truncated: {actual} bytes, header promises {expected}")
-    return tuple(int(s) for s in shape), dtype
+    with _open_npy(path) as fh:
+        shape, _, dtype = _read_header(fh, path)
+        _check_size(fh, path, shape, dtype)
+    return shape, dtype
 
 
 def check_shape(shape: tuple[int, ...], where: Path | str) -> int:
@@ -154,20 +301,44 @@ def check_shape(shape: tuple[int, ...], where: Path | str) -> int:
     return cols
 
 
-def load_npy(path: Path) -> np.ndarray:
-    """Load one track as (T, 512) float32, checking shape and finiteness."""
-    shape, _ = read_npy_header(path)
-    check_shape(shape, path)
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot load ({exc})") from None
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise DataError(f"{path}: expected float features, got dtype {arr.dtype}")
-    if not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
+def read_features(path: Path) -> np.ndarray:
+    """One track as stored, (512, T), after every check: shape, float dtype, complete, and
+    finite once cast to float32.
+
+    One open and one read per file (validate reads every file of a dataset). The finite
+    check covers the cast: a float64 value beyond float32's range is finite in the file
+    but inf in a float32 store or model.
+    """
+    with _open_npy(path) as fh:
+        shape, fortran, dtype = _read_header(fh, path)
+        check_shape(shape, path)
+        if not np.issubdtype(dtype, np.floating):
+            raise DataError(f"{path}: expected float features, got dtype {dtype}")
+        nbytes = _check_size(fh, path, shape, dtype)
+        flat = np.frombuffer(fh.read(nbytes), dtype=dtype)
+    arr = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
+    if dtype.itemsize <= 4:  # float16 / float32: the cast cannot overflow
+        finite = np.isfinite(arr)
+    else:
+        with np.errstate(over="ignore"):  # overflow is reported below, with the file
+            finite = np.isfinite(arr.astype(np.float32))
+    if not finite.all():
+        bad = int((~finite).sum())
+        if np.isfinite(arr).all():
+            raise DataError(f"{path}: {bad} value(s) beyond the float32 range "
+                            f"(max |x| = {float(np.abs(arr).max()):.3g} in {dtype})")
         raise DataError(f"{path}: {bad} NaN/Inf value(s)")
-    return np.ascontiguousarray(arr.T, dtype=np.float32)
+    return arr
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """Load one track as (T, 512) float32, checked (see `read_features`)."""
+    return np.ascontiguousarray(read_features(path).T, dtype=np.float32)
+
+
+def meta_line(split: str, row: int, exc: Exception) -> DataError:
+    """`exc` prefixed with the meta row it belongs to: readers and validate name both."""
+    return DataError(f"{split}_meta.tsv line {row + 2}: {exc}")
 
 
 # --------------------------------------------------------------------------- sources
@@ -191,15 +362,20 @@ class NpyFiles:
         self.lengths = lengths
 
     @classmethod
-    def index(cls, root: Path, rel_paths: list[str], progress: bool | None = None) -> NpyFiles:
+    def index(cls, root: Path, rel_paths: list[str], progress: bool | None = None,
+              split: str | None = None) -> NpyFiles:
         """Read every file's header (shape check, truncation check) to learn true lengths."""
         from tqdm.auto import tqdm
 
+        split = split or root.name.removesuffix("_features")
         paths = [root / p for p in rel_paths]
         lengths = np.empty(len(paths), dtype=np.int64)
         for i, path in enumerate(tqdm(paths, desc="Indexing features", disable=progress_disabled(progress), leave=False)):
-            shape, _ = read_npy_header(path)
-            lengths[i] = check_shape(shape, path)
+            try:
+                shape, _ = read_npy_header(path)
+                lengths[i] = check_shape(shape, path)
+            except DataError as exc:
+                raise meta_line(split, i, exc) from None
         return cls(paths, lengths)
 
     def gather(self, rows: np.ndarray, frame_idx: np.ndarray) -> np.ndarray:

@@ -91,18 +91,22 @@ def open_source(data_dir: str | Path, split: str, meta: pd.DataFrame, progress: 
     if store_exists(data_dir, split):
         return PackedStore.open(data_dir, split, meta)
     rel = meta["archive_features_path"].tolist()
-    root = features_root(data_dir, split, rel[0])
-    return NpyFiles.index(root, rel, progress=progress)
+    root = features_root(data_dir, split, rel)
+    return NpyFiles.index(root, rel, progress=progress, split=split)
 
 
-def load_split(data_dir: str | Path, split: str, progress: bool | None = None) -> SplitData:
-    """Meta + features (+ labels: artistid for train, test_gt.tsv for test when present)."""
+def load_split(data_dir: str | Path, split: str, progress: bool | None = None, labels: bool = True) -> SplitData:
+    """Meta + features (+ labels: artistid for train, test_gt.tsv for test when present).
+
+    `labels=False` skips the test ground truth: a prediction needs none, so an incomplete
+    or broken `test_gt.tsv` must not stop it.
+    """
     meta = read_meta(data_dir, split)
     source = open_source(data_dir, split, meta, progress)
     if split == "train":
         artists = meta["artistid"].to_numpy(np.int64)
     else:
-        artists = test_labels(data_dir, meta)
+        artists = test_labels(data_dir, meta) if labels else None
     return SplitData(split, meta, source, artists)
 
 
@@ -115,7 +119,8 @@ def test_labels(data_dir: str | Path, meta: pd.DataFrame) -> np.ndarray | None:
     missing = ~meta["trackid"].isin(gt.index)
     if missing.any():
         row = int(np.flatnonzero(missing.to_numpy())[0])
-        raise DataError(f"{path}: no artist for trackid {meta['trackid'].iloc[row]} of test_meta.tsv")
+        raise DataError(f"{path}: no artist for trackid {meta['trackid'].iloc[row]} of test_meta.tsv line {row + 2} "
+                        f"({int(missing.sum())} test track(s) without one)")
     return gt.loc[meta["trackid"]].to_numpy(np.int64)
 
 
@@ -140,7 +145,15 @@ def fold_artists(artists: np.ndarray, folds: int, fold: int, seed: int = 0) -> n
 
 
 def holdout_mask(artists: np.ndarray, val_fraction: float, seed: int, folds: int = 0, fold: int = 0) -> np.ndarray:
-    """Validation rows: k-fold by artist when `folds` > 1, else a seeded fraction of artists."""
+    """Validation rows: k-fold by artist when `folds` > 1, else a seeded fraction of artists.
+
+    Both sides must keep an artist: with one artist in train_meta.tsv there is nothing to
+    hold out (a DataError here, not an empty batch list deep in training).
+    """
+    n_artists = len(np.unique(artists))
+    if n_artists < 2:
+        raise DataError(f"train_meta.tsv: {n_artists} artist(s); training and validation need at least 2 "
+                        f"(artists are held out whole)")
     if folds > 1:
         return fold_artists(artists, folds, fold, seed)
     return split_artists(artists, val_fraction, seed)

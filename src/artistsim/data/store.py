@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from artistsim.atomic import atomic_path
+from artistsim.atomic import atomic_path, remove_stale_temp_files
 from artistsim.data.layout import (
     FEATURE_DIM,
     DataError,
     NpyFiles,
     features_root,
     load_npy,
+    meta_line,
     progress_disabled,
     read_meta,
 )
@@ -69,16 +70,16 @@ class PackedStore:
     def open(cls, data_dir: str | Path, split: str, meta: pd.DataFrame | None = None) -> PackedStore:
         """Open a split's store, checking it matches `meta` (re-run pack if it does not)."""
         frames_path, index_path = store_paths(data_dir, split)
-        with np.load(index_path, allow_pickle=False) as idx:
-            info = json.loads(str(idx["info"]))
-            trackids, lengths, offsets = idx["trackids"], idx["lengths"], idx["offsets"]
+        info, trackids, lengths, offsets = _read_index(index_path)
         if meta is not None and info["fingerprint"] != meta_fingerprint(meta):
             raise DataError(
                 f"{index_path}: store does not match {split}_meta.tsv (rows or paths changed); "
                 f"run `artistsim pack {data_dir} --force`"
             )
         total = int(lengths.sum())
-        dtype = DTYPES[info["dtype"]]
+        dtype = DTYPES.get(info.get("dtype"))
+        if dtype is None:
+            raise DataError(f"{index_path}: unknown store dtype; run `artistsim pack {data_dir} --force`")
         expected = total * FEATURE_DIM * np.dtype(dtype).itemsize
         if frames_path.stat().st_size != expected:
             raise DataError(f"{frames_path}: {frames_path.stat().st_size} bytes, index expects {expected}")
@@ -106,6 +107,20 @@ class PackedStore:
         return out
 
 
+def _read_index(index_path: Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """A store index's (info, trackids, lengths, offsets); a damaged index is a DataError."""
+    try:
+        with np.load(index_path, allow_pickle=False) as idx:
+            info = json.loads(str(idx["info"]))
+            arrays = idx["trackids"], idx["lengths"], idx["offsets"]
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise DataError(f"{index_path}: damaged store index ({type(exc).__name__}); "
+                        f"run `artistsim pack --force` to rebuild it") from None
+    if not isinstance(info, dict) or "fingerprint" not in info:
+        raise DataError(f"{index_path}: damaged store index (no fingerprint); run `artistsim pack --force`")
+    return (info, *arrays)
+
+
 def pack_split(
     data_dir: str | Path, split: str, dtype: str = "float16", force: bool = False, progress: bool | None = None
 ) -> dict:
@@ -121,10 +136,15 @@ def pack_split(
     meta = read_meta(data_dir, split)
     fingerprint = meta_fingerprint(meta)
     frames_path, index_path = store_paths(data_dir, split)
+    remove_stale_temp_files(frames_path.parent)  # a killed pack's frames: gigabytes on full data
     if store_exists(data_dir, split):
-        with np.load(index_path, allow_pickle=False) as idx:
-            info = json.loads(str(idx["info"]))
-        if info["fingerprint"] == fingerprint and info["dtype"] == dtype and not force:
+        try:
+            info = _read_index(index_path)[0]
+        except DataError:
+            if not force:
+                raise
+            info = {"fingerprint": None}
+        if info["fingerprint"] == fingerprint and info.get("dtype") == dtype and not force:
             return {"split": split, "status": "up to date", "tracks": len(meta)}
         if not force:
             raise DataError(
@@ -132,8 +152,8 @@ def pack_split(
                 f"pass --force to overwrite it"
             )
     rel = meta["archive_features_path"].tolist()
-    root = features_root(data_dir, split, rel[0])
-    lengths = NpyFiles.index(root, rel, progress).lengths
+    root = features_root(data_dir, split, rel)
+    lengths = NpyFiles.index(root, rel, progress, split=split).lengths
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     total = int(lengths.sum())
     np_dtype = DTYPES[dtype]
@@ -141,10 +161,14 @@ def pack_split(
     with atomic_path(frames_path) as tmp_frames, tmp_frames.open("wb") as out:
         # Plain sequential writes, not a writable memmap: dirty memmap pages count in the
         # process's resident memory (10.9 GB peak on the full train split), file writes don't.
-        for p in tqdm(rel, desc=f"Packing {split}", disable=progress_disabled(progress)):
-            track = load_npy(root / p)
+        for row, p in enumerate(tqdm(rel, desc=f"Packing {split}", disable=progress_disabled(progress))):
+            try:
+                track = load_npy(root / p)
+            except DataError as exc:
+                raise meta_line(split, row, exc) from None
             if np_dtype == np.float16 and np.abs(track).max(initial=0.0) > np.finfo(np.float16).max:
-                raise DataError(f"{root / p}: values exceed float16 range; pack with --dtype float32")
+                raise meta_line(split, row, DataError(f"{root / p}: values exceed float16 range; "
+                                                      f"pack with --dtype float32"))
             out.write(track.astype(np_dtype).tobytes())
     info = {"version": STORE_VERSION, "dtype": dtype, "fingerprint": fingerprint, "split": split}
     with atomic_path(index_path, suffix=".npz") as tmp_index:

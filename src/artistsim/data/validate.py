@@ -18,12 +18,15 @@ from artistsim.data.layout import (
     GT_FILE,
     SPLITS,
     DataError,
+    TableScan,
     features_root,
-    load_npy,
-    meta_path,
+    meta_line,
+    outside_allowed,
+    outside_rows,
     progress_disabled,
-    read_ground_truth_tsv,
-    read_meta,
+    read_features,
+    scan_meta,
+    scan_tsv,
 )
 
 
@@ -51,38 +54,50 @@ class ValidationReport:
 
 def _check_features(data_dir: Path, split: str, meta: pd.DataFrame, report: ValidationReport,
                     progress: bool | None) -> np.ndarray:
-    """Load every referenced file; return the frame counts (0 where the file is bad)."""
-    rel = meta["archive_features_path"].tolist()
+    """Load every referenced file whose path is usable; return frame counts (0 where bad).
+
+    Rows with bad ids are still checked: one pass must show every problem of a download.
+    """
+    rel = meta["archive_features_path"]
+    lengths = np.zeros(len(rel), dtype=np.int64)
+    usable = np.array(rel != "", dtype=bool)
+    if not outside_allowed():
+        usable &= ~outside_rows(rel)
     try:
-        root = features_root(data_dir, split, rel[0])
+        root = features_root(data_dir, split, rel[usable].tolist())
     except DataError as exc:
         report.errors.append(str(exc))
-        return np.zeros(len(rel), dtype=np.int64)
-    lengths = np.zeros(len(rel), dtype=np.int64)
-    for i, p in enumerate(tqdm(rel, desc=f"Checking {split} features", disable=progress_disabled(progress))):
+        return lengths
+    rows = np.flatnonzero(usable)
+    paths = rel.to_numpy()
+    for i in tqdm(rows, desc=f"Checking {split} features", disable=progress_disabled(progress)):
         try:
-            lengths[i] = len(load_npy(root / p))
+            lengths[i] = read_features(root / paths[i]).shape[1]
         except DataError as exc:
-            report.errors.append(f"{split}_meta.tsv line {i + 2}: {exc}")
+            report.errors.append(str(meta_line(split, i, exc)))
     return lengths
 
 
-def _check_split(data_dir: Path, split: str, report: ValidationReport, progress: bool | None) -> pd.DataFrame | None:
-    if not meta_path(data_dir, split).exists():
-        (report.errors if split == "train" else report.warnings).append(f"{meta_path(data_dir, split)}: not found")
+def _check_split(data_dir: Path, split: str, report: ValidationReport, progress: bool | None) -> TableScan | None:
+    scan = scan_meta(data_dir, split)
+    if scan.table is None:
+        missing = not scan.path.exists()
+        (report.warnings if missing and split == "test" else report.errors).extend(scan.problems)
         return None
-    try:
-        meta = read_meta(data_dir, split)
-    except DataError as exc:
-        report.errors.append(str(exc))
-        return None
+    report.errors.extend(scan.problems)
+    meta = scan.table
     lengths = _check_features(data_dir, split, meta, report, progress)
     good = lengths > 0
     short = int((lengths[good] < 81).sum())
     report.info.append(f"{split}: {len(meta)} tracks, {short} shorter than 81 frames")
     if split == "train":
-        _check_artists(meta, f"{split}_meta.tsv", report)
-    return meta
+        labelled = meta[meta["artistid"].to_numpy() >= 0]
+        if labelled["artistid"].nunique() < 2:
+            report.errors.append(f"{scan.path}: {labelled['artistid'].nunique()} artist(s); training needs at "
+                                 f"least 2 (artists are held out whole for validation)")
+        if len(labelled):
+            _check_artists(labelled, f"{split}_meta.tsv", report)
+    return scan
 
 
 def _check_artists(table: pd.DataFrame, name: str, report: ValidationReport) -> None:
@@ -98,37 +113,50 @@ def _check_artists(table: pd.DataFrame, name: str, report: ValidationReport) -> 
 
 def _check_ground_truth(data_dir: Path, test: pd.DataFrame | None, train: pd.DataFrame | None,
                         report: ValidationReport) -> None:
+    """Every test track has one artist, and no other track has one (it would count as a query)."""
     path = data_dir / GT_FILE
     if not path.exists():
         return
-    try:
-        gt = read_ground_truth_tsv(path)
-    except DataError as exc:
-        report.errors.append(str(exc))
+    scan = scan_tsv(path, ("trackid", "artistid"), ("trackid", "artistid"))
+    report.errors.extend(scan.problems)
+    if scan.table is None:
         return
+    gt = scan.table[~scan.bad_rows]
     if test is not None:
-        missing = ~test["trackid"].isin(gt["trackid"])
-        for row in np.flatnonzero(missing.to_numpy())[:20]:
+        test_ids = test["trackid"][test["trackid"] >= 0]
+        missing = ~test_ids.isin(gt["trackid"])
+        for row in test_ids.index[missing.to_numpy()]:
             report.errors.append(f"{path}: no artist for test_meta.tsv line {row + 2} "
                                  f"(trackid {test['trackid'].iloc[row]})")
+        extra = ~gt["trackid"].isin(test_ids)
+        for row in gt.index[extra.to_numpy()]:
+            report.errors.append(f"{path}: line {row + 2}: trackid {gt['trackid'].loc[row]} is not in test_meta.tsv "
+                                 f"(it would count as a query no submission can answer)")
     if train is not None:
         shared = np.intersect1d(gt["artistid"].unique(), train["artistid"].unique())
         if len(shared):
             report.warnings.append(f"{path}: {len(shared)} test artist(s) also in train (the task assumes disjoint)")
-    _check_artists(gt, GT_FILE, report)
+    if len(gt):
+        _check_artists(gt, GT_FILE, report)
 
 
 def validate_dataset(data_dir: str | Path, progress: bool | None = None) -> ValidationReport:
-    """Check meta files, every feature file and the optional ground truth; never raises on bad data."""
+    """Check meta files, every feature file and the optional ground truth, all in one pass.
+
+    Never raises on bad data: a problem in one place never hides the checks of another.
+    """
     data_dir = Path(data_dir)
     report = ValidationReport()
     if not data_dir.is_dir():
         report.errors.append(f"{data_dir}: data directory not found")
         return report
-    metas = {split: _check_split(data_dir, split, report, progress) for split in SPLITS}
+    scans = {split: _check_split(data_dir, split, report, progress) for split in SPLITS}
+    metas = {split: (s.table if s is not None else None) for split, s in scans.items()}
     if metas["train"] is not None and metas["test"] is not None:
-        both = np.intersect1d(metas["train"]["trackid"], metas["test"]["trackid"])
+        ids = [m["trackid"].to_numpy() for m in (metas["train"], metas["test"])]
+        both = np.intersect1d(ids[0][ids[0] >= 0], ids[1][ids[1] >= 0])
         if len(both):
-            report.errors.append(f"trackid(s) in both train_meta.tsv and test_meta.tsv: {both[:10].tolist()}")
+            report.errors.append(f"{len(both)} trackid(s) in both train_meta.tsv and test_meta.tsv: "
+                                 f"{both[:10].tolist()}" + (" ..." if len(both) > 10 else ""))
     _check_ground_truth(data_dir, metas["test"], metas["train"], report)
     return report

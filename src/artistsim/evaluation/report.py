@@ -182,7 +182,7 @@ def predict(data_dir: str | Path, runs: list[str | Path], device: torch.device, 
             progress: bool | None = None, index: str = "exact") -> int:
     """A complete submission for every track of test_meta.tsv; returns the number of queries."""
     opts = opts or EmbedOptions()
-    test = load_split(data_dir, "test", progress=progress)
+    test = load_split(data_dir, "test", progress=progress, labels=False)  # needs no ground truth
     rows = np.arange(len(test.meta))
     embs = [embed_split(load_run(r, device)[0], test, rows, device, opts, progress) for r in runs]
     emb = ensemble(embs) if len(embs) > 1 else embs[0]

@@ -8,14 +8,14 @@ older file at the same path stays intact.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from artistsim.atomic import atomic_path
 
-__all__ = ["write_submission", "read_submission"]
+__all__ = ["write_submission", "read_submission", "submission_gaps"]
 
 _BLOCK_ROWS = 4096  # rows formatted and written at a time: bounded memory, one format call per row
 
@@ -87,7 +87,7 @@ def _parse_id(token: str, path: Path, line_no: int) -> int:
     try:
         return int(token)
     except ValueError:
-        raise ValueError(f"{path}:{line_no}: {token!r} is not an integer track id") from None
+        raise ValueError(f"{path}:{line_no}: {token[:40]!r} is not an integer track id") from None
 
 
 def read_submission(path: str | Path) -> dict[int, list[int]]:
@@ -103,26 +103,54 @@ def read_submission(path: str | Path) -> dict[int, list[int]]:
         raise FileNotFoundError(f"{path}: submission file not found")
     result: dict[int, list[int]] = {}
     first_line: dict[int, int] = {}
-    with path.open("r", encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            head, tab, rest = line.rstrip("\r\n").partition("\t")
-            if not tab:
-                raise ValueError(f"{path}:{line_no}: expected 'trackid<TAB>id id ...', found no tab")
-            query = _parse_id(head.strip(), path, line_no)
-            if query in result:
-                raise ValueError(
-                    f"{path}:{line_no}: query {query} already listed on line {first_line[query]}"
-                )
-            try:
-                ids = [int(token) for token in rest.split()]
-            except ValueError:
-                bad = next(t for t in rest.split() if not _is_int(t))
-                raise ValueError(f"{path}:{line_no}: {bad!r} is not an integer track id") from None
-            result[query] = ids
-            first_line[query] = line_no
+    line_no = 0
+    try:
+        with path.open("r", encoding="utf-8") as fh:
+            for line_no, line in enumerate(fh, start=1):
+                _parse_line(line, path, line_no, result, first_line)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text (after line {line_no}); a submission is digits, "
+                         f"tabs and spaces") from None
     return result
+
+
+def _parse_line(line: str, path: Path, line_no: int, result: dict[int, list[int]], first_line: dict[int, int]) -> None:
+    if not line.strip():
+        return
+    head, tab, rest = line.rstrip("\r\n").partition("\t")
+    if not tab:
+        raise ValueError(f"{path}:{line_no}: expected 'trackid<TAB>id id ...', found no tab")
+    query = _parse_id(head.strip(), path, line_no)
+    if query in result:
+        raise ValueError(f"{path}:{line_no}: query {query} already listed on line {first_line[query]}")
+    try:
+        ids = [int(token) for token in rest.split()]
+    except ValueError:
+        bad = next(t for t in rest.split() if not _is_int(t))
+        raise ValueError(f"{path}:{line_no}: {bad[:40]!r} is not an integer track id") from None
+    result[query] = ids
+    first_line[query] = line_no
+
+
+def submission_gaps(submission: Mapping[int, Sequence[int]], trackids: np.ndarray, k: int = 100) -> list[str]:
+    """What a submission leaves out, with counts: no lines, missing queries, short lists.
+
+    Each scores 0 (or less) without any error, so `score` warns, and `--strict` fails.
+    A list is short when it holds fewer than min(k, catalogue size - 1) ids.
+    """
+    if not submission:
+        return [f"the submission is empty: all {len(trackids)} queries score 0"]
+    gaps = []
+    queries = np.fromiter(submission.keys(), dtype=np.int64, count=len(submission))
+    missing = int((~np.isin(trackids, queries)).sum())
+    if missing:
+        gaps.append(f"{missing} of {len(trackids)} ground-truth track(s) have no line in the submission (each scores 0)")
+    need = min(k, len(trackids) - 1)
+    lengths = np.fromiter((len(ids) for ids in submission.values()), dtype=np.int64, count=len(submission))
+    short = lengths < need
+    if short.any():
+        gaps.append(f"{int(short.sum())} list(s) hold fewer than {need} ids (shortest: {int(lengths.min())})")
+    return gaps
 
 
 def _is_int(token: str) -> bool:

@@ -33,13 +33,14 @@ from artistsim.atomic import atomic_path
 from artistsim.config import StageConfig, TrainConfig, to_dict
 from artistsim.data.layout import FeatureSource
 from artistsim.data.splits import SplitData, crop_indices, holdout_mask, load_split, take_batch
-from artistsim.embed import autocast, embed_full, load_checkpoint
+from artistsim.embed import autocast, embed_full, load_checkpoint, restore
 from artistsim.evaluation.metrics import ndcg_at_k
 from artistsim.models import build_model, describe
 from artistsim.search.exact import topk
 from artistsim.training.augment import augment_batch
 from artistsim.training.distributed import Dist, broadcast_float, broadcast_module, init_distributed, sync_loss_grads
 from artistsim.training.losses import build_loss
+from artistsim.training.resume import resume_checkpoint
 from artistsim.training.sampling import ArtistBatchSampler
 
 CHECKPOINT_VERSION = 1
@@ -300,16 +301,19 @@ def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: 
         out_dir.mkdir(parents=True, exist_ok=True)
         if not resume and (out_dir / "last.pt").exists():
             raise FileExistsError(f"{out_dir} already holds a run; pass --resume to continue it or pick another --out")
+    if resume and not (out_dir / "last.pt").exists():  # killed before its first checkpoint
+        resume = False
+        if d.main:
+            log(f"note: --resume: {out_dir / 'last.pt'} does not exist yet; starting a fresh run")
+    ckpt = resume_checkpoint(out_dir, cfg, dev) if resume else None  # checked before any data is read
     torch.manual_seed(cfg.seed)
     data = prepare_data(data_dir, cfg, folds, fold, progress)
     model = build_model(cfg.model).to(dev)
     loss_fn = build_loss(cfg.loss, num_classes=len(data.label_ids), embedding_dim=cfg.model.embedding_dim).to(dev)
     prog = Progress()
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(out_dir / "last.pt", dev)
-        model.load_state_dict(ckpt["model"])
-        loss_fn.load_state_dict(ckpt["loss"])
+    if ckpt is not None:
+        restore(model, ckpt["model"], out_dir / "last.pt")
+        restore(loss_fn, ckpt["loss"], out_dir / "last.pt")
         prog = Progress(**ckpt["progress"])
     if d.main:
         log(f"{describe(model)}; train {len(data.train_rows)} tracks, validation {len(data.val_rows)} tracks "
