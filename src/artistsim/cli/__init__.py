@@ -16,13 +16,13 @@ import sys
 from types import ModuleType
 
 from artistsim.atomic import check_writable
-from artistsim.cli import audio, pipeline
+from artistsim.cli import audio, catalogue, pipeline
 from artistsim.config import ConfigError
 from artistsim.data.layout import DataError, outside_paths_allowed
 from artistsim.runtime import tune_allocator
 
 DESCRIPTION = "Learn which music tracks share an artist, and answer: which tracks are by the same artist as this one?"
-VERB_MODULES: tuple[ModuleType, ...] = (pipeline, audio)
+VERB_MODULES: tuple[ModuleType, ...] = (pipeline, audio, catalogue)
 LOOPING_COMMANDS = frozenset().union(*(m.LOOPING for m in VERB_MODULES))
 # verb -> ((argument, "file" | "dir"), ...): outputs checked before any work starts
 OUTPUTS: dict[str, tuple[tuple[str, str], ...]] = {
