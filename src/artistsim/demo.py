@@ -75,4 +75,10 @@ def run_demo(out_dir: Path, device: str | None = None, progress: bool | None = N
     log(table.markdown())
     log(f"\nsubmission {submission}: test nDCG@100 {score:.4f} (ensemble with the settings chosen on validation)")
     log(f"report: {out_dir / 'report' / 'report.md'}; total {time.time() - started:.0f} s")
+    from artistsim.catalogue.build import build_catalogue
+
+    catalogue = out_dir / "catalogue"
+    _step("index build", lambda: build_catalogue(catalogue, data, runs, ["train", "test"], device=device,
+                                                 overwrite=True, progress=progress), log)
+    log(f"catalogue {catalogue}: `artistsim query|identify|audit|serve {catalogue}` (README, Catalogue)")
     return {"table": table.rows, "submission_ndcg": score}
