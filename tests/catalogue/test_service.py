@@ -69,6 +69,9 @@ def test_similar_and_identify_from_features(server):
     x = features(1).tolist()
     r = httpx.post(server.url + "/similar", json={"features": x, "k": 3})
     assert r.status_code == 200 and len(r.json()["neighbours"]) == 3
+    r = _post(server, "/similar", files={"audio": ("broken.wav", b"RIFF0000WAVEjunk", "audio/wav")})
+    assert 400 <= r.status_code < 500 and r.json()["detail"]
+    assert httpx.get(server.url + "/health").status_code == 200  # still serving
     r = httpx.post(server.url + "/identify", json={"features": x, "k": 3})
     body = r.json()
     assert r.status_code == 200 and len(body["candidates"]) == 3 and isinstance(body["known"], bool)
