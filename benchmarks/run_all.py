@@ -40,8 +40,11 @@ BENCHES = {
     "losses": ("bench_losses.py", "the seed loss alone: PML vs memory-efficient path"),
     "loading": ("bench_loading.py", "packed store vs per-file .npy loading; memory of pack / load / embed"),
     "infer": ("bench_infer.py", "full-length vs rolling-window embedding"),
+    "serve": ("bench_serve.py", "the catalogue service under load vs FAISS in-process; adds during queries; memory"),
+    "audit": ("bench_audit.py", "catalogue audit precision on planted label swaps; identification EER (demo data)"),
     "validate": ("bench_validate.py", "validate's one pass over everything vs the bare read of every file"),
     "quality": ("bench_quality.py", "nDCG@100 per synthetic preset and seed: baselines, recipes, margin over LDA"),
+    "featurize": ("bench_featurize.py", "audio files -> features vs decode-only and librosa; quality on real music"),
 }
 
 INTRO = """\

@@ -68,14 +68,17 @@ def test_train_evaluate_predict_beats_meanpool(synth_data, tmp_path, capsys):
     table = capsys.readouterr().out
     assert "baseline: meanpool" in table and "test rerank" in table
     assert (run / "evaluation" / "report.md").exists() and (run / "evaluation" / "curves_run.png").exists()
+    assert (run / "inference.json").exists()  # settings chosen on validation, for predict
+    chosen_test = float(re.search(r"\| \+ rerank [^|]*\| [0-9.]+ \| ([0-9.]+) \|", table).group(1))
     sub = tmp_path / "submission.tsv"
-    assert main(["-q", "predict", data, "--run", str(run), "--out", str(sub), "--no-rerank"]) == 0
+    assert main(["-q", "predict", data, "--run", str(run), "--out", str(sub)]) == 0
     lines = sub.read_text().splitlines()
     assert len(lines) == sum(1 for _ in open(synth_data / "test_meta.tsv")) - 1
     assert len(lines[0].split("\t")[1].split()) == 100
     capsys.readouterr()
     assert main(["score", str(sub), str(synth_data / "test_gt.tsv")]) == 0
     trained = float(capsys.readouterr().out.split()[-1])
+    assert trained == pytest.approx(chosen_test, abs=1e-4)  # predict applied what evaluate chose
     print(f"end-to-end: trained {trained:.4f}, mean-pool {meanpool_test:.4f}")
     assert trained > meanpool_test + 0.08, (trained, meanpool_test)
 

@@ -41,6 +41,18 @@ class TransformerConfig:
     # The seed neither masked padded frames in attention nor excluded them from pooling;
     # False reproduces it exactly.
     mask_padding: bool = True
+    # Pooled-statistics LDA branch (see models/frontend.py): "off" (the seed), "residual"
+    # (embedding = LDA projection + encoder output, the encoder's last layer zero-initialised
+    # so training starts exactly at the LDA baseline) or "concat" (L2-normalised LDA part,
+    # weighted by lda_weight, beside the L2-normalised encoder part).
+    lda_branch: Literal["off", "residual", "concat"] = "off"
+    lda_trainable: bool = False
+    lda_weight: float = 1.0
+    # Within-artist scatter shrinkage (times its mean eigenvalue) and LDA directions kept
+    # (0 = embedding_dim; the rest of the branch is 0). lda_ridge 0 chooses both on the
+    # validation artists from evaluation.inference.LDA_GRID.
+    lda_ridge: float = 1e-3
+    lda_components: int = 0
 
 
 @dataclass
@@ -61,6 +73,18 @@ class ConformerConfig:
     projector_hidden: int = 512
     embedding_dim: int = 128
     mask_padding: bool = True
+    # Pooled-statistics LDA branch (see models/frontend.py): "off" (the seed), "residual"
+    # (embedding = LDA projection + encoder output, the encoder's last layer zero-initialised
+    # so training starts exactly at the LDA baseline) or "concat" (L2-normalised LDA part,
+    # weighted by lda_weight, beside the L2-normalised encoder part).
+    lda_branch: Literal["off", "residual", "concat"] = "off"
+    lda_trainable: bool = False
+    lda_weight: float = 1.0
+    # Within-artist scatter shrinkage (times its mean eigenvalue) and LDA directions kept
+    # (0 = embedding_dim; the rest of the branch is 0). lda_ridge 0 chooses both on the
+    # validation artists from evaluation.inference.LDA_GRID.
+    lda_ridge: float = 1e-3
+    lda_components: int = 0
 
     @property
     def width(self) -> int:
@@ -96,6 +120,10 @@ class LossConfig:
     arcface_scale: float = 30.0
     subcenters: int = 3
     arcface_lr: float = 1e-2
+    # kind "seed" plus a classifier over every training artist: seed + classifier_weight *
+    # (sub-center) ArcFace. 0 (the default) is the seed's loss alone, unchanged.
+    classifier_weight: float = 0.0
+    classifier: Literal["arcface", "subcenter_arcface"] = "arcface"
 
 
 @dataclass
@@ -148,6 +176,10 @@ class TrainConfig:
     # batches: activation memory of one micro-batch instead of the whole batch, for one
     # extra forward pass (see train.forward_backward). 0 = off.
     micro_batch_frames: int = 0
+    # A curriculum stage whose best validation nDCG is below the best so far is dropped:
+    # the next stage starts from the best weights instead of that stage's (the log says
+    # so). False is the seed: each stage starts from the previous stage's best.
+    stage_fallback: bool = False
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -202,6 +234,12 @@ def validate_train_config(cfg: TrainConfig, where: str = "config") -> None:
             raise ConfigError(f"{where}: stage {i}: lr must be > 0 and max_epochs >= 1")
     if len(cfg.loss.weights) != 3:
         raise ConfigError(f"{where}[loss].weights: expected 3 numbers (ms, circle, triplet)")
+    for name, value, known in (("lda_branch", cfg.model.lda_branch, ("off", "residual", "concat")),
+                               ("classifier", cfg.loss.classifier, ("arcface", "subcenter_arcface"))):
+        if value not in known:
+            raise ConfigError(f"{where}: {name} must be one of {known}, got {value!r}")
+    if cfg.loss.classifier_weight < 0:
+        raise ConfigError(f"{where}[loss].classifier_weight must be >= 0")
     if not 0.0 < cfg.val_fraction < 1.0:
         raise ConfigError(f"{where}.val_fraction must be in (0, 1)")
 

@@ -1,8 +1,9 @@
 """`make demo`: the whole pipeline on the embedded synthetic data, on a laptop CPU.
 
 synth (demo preset) -> validate -> pack -> train the transformer and the conformer with
-the scaled-down demo configs -> evaluate (the seed's table, with both baselines) ->
-predict a submission for the test split -> score it against the synthetic ground truth.
+the recommended configs (configs/recommended/) -> evaluate (the seed's table, with the
+baselines, and the inference add-ons chosen on validation) -> predict a submission for
+the test split with those settings -> score it against the synthetic ground truth.
 Every step is skipped when its output is already there, and an interrupted training run
 resumes, so running the demo twice costs little the second time.
 """
@@ -39,12 +40,12 @@ def _step(name: str, fn: Callable[[], object], log: Callable[[str], None]) -> ob
 
 def train_if_needed(data: Path, run: Path, model: str, device: str | None, progress: bool | None,
                     log: Callable[[str], None]) -> dict:
-    """Train a demo model unless its run finished before; resume one that was interrupted."""
+    """Train a model of the recommended recipe unless its run finished before; resume one that was interrupted."""
     done = run / "summary.json"
     if done.exists():
         log(f"   {run} already trained")
         return json.loads(done.read_text())
-    cfg = load_train_config(packaged_config(f"{model}_demo.toml"))
+    cfg = load_train_config(packaged_config(f"recommended/{model}.toml"))
     summary = train(data, cfg, run, device=device, resume=(run / "last.pt").exists(), progress=progress, log=log)
     atomic_write_text(done, json.dumps(summary))
     return summary
@@ -72,6 +73,12 @@ def run_demo(out_dir: Path, device: str | None = None, progress: bool | None = N
     score = score_submission(read_submission(submission), read_ground_truth_tsv(data / "test_gt.tsv"))
     log("")
     log(table.markdown())
-    log(f"\nsubmission {submission}: test nDCG@100 {score:.4f} (ensemble + rerank)")
+    log(f"\nsubmission {submission}: test nDCG@100 {score:.4f} (ensemble with the settings chosen on validation)")
     log(f"report: {out_dir / 'report' / 'report.md'}; total {time.time() - started:.0f} s")
+    from artistsim.catalogue.build import build_catalogue
+
+    catalogue = out_dir / "catalogue"
+    _step("index build", lambda: build_catalogue(catalogue, data, runs, ["train", "test"], device=device,
+                                                 overwrite=True, progress=progress), log)
+    log(f"catalogue {catalogue}: `artistsim query|identify|audit|serve {catalogue}` (README, Catalogue)")
     return {"table": table.rows, "submission_ndcg": score}

@@ -12,9 +12,10 @@ from artistsim.config import load_train_config, train_config_from_dict
 from artistsim.embed import load_checkpoint, load_run
 
 
-def tiny_config(kind: str = "transformer", stages=((3, 10, 1e-3, 2, False), (3, 20, 1e-3, 2, True)), **extra):
+def tiny_config(kind: str = "transformer", stages=((3, 10, 1e-3, 2, False), (3, 20, 1e-3, 2, True)),
+                model_extra: dict | None = None, **extra):
     model = {"kind": kind, "num_heads": 2, "ffn_dim": 32, "num_layers": 1, "embedding_dim": 16,
-             "projector_hidden": 32, "dropout": 0.0}
+             "projector_hidden": 32, "dropout": 0.0, **(model_extra or {})}
     if kind == "transformer":
         model["d_model"] = 32
     else:
@@ -207,3 +208,62 @@ def test_make_optimizer_is_fused_adamw_with_the_reference_update():
     for a, b in zip(fused_model.parameters(), ref_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert (fused_model[0].weight - start).abs().max() > 2 * stage.lr  # five Adam steps of ~lr each moved the weights
+
+
+def test_lda_branch_starts_at_the_lda_baseline(data, tmp_path):
+    """Before training, the residual model's embedding is the LDA baseline's projection
+    (fitted on the same rows, centred on the training mean; zero-padded past LDA's rank)."""
+    from artistsim.evaluation.baselines import LDA, centre_normalise, pooled_stats
+    from artistsim.training.frontend import fit_lda_branch
+
+    cfg = tiny_config(model_extra={"lda_branch": "residual"})
+    prepared = train_mod.prepare_data(data, cfg, progress=False)
+    split, fit_rows, rows = prepared.split, prepared.train_rows, prepared.val_rows
+    model = train_mod.build_model(cfg.model).eval()
+    rank = fit_lda_branch(model, split, fit_rows, prepared.labels[fit_rows], 1e-3).components_.shape[1]
+    ours = train_mod.embed_full(model, split.source, rows, torch.device("cpu"), progress=False)
+    fit_stats = np.concatenate(pooled_stats(split.source, fit_rows, progress=False), axis=1)
+    lda = LDA(n_components=16).fit(fit_stats, split.artists[fit_rows])
+    stats = np.concatenate(pooled_stats(split.source, rows, progress=False), axis=1)
+    expected = centre_normalise(lda.transform(stats), centre=np.zeros(rank))
+    assert rank == lda.components_.shape[1] and np.allclose(ours[:, :rank], expected, atol=1e-4)
+    assert np.abs(ours[:, rank:]).max() < 1e-6
+
+
+def test_lda_branch_and_classifier_train_and_log_the_starting_point(data, tmp_path):
+    cfg = tiny_config(model_extra={"lda_branch": "residual"}, loss={"classifier_weight": 0.5}, stage_fallback=True)
+    run = tmp_path / "run"
+    lines = []
+    summary = train_mod.train(data, cfg, run, progress=False, log=lines.append)
+    recs = _records(run)
+    assert recs[0]["stage"] == 0 and recs[0]["val_ndcg"] == pytest.approx(recs[0]["val_ndcg"])
+    assert summary["best_ndcg"] >= recs[0]["val_ndcg"]  # the LDA start is a candidate: never below it
+    assert any("LDA branch (residual)" in line for line in lines)
+    ckpt = load_checkpoint(run / "best.pt")
+    assert any(k.startswith("classifier.") for k in ckpt["loss"])
+    model, _ = load_run(run, torch.device("cpu"))
+    assert hasattr(model, "lda")
+
+
+def test_stage_fallback_starts_the_next_stage_from_the_best(data, tmp_path, monkeypatch):
+    scores = iter([0.5, 0.4, 0.3, 0.2, 0.45, 0.1])
+    monkeypatch.setattr(train_mod, "validate", lambda *a, **k: next(scores))
+    cfg = tiny_config(stages=((3, 10, 1e-3, 2, False), (3, 10, 1e-3, 2, False), (3, 10, 1e-3, 2, False)),
+                      stage_fallback=True)
+    lines = []
+    train_mod.train(data, cfg, tmp_path / "run", progress=False, log=lines.append)
+    dropped = [line for line in lines if "did not improve" in line]
+    assert len(dropped) == 2 and dropped[0].startswith("stage 2") and dropped[1].startswith("stage 3")
+
+
+def test_recommended_configs_load():
+    from artistsim.config import packaged_config
+
+    for kind in ("transformer", "conformer"):
+        cfg = load_train_config(packaged_config(f"recommended/{kind}.toml"))
+        demo = load_train_config(packaged_config(f"{kind}_demo.toml"))
+        assert cfg.model == demo.model and cfg.stages == demo.stages and cfg.stage_fallback
+    first = load_train_config(packaged_config("firstplace_demo.toml"))
+    assert (first.model.pooling, first.model.embedding_dim, first.loss.kind) == ("attention", 512, "arcface")
+    seed = load_train_config(packaged_config("transformer_seed.toml"))
+    assert seed.model.lda_branch == "off" and seed.loss.classifier_weight == 0 and not seed.stage_fallback

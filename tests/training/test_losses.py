@@ -296,3 +296,20 @@ def test_build_loss_arcface_has_trainable_class_weights(kind: str) -> None:
     assert torch.isfinite(value) and params[0].grad is not None and x.grad is not None
     with pytest.raises(ValueError, match="num_classes"):
         build_loss(cfg, num_classes=1, embedding_dim=16)
+
+
+def test_seed_plus_classifier_is_the_weighted_sum():
+    from artistsim.config import LossConfig
+    from artistsim.training.losses import SeedPlusClassifier, build_loss
+
+    torch.manual_seed(0)
+    cfg = LossConfig(classifier_weight=0.3, memory_efficient="never")
+    loss = build_loss(cfg, num_classes=5, embedding_dim=8)
+    assert isinstance(loss, SeedPlusClassifier) and len(list(loss.parameters())) == 1
+    emb, labels = torch.randn(20, 8), torch.arange(20) % 5
+    torch.manual_seed(1)
+    total = loss(emb, labels)
+    torch.manual_seed(1)
+    parts = loss.seed(emb, labels) + 0.3 * loss.classifier(emb, labels)
+    assert torch.allclose(total, parts)
+    assert not isinstance(build_loss(LossConfig(), 5, 8), SeedPlusClassifier)  # the seed's loss by default

@@ -1,8 +1,9 @@
 """`artistsim VERB ...`: one verb per pipeline step, grouped by wing in this package.
 
 `pipeline` holds the batch verbs (synth, validate, pack, baseline, train, embed,
-evaluate, predict, score, demo). Each verb module has `register(sub)`, which adds its
-sub-commands, and `LOOPING`, the verbs that keep freed memory for reuse.
+evaluate, predict, score, demo); `audio` holds featurize (audio files in). Each verb
+module has `register(sub)`, which adds its sub-commands, and `LOOPING`, the verbs that
+keep freed memory for reuse.
 
 Errors in the user's input (data, configs, paths) end with a one-line message naming the
 file or row and exit status 2, never a traceback.
@@ -15,13 +16,13 @@ import sys
 from types import ModuleType
 
 from artistsim.atomic import check_writable
-from artistsim.cli import pipeline
+from artistsim.cli import audio, catalogue, pipeline
 from artistsim.config import ConfigError
 from artistsim.data.layout import DataError, outside_paths_allowed
 from artistsim.runtime import tune_allocator
 
 DESCRIPTION = "Learn which music tracks share an artist, and answer: which tracks are by the same artist as this one?"
-VERB_MODULES: tuple[ModuleType, ...] = (pipeline,)
+VERB_MODULES: tuple[ModuleType, ...] = (pipeline, audio, catalogue)
 LOOPING_COMMANDS = frozenset().union(*(m.LOOPING for m in VERB_MODULES))
 # verb -> ((argument, "file" | "dir"), ...): outputs checked before any work starts
 OUTPUTS: dict[str, tuple[tuple[str, str], ...]] = {

@@ -128,7 +128,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     n = predict(args.data_dir, args.run, resolve_device(args.device), args.out, use_rerank=args.rerank,
                 threshold=args.threshold, opts=EmbedOptions(args.window, args.hop), progress=progress(args),
-                index=args.index)
+                index=args.index, use_saved=args.saved_settings)
     print(f"wrote {args.out}: {n} queries")
     return 0
 
@@ -223,6 +223,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--threshold", type=float, default=0.85)
     p.add_argument("--index", default="exact", choices=INDEXES)
+    p.add_argument("--saved-settings", action=argparse.BooleanOptionalAction, default=True,
+                   help="apply the inference settings `evaluate` chose on validation for these runs "
+                        "(saved in the first run; they replace --rerank/--threshold)")
     add_embed(p)
     p.set_defaults(func=cmd_predict)
 

@@ -18,7 +18,18 @@ from artistsim.atomic import atomic_path, atomic_write_text
 from artistsim.config import TrainConfig
 from artistsim.data.splits import SplitData, holdout_mask, load_split
 from artistsim.embed import embed_full, embed_windows, ensemble, load_run
-from artistsim.evaluation.baselines import baseline_embeddings, pooled_stats
+from artistsim.evaluation.baselines import LDA, baseline_embeddings, centre_normalise, pooled_stats
+from artistsim.evaluation.inference import (
+    FusionInputs,
+    calibrate,
+    cohort_for,
+    component_scores,
+    fuse,
+    load_settings,
+    rank_tracks,
+    save_settings,
+    tune_lda,
+)
 from artistsim.evaluation.metrics import ndcg_at_k
 from artistsim.evaluation.submission import write_submission
 from artistsim.search.ann import faiss_topk
@@ -70,6 +81,7 @@ class Table:
 
     columns: list[str] = field(default_factory=list)
     rows: dict[str, dict[str, float]] = field(default_factory=dict)
+    sections: dict[str, Table] = field(default_factory=dict)  # further tables, printed under a heading
 
     def add(self, name: str, column: str, value: float) -> None:
         if column not in self.columns:
@@ -81,7 +93,8 @@ class Table:
         sep = "|---|" + "---|" * len(self.columns)
         body = [f"| {name} | " + " | ".join(f"{vals[c]:.4f}" if c in vals else "" for c in self.columns) + " |"
                 for name, vals in self.rows.items()]
-        return "\n".join([head, sep, *body])
+        extra = [f"\n{title}\n\n{t.markdown()}" for title, t in self.sections.items()]
+        return "\n".join([head, sep, *body, *extra])
 
 
 def _check_same_holdout(cfgs: list[TrainConfig], runs: list[Path]) -> None:
@@ -109,6 +122,11 @@ def evaluate(data_dir: str | Path, runs: list[str | Path], device: torch.device,
         splits.append(("test", test, np.arange(len(test.meta))))
     table = Table()
     fit_stats = pooled_stats(train.source, fit_rows, progress=progress)
+    fit_cat = np.concatenate(fit_stats, axis=1)
+    val_cat = np.concatenate(pooled_stats(train.source, val_rows, progress=progress), axis=1)
+    lda = tune_lda(fit_cat, train.artists[fit_rows], val_cat, train.artists[val_rows])[0]
+    lda_name = f"baseline: lda tuned (shrinkage {lda.ridge:g}, {lda.components_.shape[1]} directions)"
+    inputs: dict[str, FusionInputs] = {}
     for split_name, split, rows in splits:
         labels = split.artists[rows]
         embs = []
@@ -121,9 +139,38 @@ def evaluate(data_dir: str | Path, runs: list[str | Path], device: torch.device,
         for method in ("meanpool", "lda"):
             emb = baseline_embeddings(method, fit_stats, train.artists[fit_rows], stats)
             _add(table, f"baseline: {method}", split_name, score_both(emb, labels, threshold))
+        inputs[split_name] = FusionInputs(embs, centre_normalise(lda.transform(np.concatenate(stats, axis=1))))
+        _add(table, lda_name, split_name, score_both(inputs[split_name].lda, labels, threshold))
+    table.sections["Inference add-ons, each kept only when it raised validation nDCG@100 "
+                   "(the chosen settings are saved for `predict`)"] = calibrate_and_save(
+        inputs, splits, train, fit_rows, fit_stats, lda, runs, loaded, device, opts, progress)
     if out_dir is not None:
         write_report(Path(out_dir), table, runs)
     return table
+
+
+def calibrate_and_save(inputs: dict[str, FusionInputs], splits: list, train: SplitData,
+                       fit_rows: np.ndarray, fit_stats: tuple[np.ndarray, np.ndarray], lda: LDA, runs: list[Path],
+                       loaded: list, device: torch.device, opts: EmbedOptions, progress: bool | None) -> Table:
+    """Choose the inference settings on validation, save them in the first run, and score
+    each step (plain, + LDA fusion, + AS-norm, + rerank) on validation and test."""
+    fit_labels = train.artists[fit_rows]
+    fit = FusionInputs([embed_split(m, train, fit_rows, device, opts, progress) for m, _ in loaded],
+                       centre_normalise(lda.transform(np.concatenate(fit_stats, axis=1))))
+    settings = calibrate(inputs["validation"], train.artists[splits[0][2]], fit, fit_labels, [r.name for r in runs])
+    cohort = cohort_for(fit, fit_labels, settings.lda_weight) if settings.as_norm_top_k else None
+    save_settings(runs[0], settings, lda if settings.lda_weight else None, cohort)
+    out = Table()
+    names = {"plain": "ensemble plain" if len(runs) > 1 else f"{runs[0].name} plain",
+             "fusion": f"+ LDA fusion (weight {settings.lda_weight or 'off'})",
+             "as_norm": f"+ AS-norm (cohort top-k {settings.as_norm_top_k or 'off'})",
+             "expansion": f"+ weighted query expansion (depth {settings.expansion_depth or 'off'})",
+             "rerank": f"+ rerank (threshold {settings.rerank_threshold or 'off'})"}
+    for split_name, split, rows in splits:
+        scores = component_scores(inputs[split_name], split.artists[rows], settings, cohort)
+        for key, value in scores.items():
+            out.add(names[key], split_name, value)
+    return out
 
 
 def _add(table: Table, name: str, split_name: str, scores: tuple[float, float]) -> None:
@@ -179,14 +226,28 @@ def write_report(out_dir: Path, table: Table, runs: list[Path]) -> Path:
 
 def predict(data_dir: str | Path, runs: list[str | Path], device: torch.device, out: str | Path,
             use_rerank: bool = True, threshold: float = 0.85, opts: EmbedOptions | None = None,
-            progress: bool | None = None, index: str = "exact") -> int:
-    """A complete submission for every track of test_meta.tsv; returns the number of queries."""
+            progress: bool | None = None, index: str = "exact", use_saved: bool = True) -> int:
+    """A complete submission for every track of test_meta.tsv; returns the number of queries.
+
+    With `use_saved` (default) and exact search, the inference settings `evaluate` chose
+    on validation for exactly these runs (saved in the first run) replace `use_rerank`
+    and `threshold`; without saved settings those two apply as given.
+    """
     opts = opts or EmbedOptions()
     test = load_split(data_dir, "test", progress=progress, labels=False)  # needs no ground truth
     rows = np.arange(len(test.meta))
     embs = [embed_split(load_run(r, device)[0], test, rows, device, opts, progress) for r in runs]
-    emb = ensemble(embs) if len(embs) > 1 else embs[0]
-    idx = rank(emb, use_rerank, threshold, index=index)
+    saved = load_settings(Path(runs[0]), [Path(r).name for r in runs]) if use_saved and index == "exact" else None
+    if saved is not None:  # what evaluate chose on validation for exactly these runs
+        settings, lda, cohort = saved
+        lda_emb = None
+        if lda is not None:
+            lda_emb = centre_normalise(lda.transform(np.concatenate(pooled_stats(test.source, rows, progress=progress),
+                                                                    axis=1)))
+        idx = rank_tracks(fuse(FusionInputs(embs, lda_emb), settings.lda_weight), settings, cohort)
+    else:
+        emb = ensemble(embs) if len(embs) > 1 else embs[0]
+        idx = rank(emb, use_rerank, threshold, index=index)
     trackids = test.trackids
     write_submission(out, trackids, trackids[idx])
     return len(trackids)

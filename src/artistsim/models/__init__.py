@@ -9,6 +9,7 @@ from torch import nn
 
 from artistsim.config import ConformerConfig, TransformerConfig
 from artistsim.models.conformer import ConformerEncoderModel, MaskedBatchNorm1d
+from artistsim.models.frontend import LDAFusedModel, PooledLDA, output_dim
 from artistsim.models.heads import (
     AttentionPooling,
     MeanPooling,
@@ -21,6 +22,7 @@ from artistsim.models.transformer import TransformerEncoderModel
 __all__ = [
     "AttentionPooling",
     "ConformerEncoderModel",
+    "LDAFusedModel",
     "MaskedBatchNorm1d",
     "MeanPooling",
     "Projector",
@@ -29,17 +31,21 @@ __all__ = [
     "build_pooling",
     "count_parameters",
     "describe",
+    "output_dim",
     "padding_mask",
+    "PooledLDA",
 ]
 
 
 def build_model(cfg: TransformerConfig | ConformerConfig) -> nn.Module:
-    """The encoder a model config describes."""
+    """The encoder a model config describes (with its LDA branch when `lda_branch` is on)."""
     if isinstance(cfg, TransformerConfig):
-        return TransformerEncoderModel(cfg)
-    if isinstance(cfg, ConformerConfig):
-        return ConformerEncoderModel(cfg)
-    raise TypeError(f"expected TransformerConfig or ConformerConfig, got {type(cfg).__name__}")
+        encoder: nn.Module = TransformerEncoderModel(cfg)
+    elif isinstance(cfg, ConformerConfig):
+        encoder = ConformerEncoderModel(cfg)
+    else:
+        raise TypeError(f"expected TransformerConfig or ConformerConfig, got {type(cfg).__name__}")
+    return encoder if cfg.lda_branch == "off" else LDAFusedModel(encoder, cfg)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -54,6 +60,7 @@ def describe(model: nn.Module) -> str:
         return f"{type(model).__name__}: {count_parameters(model):,} parameters"
     return (
         f"{cfg.kind} encoder ({cfg.num_layers} layers, {cfg.pooling} pooling, "
-        f"mask_padding={cfg.mask_padding}, embedding {cfg.embedding_dim}): "
+        f"mask_padding={cfg.mask_padding}, embedding {output_dim(cfg)}"
+        + (f", LDA branch {cfg.lda_branch}" if cfg.lda_branch != "off" else "") + "): "
         f"{count_parameters(model):,} parameters"
     )

@@ -35,10 +35,11 @@ from artistsim.data.layout import FeatureSource
 from artistsim.data.splits import SplitData, crop_indices, holdout_mask, load_split, take_batch
 from artistsim.embed import autocast, embed_full, load_checkpoint, restore
 from artistsim.evaluation.metrics import ndcg_at_k
-from artistsim.models import build_model, describe
+from artistsim.models import build_model, describe, output_dim
 from artistsim.search.exact import topk
 from artistsim.training.augment import augment_batch
 from artistsim.training.distributed import Dist, broadcast_float, broadcast_module, init_distributed, sync_loss_grads
+from artistsim.training.frontend import fit_lda_branch
 from artistsim.training.losses import build_loss
 from artistsim.training.resume import resume_checkpoint
 from artistsim.training.sampling import ArtistBatchSampler
@@ -309,8 +310,18 @@ def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: 
     torch.manual_seed(cfg.seed)
     data = prepare_data(data_dir, cfg, folds, fold, progress)
     model = build_model(cfg.model).to(dev)
-    loss_fn = build_loss(cfg.loss, num_classes=len(data.label_ids), embedding_dim=cfg.model.embedding_dim).to(dev)
+    loss_fn = build_loss(cfg.loss, num_classes=len(data.label_ids), embedding_dim=output_dim(cfg.model)).to(dev)
     prog = Progress()
+    if cfg.model.lda_branch != "off" and ckpt is None:
+        lda = fit_lda_branch(model, data.split, data.train_rows, data.labels[data.train_rows],
+                             cfg.model.lda_ridge, cfg.model.lda_components, progress, data.val_rows)
+        if d.main:  # the starting point is a candidate too: training must beat it on validation
+            prog.best = validate(model, data.split, data.val_rows, dev, cfg.eval_batch_size)
+            save_checkpoint(out_dir / "best.pt", model, loss_fn, None, cfg, prog, data.label_ids)
+            _log(out_dir, {"stage": 0, "epoch": 0, "val_ndcg": prog.best, "loss": float("nan")})
+            log(f"LDA branch ({cfg.model.lda_branch}) fitted on the training rows (shrinkage {lda.ridge:g}, "
+                f"{lda.components_.shape[1]} directions): "
+                f"validation nDCG@100 {prog.best:.4f} before training")
     if ckpt is not None:
         restore(model, ckpt["model"], out_dir / "last.pt")
         restore(loss_fn, ckpt["loss"], out_dir / "last.pt")
@@ -327,8 +338,13 @@ def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: 
             optimizer.load_state_dict(ckpt["optimizer"])
         ckpt = None
         run_stage(net, model, loss_fn, optimizer, data, cfg, prog, out_dir, d, dev, progress, max_steps, log)
-        if d.main:  # the stage's best weights start the next stage
-            model.load_state_dict(load_checkpoint(out_dir / "stage_best.pt", dev)["model"])
+        if d.main:  # the stage's best weights start the next stage (or the best so far, see stage_fallback)
+            start = "stage_best.pt"
+            if cfg.stage_fallback and prog.stage_best < prog.best:
+                start = "best.pt"
+                log(f"stage {prog.stage + 1} did not improve validation ({prog.stage_best:.4f} < {prog.best:.4f}): "
+                    f"dropped, the next stage starts from the best weights so far")
+            model.load_state_dict(load_checkpoint(out_dir / start, dev)["model"])
         broadcast_module(model, d)
         prog.stage, prog.epoch, prog.stage_best, prog.bad_epochs = prog.stage + 1, 0, -math.inf, 0
         if d.main:

@@ -35,6 +35,7 @@ two paths (`AutoSeedLoss`), or PML's ArcFace / SubCenterArcFace classifiers.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Sequence
 
 import torch
@@ -55,7 +56,7 @@ from artistsim.training.chunked_loss import (
     check_inputs,
 )
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "TERM_NAMES", "SeedLoss", "AutoSeedLoss", "sample_triplets", "loss_path", "build_loss"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "TERM_NAMES", "SeedLoss", "AutoSeedLoss", "SeedPlusClassifier", "sample_triplets", "loss_path", "build_loss"]
 
 
 # ------------------------------------------------------------------------ modules
@@ -213,6 +214,22 @@ def loss_path(loss: torch.nn.Module, batch_size: int) -> str:
     return "memory_efficient" if uses(batch_size) else "pml"
 
 
+class SeedPlusClassifier(torch.nn.Module):
+    """seed + weight * classifier: pair losses inside the batch plus a classifier whose
+    class weights cover every training artist, so each step is also pulled toward the
+    scatter of all artists (what LDA sees and a 32-artist batch does not)."""
+
+    def __init__(self, seed: torch.nn.Module, classifier: torch.nn.Module, weight: float) -> None:
+        super().__init__()
+        self.seed, self.classifier, self.weight = seed, classifier, float(weight)
+
+    def uses_memory_efficient(self, batch_size: int) -> bool:
+        return self.seed.uses_memory_efficient(batch_size)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.seed(embeddings, labels) + self.weight * self.classifier(embeddings, labels)
+
+
 def build_loss(cfg: LossConfig, num_classes: int, embedding_dim: int) -> torch.nn.Module:
     """The loss module a LossConfig describes.
 
@@ -225,7 +242,15 @@ def build_loss(cfg: LossConfig, num_classes: int, embedding_dim: int) -> torch.n
     `loss.parameters()` in its own optimizer parameter group with lr `cfg.arcface_lr`,
     save them in checkpoints, and feed labels that are contiguous class indices
     0..num_classes-1 (remap artist ids first). Their logits are batch x num_classes.
+
+    kind "seed" with `classifier_weight` > 0: `SeedPlusClassifier` (the seed's loss plus
+    that weight times `classifier`, built as above).
     """
+    if cfg.kind == "seed" and cfg.classifier_weight > 0:
+        seed = build_loss(dataclasses.replace(cfg, classifier_weight=0.0), num_classes, embedding_dim)
+        head = build_loss(dataclasses.replace(cfg, kind=cfg.classifier, classifier_weight=0.0), num_classes,
+                          embedding_dim)
+        return SeedPlusClassifier(seed, head, cfg.classifier_weight)
     if cfg.kind == "seed":
         kwargs = dict(
             weights=tuple(cfg.weights),

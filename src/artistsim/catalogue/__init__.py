@@ -1,0 +1,1 @@
+"""A living catalogue: persistent store, query service, artist identification, label audit."""

@@ -1,0 +1,314 @@
+"""The catalogue on disk: segments of embeddings, one FAISS index, a manifest naming them.
+
+Layout of CATALOGUE_DIR:
+
+    manifest.json        what the catalogue is *now*: generation, runs, settings, parts
+    seg-000001/          a segment: embeddings.npy (n, d) float32, trackids.npy (n,)
+                         int64, artists.npy (n,) int64 (-1 = artist unknown)
+    seg-000002/ ...      tracks added later, one segment per `add`
+    index-000001.faiss   the approximate index over the main segment (none when exact)
+    .lock                writers hold an exclusive flock on it
+
+Why a manifest and generations: a writer never changes a file the manifest names. An
+`add` writes a new segment (and on compaction a new main segment and index) under new
+names, then replaces `manifest.json` atomically (temp file + rename): a kill at any
+moment leaves either the old manifest (the catalogue as before the add) or the new one,
+never a mixture. Files no manifest names (left by a killed writer, or replaced by a
+compaction) are swept by the next writer, under the lock.
+
+The main segment (mapped read-only from disk) is what the index covers; rows added
+since live in the tail, searched exactly (a few thousand rows cost microseconds) and
+merged into the main index by `compact` when the tail grows past a share of the main.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from artistsim.atomic import atomic_path, atomic_write_text
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+UNKNOWN_ARTIST = -1
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+# "auto" keeps exact search up to this many tracks (41,377 tracks answer one query in
+# ~1 ms exactly) and builds HNSW above it.
+AUTO_EXACT_MAX = 250_000
+# A tail larger than this share of the main segment (and at least COMPACT_MIN rows) is
+# merged into the main segment and its index by the next CLI `add`.
+COMPACT_SHARE = 0.10
+COMPACT_MIN = 50_000
+# More tail segments than this (one per service add) are merged into one tail segment,
+# so a catalogue fed track by track does not open thousands of small files.
+MAX_TAIL_SEGMENTS = 64
+HNSW_M = 32
+
+
+class CatalogueError(ValueError):
+    """A catalogue that cannot be opened or changed as asked; the message says why."""
+
+
+@dataclass
+class Part:
+    """A segment's arrays (embeddings may be a read-only memory map)."""
+
+    embeddings: np.ndarray
+    trackids: np.ndarray
+    artists: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.trackids)
+
+
+@dataclass
+class Manifest:
+    """What manifest.json holds; `runs` carry each run's path and fingerprint."""
+
+    generation: int
+    dim: int
+    runs: list[dict[str, Any]]
+    embed: dict[str, Any]
+    index: dict[str, Any]  # kind, requested, file (or None), params
+    main: str
+    tail: list[str] = field(default_factory=list)
+    calibration: dict[str, Any] | None = None
+
+    def to_json(self) -> str:
+        d = {"format": FORMAT, **self.__dict__}
+        return json.dumps(d, indent=2) + "\n"
+
+    @classmethod
+    def read(cls, root: Path) -> Manifest:
+        path = root / MANIFEST
+        if not path.is_file():
+            raise CatalogueError(f"{root}: not a catalogue (no {MANIFEST}); build one with `artistsim index build`")
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CatalogueError(f"{path}: not valid JSON ({exc})") from None
+        if d.pop("format", None) != FORMAT:
+            raise CatalogueError(f"{path}: unknown catalogue format; expected {FORMAT}")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise CatalogueError(f"{path}: unexpected fields ({exc})") from None
+
+
+def choose_index(kind: str, n: int) -> str:
+    """The index kind for n tracks: exact ("flat") below AUTO_EXACT_MAX under "auto"."""
+    if kind not in INDEX_KINDS:
+        raise CatalogueError(f"index must be one of {INDEX_KINDS}, got {kind!r}")
+    if kind == "auto":
+        return "flat" if n <= AUTO_EXACT_MAX else "hnsw"
+    return kind
+
+
+@contextlib.contextmanager
+def writer_lock(root: Path) -> Iterator[None]:
+    """Exclusive lock of the catalogue's writers (CLI adds, the server's adds)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def check_part(embeddings: np.ndarray, trackids: np.ndarray, artists: np.ndarray, dim: int | None) -> Part:
+    """Validate the arrays of new tracks (shapes, finiteness, unique ids) as a Part."""
+    e = np.ascontiguousarray(embeddings, dtype=np.float32)
+    t = np.asarray(trackids, dtype=np.int64).reshape(-1)
+    a = np.asarray(artists, dtype=np.int64).reshape(-1)
+    if e.ndim != 2 or e.shape[0] != len(t) or len(a) != len(t):
+        raise CatalogueError(f"embeddings {e.shape}, trackids {t.shape} and artists {a.shape} do not match")
+    if dim is not None and e.shape[1] != dim:
+        raise CatalogueError(f"embeddings have dimension {e.shape[1]}, the catalogue {dim}")
+    if not np.isfinite(e).all():
+        raise CatalogueError("embeddings hold NaN or infinite values")
+    uniq, counts = np.unique(t, return_counts=True)
+    if (counts > 1).any():
+        raise CatalogueError(f"duplicate trackid(s) among the new tracks: {uniq[counts > 1][:10].tolist()}")
+    return Part(e, t, a)
+
+
+def _write_segment(root: Path, name: str, part: Part) -> None:
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for fname, arr in (("embeddings.npy", part.embeddings), ("trackids.npy", part.trackids),
+                       ("artists.npy", part.artists)):
+        with atomic_path(folder / fname, suffix=".npy") as tmp:
+            np.save(tmp, arr)
+
+
+def read_segment(root: Path, name: str, mmap: bool = True) -> Part:
+    folder = root / name
+    try:
+        e = np.load(folder / "embeddings.npy", mmap_mode="r" if mmap else None)
+        t = np.load(folder / "trackids.npy")
+        a = np.load(folder / "artists.npy")
+    except (OSError, ValueError) as exc:
+        raise CatalogueError(f"{folder}: segment unreadable ({exc})") from None
+    if e.ndim != 2 or len(e) != len(t) or len(a) != len(t):
+        raise CatalogueError(f"{folder}: arrays disagree: embeddings {e.shape}, trackids {t.shape}, "
+                             f"artists {a.shape}")
+    return Part(e, t, a)
+
+
+def _build_index(x: np.ndarray, kind: str, seed: int = 0) -> Any:
+    """A FAISS inner-product index over rows x (None for exact search)."""
+    if kind == "flat":
+        return None
+    import faiss
+
+    from artistsim.search._faiss import omp_threads
+    from artistsim.search.ann import build_faiss_index
+
+    with omp_threads(faiss, None):
+        index, _keep = build_faiss_index(faiss, np.ascontiguousarray(x), kind, None, HNSW_M, seed)
+    return index
+
+
+def _write_index(root: Path, name: str, index: Any) -> None:
+    import faiss
+
+    with atomic_path(root / name, suffix=".faiss") as tmp:
+        faiss.write_index(index, str(tmp))
+
+
+def read_index(root: Path, manifest: Manifest) -> Any:
+    if not manifest.index.get("file"):
+        return None
+    import faiss
+
+    path = root / manifest.index["file"]
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise CatalogueError(f"{path}: index unreadable ({exc})") from None
+    return index
+
+
+def _sweep(root: Path, manifest: Manifest) -> None:
+    """Remove segments and index files no manifest names (a killed writer's leftovers)."""
+    keep = {manifest.main, *manifest.tail, MANIFEST, ".lock"}
+    if manifest.index.get("file"):
+        keep.add(manifest.index["file"])
+    for p in root.iterdir():
+        if p.name in keep:
+            continue
+        if p.is_dir() and p.name.startswith("seg-"):
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.name.startswith(("index-", f".{MANIFEST}.")) or (p.name.startswith(".") and ".tmp" in p.name):
+            p.unlink(missing_ok=True)
+
+
+def create(root: str | Path, part: Part, runs: list[dict[str, Any]], embed: dict[str, Any], index: str = "auto",
+           overwrite: bool = False) -> Manifest:
+    """Write a new catalogue (generation 1) from labelled or unlabelled tracks."""
+    root = Path(root)
+    part = check_part(part.embeddings, part.trackids, part.artists, None)
+    with writer_lock(root):
+        if (root / MANIFEST).exists() and not overwrite:
+            raise CatalogueError(f"{root}: a catalogue exists already; use `index add`, or --overwrite")
+        previous = Manifest.read(root).generation if (root / MANIFEST).exists() else 0
+        gen = previous + 1
+        kind = choose_index(index, len(part))
+        built = _build_index(part.embeddings, kind)
+        seg = f"seg-{gen:06d}"
+        _write_segment(root, seg, part)
+        index_file = None
+        if built is not None:
+            index_file = f"index-{gen:06d}.faiss"
+            _write_index(root, index_file, built)
+        params = {"hnsw_m": HNSW_M} if kind == "hnsw" else ({"nlist": int(built.nlist)} if kind == "ivf" else {})
+        manifest = Manifest(gen, int(part.embeddings.shape[1]), runs, embed,
+                            {"kind": kind, "requested": index, "file": index_file, "params": params}, seg)
+        atomic_write_text(root / MANIFEST, manifest.to_json())
+        _sweep(root, manifest)
+    return manifest
+
+
+def known_trackids(root: Path, manifest: Manifest) -> np.ndarray:
+    return np.concatenate([np.load(root / s / "trackids.npy") for s in (manifest.main, *manifest.tail)])
+
+
+def append(root: str | Path, part: Part, compact: bool | None = None) -> Manifest:
+    """Add tracks as a new segment (a new generation); duplicates of catalogued ids are refused.
+
+    `compact` None merges the tail into the main segment and index when it has grown past
+    COMPACT_SHARE of the main (at least COMPACT_MIN rows); True / False force it / skip it.
+    """
+    root = Path(root)
+    with writer_lock(root):
+        manifest = Manifest.read(root)
+        part = check_part(part.embeddings, part.trackids, part.artists, manifest.dim)
+        clash = np.isin(part.trackids, known_trackids(root, manifest))
+        if clash.any():
+            raise CatalogueError(f"trackid(s) already in the catalogue: {part.trackids[clash][:10].tolist()}")
+        gen = manifest.generation + 1
+        seg = f"seg-{gen:06d}"
+        _write_segment(root, seg, part)
+        new = Manifest(**{**manifest.__dict__, "generation": gen, "tail": [*manifest.tail, seg]})
+        if compact is None:
+            main_rows = len(np.load(root / manifest.main / "trackids.npy", mmap_mode="r"))
+            tail_rows = sum(len(np.load(root / s / "trackids.npy", mmap_mode="r")) for s in new.tail)
+            compact = tail_rows >= max(COMPACT_MIN, COMPACT_SHARE * main_rows)
+        if compact:
+            new = _compact(root, new)
+        elif len(new.tail) > MAX_TAIL_SEGMENTS:
+            new = _merge_tail(root, new)
+        atomic_write_text(root / MANIFEST, new.to_json())
+        _sweep(root, new)
+    return new
+
+
+def _concat(root: Path, names: list[str]) -> Part:
+    parts = [read_segment(root, s, mmap=True) for s in names]
+    return Part(np.concatenate([p.embeddings for p in parts]), np.concatenate([p.trackids for p in parts]),
+                np.concatenate([p.artists for p in parts]))
+
+
+def _merge_tail(root: Path, manifest: Manifest) -> Manifest:
+    """One tail segment (new name) holding every tail row; main segment and index untouched."""
+    seg = f"seg-{manifest.generation:06d}t"
+    _write_segment(root, seg, _concat(root, manifest.tail))
+    return Manifest(**{**manifest.__dict__, "tail": [seg]})
+
+
+def _compact(root: Path, manifest: Manifest) -> Manifest:
+    """Merge main + tail into one new main segment with a freshly built index (new names)."""
+    whole = _concat(root, [manifest.main, *manifest.tail])
+    gen = manifest.generation
+    seg = f"seg-{gen:06d}m"
+    _write_segment(root, seg, whole)
+    kind = manifest.index["kind"]
+    if manifest.index["requested"] == "auto":
+        kind = choose_index("auto", len(whole))
+    built = _build_index(whole.embeddings, kind)
+    index_file = None
+    if built is not None:
+        index_file = f"index-{gen:06d}.faiss"
+        _write_index(root, index_file, built)
+    return Manifest(**{**manifest.__dict__, "main": seg, "tail": [],
+                       "index": {**manifest.index, "kind": kind, "file": index_file}})
+
+
+def set_calibration(root: str | Path, calibration: dict[str, Any]) -> Manifest:
+    """Record identification's threshold and figures in a new generation of the manifest."""
+    root = Path(root)
+    with writer_lock(root):
+        manifest = Manifest.read(root)
+        new = Manifest(**{**manifest.__dict__, "generation": manifest.generation + 1, "calibration": calibration})
+        atomic_write_text(root / MANIFEST, new.to_json())
+    return new

@@ -1,0 +1,44 @@
+"""Audio verbs: `featurize` turns a folder (or manifest) of audio files into the
+competition layout that every other verb reads (see artistsim.data.featurize)."""
+
+from __future__ import annotations
+
+import argparse
+
+from artistsim.cli.common import progress
+
+LOOPING: frozenset[str] = frozenset()  # one-shot per track: nothing to keep for reuse
+OUTPUTS = {"featurize": (("out_dir", "dir"),)}  # checked writable before any track is decoded
+
+
+def cmd_featurize(args: argparse.Namespace) -> int:
+    from artistsim.data.featurize import FeaturizeOptions, featurize_dataset, parse_shard
+
+    opts = FeaturizeOptions(labels=args.labels, tags=args.tags, test_fraction=args.test_fraction, seed=args.seed,
+                            workers=args.workers, shard=parse_shard(args.shard), merge=args.merge,
+                            progress=progress(args))
+    summary = featurize_dataset(args.source, args.out_dir, opts)
+    print(summary.render())
+    if summary.finalized and summary.skipped:
+        print(f"{summary.skipped} track(s) skipped: see {args.out_dir}/tracks.tsv (status, reason)")
+        return 1
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's verbs to the `artistsim` parser."""
+    p = sub.add_parser("featurize", help="audio files -> the competition layout (512-d features per 1.5 s window)",
+                       description="Decode the middle 60 s of every audio file, describe each 1.5 s window by 512 "
+                                   "numbers and write train/test meta files and features. Exit 0 when every track "
+                                   "was featurized, 1 when some were skipped (listed in OUT_DIR/tracks.tsv), "
+                                   "2 on bad input.")
+    p.add_argument("source", help="folder of audio files (recursive) or TSV manifest (path[, artist][, trackid])")
+    p.add_argument("out_dir")
+    p.add_argument("--labels", help="TSV with columns path, artist (paths as in the input)")
+    p.add_argument("--tags", action="store_true", help="take missing artists from the files' artist tags")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="share of artists in the test split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the artist split")
+    p.add_argument("--workers", type=int, default=0, help="decoding processes (default: one per core, at most 8)")
+    p.add_argument("--shard", default="1/1", help="featurize only shard K of N (K/N); then run --merge")
+    p.add_argument("--merge", action="store_true", help="write the meta files once every shard is done")
+    p.set_defaults(func=cmd_featurize)

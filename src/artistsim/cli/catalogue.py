@@ -1,0 +1,255 @@
+"""The catalogue's verbs: index build / add, query, identify, audit, serve.
+
+A catalogue (artistsim.catalogue) lives on disk, grows by `index add`, and answers one
+question at a time: the tracks nearest to one (`query`), the artist who made one
+(`identify`), the labels that look wrong (`audit`), or all of these over HTTP (`serve`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from artistsim.cli.common import progress
+
+LOOPING = frozenset({"index"})  # embedding batches: keep freed memory for reuse
+# Outputs checked before any work (cli.check_outputs); `index`'s catalogue folder is
+# checked by the store itself, whose writers take its lock.
+OUTPUTS = {"audit": (("out", "file"),)}
+
+
+def _split_list(text: str) -> list[str]:
+    splits = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in splits if s not in ("train", "test")]
+    if bad or not splits:
+        raise ValueError(f"--split takes train, test or train,test; got {text!r}")
+    return splits
+
+
+def _print_calibration(cal: dict | None) -> None:
+    if cal is None:
+        print("identification: not calibrated (fewer than 4 labelled artists)")
+        return
+    print(f"identification: threshold {cal['threshold']:.3f} for FAR {cal['target_far']:g} on "
+          f"{cal['heldout_artists']} held-out artists; EER {cal['eer']:.4f}, accuracy {cal['accuracy']:.4f} "
+          f"(known {cal['known_accuracy']:.4f}, unknown rejected {cal['unknown_rejected']:.4f}, "
+          f"closed-set top-1 {cal['closed_set_top1']:.4f})")
+
+
+def cmd_index_build(args: argparse.Namespace) -> int:
+    from artistsim.catalogue.build import build_catalogue
+
+    manifest = build_catalogue(args.catalogue, args.data, args.run, _split_list(args.split), args.index,
+                               args.window, args.hop, args.device, args.overwrite, progress(args), args.far)
+    if manifest is None:  # a torchrun rank other than 0: its share went to rank 0
+        return 0
+    from artistsim.catalogue.snapshot import open_snapshot
+
+    snap = open_snapshot(args.catalogue, manifest)
+    print(f"wrote {args.catalogue}: {snap.size} tracks, dim {snap.dim}, index {manifest.index['kind']} "
+          f"(asked {manifest.index['requested']}), generation {manifest.generation}")
+    _print_calibration(manifest.calibration)
+    return 0
+
+
+def _inputs(args: argparse.Namespace) -> tuple[list[np.ndarray], list[str]]:
+    """Features of --features / --audio files, with their names."""
+    from artistsim.catalogue.live import featurize_audio, load_features_file
+
+    if args.features:
+        return [load_features_file(p) for p in args.features], list(args.features)
+    if args.audio:
+        return [featurize_audio(p) for p in args.audio], list(args.audio)
+    return [], []
+
+
+def _trackids_for(names: list[str], given: list[int] | None) -> np.ndarray:
+    if given:
+        if len(given) != len(names):
+            raise ValueError(f"{len(given)} --trackid value(s) for {len(names)} file(s)")
+        return np.asarray(given, dtype=np.int64)
+    try:
+        return np.asarray([int(Path(n).stem) for n in names], dtype=np.int64)
+    except ValueError:
+        raise ValueError("file names are not trackids (e.g. 1234.npy): give --trackid for each file") from None
+
+
+def cmd_index_add(args: argparse.Namespace) -> int:
+    from artistsim.catalogue.build import Embedder, dataset_part
+    from artistsim.catalogue.live import part_from
+    from artistsim.catalogue.store import Manifest, append
+
+    manifest = Manifest.read(Path(args.catalogue))
+    embedder = Embedder.for_manifest(manifest, args.device)
+    if args.data:
+        part = dataset_part(embedder, args.data, _split_list(args.split), progress(args))
+        if part is None:
+            return 0
+    else:
+        tracks, names = _inputs(args)
+        if not tracks:
+            raise ValueError("index add needs --data DIR, --features FILE.npy... or --audio FILE...")
+        ids = _trackids_for(names, args.trackid)
+        artists = None if args.artist is None else np.full(len(ids), args.artist)
+        part = part_from(embedder.embed_arrays(tracks), ids, artists)
+    new = append(args.catalogue, part, compact=True if args.compact else None)
+    print(f"added {len(part)} tracks to {args.catalogue}: generation {new.generation}")
+    return 0
+
+
+def _query_vectors(cat, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    if args.trackid is not None:
+        vec, rows = cat.vectors_of(np.asarray(args.trackid, dtype=np.int64))
+        return vec, rows, [str(t) for t in args.trackid]
+    tracks, names = _inputs(args)
+    if not tracks:
+        raise ValueError("give --trackid ID, --features F.npy or --audio F")
+    return cat.embed(tracks), None, names
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from artistsim.catalogue.live import LiveCatalogue
+
+    cat = LiveCatalogue(args.catalogue, args.device)
+    vec, rows, names = _query_vectors(cat, args)
+    n = cat.similar(vec, args.k, rows, args.rerank)
+    if args.json:
+        print(json.dumps([{"query": q, "neighbours": [{"trackid": int(t), "score": round(float(s), 6),
+                                                         "artist": int(a) if a >= 0 else None}
+                                                        for t, s, a in zip(ts, ss, aa) if t >= 0]}
+                          for q, ts, ss, aa in zip(names, n.trackids, n.scores, n.artists)]))
+        return 0
+    for q, ts, ss, aa in zip(names, n.trackids, n.scores, n.artists):
+        print(f"# {q}")
+        for t, s, a in zip(ts, ss, aa):
+            if t >= 0:
+                print(f"{t}\t{s:.4f}\t{a if a >= 0 else '-'}")
+    return 0
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from artistsim.catalogue.live import LiveCatalogue
+
+    if args.calibrate:
+        from artistsim.catalogue.build import calibrate_catalogue
+
+        manifest = calibrate_catalogue(args.catalogue, args.far)
+        if manifest is None:
+            raise ValueError(f"{args.catalogue}: calibration needs at least 4 labelled artists")
+        print(json.dumps(manifest.calibration) if args.json else "", end="\n" if args.json else "")
+        if not args.json:
+            _print_calibration(manifest.calibration)
+        return 0
+    cat = LiveCatalogue(args.catalogue, args.device)
+    vec, _, names = _query_vectors(cat, args)
+    out = cat.identify(vec, args.k, args.threshold)
+    res = out["result"]
+    if args.json:
+        print(json.dumps([{"query": q, "known": bool(kn), "artist": int(a[0]) if kn else None,
+                           "candidates": [{"artist": int(x), "score": float(s)} for x, s in zip(a, sc)]}
+                          for q, a, sc, kn in zip(names, res.artists, res.scores, res.known)]))
+        return 0
+    thr = out["threshold"]
+    print(f"threshold {thr:.3f}" if thr is not None else "no threshold (uncalibrated): best artist always given")
+    for q, a, sc, kn in zip(names, res.artists, res.scores, res.known):
+        verdict = f"artist {a[0]}" if kn else "unknown artist"
+        print(f"{q}: {verdict}; candidates " + ", ".join(f"{x} ({s:.2f})" for x, s in zip(a, sc)))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from artistsim.catalogue.audit import audit, report, write_audit
+    from artistsim.catalogue.snapshot import labelled, open_snapshot
+
+    snap = open_snapshot(args.catalogue)
+    rows = labelled(snap)
+    if len(np.unique(snap.artists()[rows])) < 2:
+        raise ValueError(f"{args.catalogue}: an audit needs at least two labelled artists")
+    result = audit(snap.vectors(rows), snap.artists()[rows], method=args.method)
+    trackids = snap.trackids()[rows]
+    print(report(result, trackids, top=min(args.top, 10)))
+    out = args.out or Path(args.catalogue) / "audit.tsv"
+    write_audit(out, result, trackids, args.top)
+    print(f"wrote {out} (top {min(args.top, len(rows))}, most suspect first)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from artistsim.catalogue.service import serve
+
+    print(f"serving {args.catalogue} on http://{args.host}:{args.port} (docs: /docs)", flush=True)
+    serve(args.catalogue, args.host, args.port, args.device, args.threads, args.max_body_mb * 2**20)
+    return 0
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--features", nargs="+", metavar="F.npy", help="(512, T) feature files")
+    p.add_argument("--audio", nargs="+", metavar="F", help="audio files (needs artistsim.data.featurize)")
+    p.add_argument("--device", default=None)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's verbs to the `artistsim` parser."""
+    from artistsim.catalogue.store import INDEX_KINDS
+
+    index = sub.add_parser("index", help="build a catalogue or add tracks to one")
+    isub = index.add_subparsers(dest="index_command", required=True)
+    p = isub.add_parser("build", help="embed tracks with run(s) and write a catalogue")
+    p.add_argument("catalogue")
+    p.add_argument("--data", required=True, help="dataset folder (competition layout)")
+    # --from-run: the same option under torchrun, whose own parser takes `--run` for its --run-path
+    p.add_argument("--run", "--from-run", dest="run", action="append", required=True,
+                   help="run folder; repeat for an ensemble (under torchrun write --from-run)")
+    p.add_argument("--split", default="train,test", help="train, test or train,test")
+    p.add_argument("--index", default="auto", choices=INDEX_KINDS)
+    p.add_argument("--window", type=int, default=None, help="rolling-window embedding (default full length)")
+    p.add_argument("--hop", type=int, default=5)
+    p.add_argument("--far", type=float, default=0.01, help="identification's target false-accept rate")
+    p.add_argument("--device", default=None)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_index_build)
+
+    p = isub.add_parser("add", help="add tracks without rebuilding")
+    p.add_argument("catalogue")
+    p.add_argument("--data", help="dataset folder whose tracks to add")
+    p.add_argument("--split", default="train,test")
+    p.add_argument("--trackid", type=int, nargs="+", help="trackids of the files (default: their names)")
+    p.add_argument("--artist", type=int, default=None, help="artist of the added files, when known")
+    p.add_argument("--compact", action="store_true", help="merge every added track into the main index now")
+    _add_inputs(p)
+    p.set_defaults(func=cmd_index_add)
+
+    for name, fn, helptext in (("query", cmd_query, "tracks by the same artist as a given one"),
+                               ("identify", cmd_identify, "which catalogued artist made a track")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("catalogue")
+        p.add_argument("--trackid", type=int, nargs="+", help="catalogued track(s)")
+        p.add_argument("--json", action="store_true")
+        _add_inputs(p)
+        p.set_defaults(func=fn)
+    query, ident = sub.choices["query"], sub.choices["identify"]
+    query.add_argument("--k", type=int, default=100)
+    query.add_argument("--rerank", action="store_true", help="the seed's threshold query expansion")
+    ident.add_argument("--k", type=int, default=5, help="candidate artists shown")
+    ident.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
+    ident.add_argument("--calibrate", action="store_true", help="(re)calibrate on held-out artists; print EER")
+    ident.add_argument("--far", type=float, default=0.01)
+
+    p = sub.add_parser("audit", help="rank labelled tracks by how likely their artist label is wrong")
+    p.add_argument("catalogue")
+    p.add_argument("--top", type=int, default=100)
+    p.add_argument("--out", help="TSV (default CATALOGUE/audit.tsv)")
+    p.add_argument("--method", default="loo", choices=("loo", "asnorm", "margin"))
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("serve", help="HTTP JSON API over a catalogue (docs at /docs)")
+    p.add_argument("catalogue")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--threads", type=int, default=1, help="torch / FAISS threads per request")
+    p.add_argument("--max-body-mb", type=int, default=32)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_serve)

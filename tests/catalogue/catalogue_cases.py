@@ -1,0 +1,83 @@
+"""Shared pieces of the catalogue tests: a tiny untrained run, a catalogue, a live server.
+
+The model is not the point of these tests (the store, the service, the CLI are), so the
+run is a seeded untrained encoder saved in a run folder's format: it embeds in
+milliseconds and deterministically.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+from artistsim.catalogue.build import build_catalogue
+from artistsim.config import StageConfig, TrainConfig, TransformerConfig, to_dict
+from artistsim.models import build_model
+
+
+def write_run(run: Path, seed: int = 0) -> Path:
+    cfg = TrainConfig(model=TransformerConfig(d_model=32, num_heads=2, num_layers=1, ffn_dim=64,
+                                              projector_hidden=32, embedding_dim=16), stages=[StageConfig(8, 10, 1e-3)])
+    torch.manual_seed(seed)
+    model = build_model(cfg.model)
+    run.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": to_dict(cfg), "model": model.state_dict()}, run / "best.pt")
+    return run
+
+
+def make_catalogue(root: Path, data: Path, run: Path, index: str = "flat") -> Path:
+    build_catalogue(root, data, [run], ["train"], index=index, progress=False)
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "artistsim", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+class Server:
+    """`artistsim serve` in a subprocess on a free loopback port, stopped on exit."""
+
+    def __init__(self, catalogue: Path, *extra: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = cli("serve", str(catalogue), "--host", "127.0.0.1", "--port", str(self.port), *extra)
+
+    def __enter__(self) -> Server:
+        for _ in range(300):  # up to ~60 s on a loaded machine; returns as soon as it answers
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("server did not answer /health")
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def features(seed: int, frames: int = 30) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(512, frames)).astype(np.float32)

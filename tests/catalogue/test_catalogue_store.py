@@ -1,0 +1,79 @@
+"""The on-disk catalogue: generations, refused adds, compaction into a rebuilt index, snapshot search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from artistsim.catalogue.snapshot import open_snapshot
+from artistsim.catalogue.store import CatalogueError, Manifest, Part, append, create
+from artistsim.search.exact import search
+
+
+def part(n: int, start: int, d: int = 16, seed: int = 0) -> Part:
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return Part(x / np.linalg.norm(x, axis=1, keepdims=True), np.arange(start, start + n), np.full(n, -1))
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_search_matches_exact_search_over_main_and_tail(tmp_path, kind):
+    create(tmp_path, part(2000, 0), runs=[], embed={}, index=kind)
+    append(tmp_path, part(50, 10_000, seed=1), compact=False)
+    snap = open_snapshot(tmp_path)
+    assert snap.size == 2050 and len(snap.tail) == 50 and (snap.index is None) == (kind == "flat")
+    allx = snap.embeddings()
+    q = allx[[3, 2010]]
+    scores, rows = snap.search(q, 10, exclude=np.array([3, 2010]))
+    ref_s, ref_r = search(q, allx, 10, exclude=np.array([3, 2010]))
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, ref_r)])
+    assert overlap >= (1.0 if kind == "flat" else 0.8)
+    assert 3 not in rows[0] and 2010 not in rows[1]
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+
+
+def test_adds_are_generations_and_refuse_bad_tracks(tmp_path):
+    m1 = create(tmp_path, part(100, 0), runs=[], embed={}, index="flat")
+    with pytest.raises(CatalogueError, match="exists already"):
+        create(tmp_path, part(100, 0), runs=[], embed={})
+    with pytest.raises(CatalogueError, match="already in the catalogue"):
+        append(tmp_path, part(3, 98))
+    with pytest.raises(CatalogueError, match="dimension 8"):
+        append(tmp_path, part(3, 500, d=8))
+    bad = part(3, 600)
+    bad.embeddings[1, 2] = np.nan
+    with pytest.raises(CatalogueError, match="NaN"):
+        append(tmp_path, bad)
+    assert Manifest.read(tmp_path).generation == m1.generation  # nothing changed
+    m2 = append(tmp_path, part(3, 700))
+    assert m2.generation == m1.generation + 1 and open_snapshot(tmp_path).size == 103
+
+
+def test_compaction_merges_the_tail_into_a_rebuilt_index(tmp_path):
+    create(tmp_path, part(1000, 0), runs=[], embed={}, index="hnsw")
+    m = append(tmp_path, part(20, 5000, seed=2), compact=True)
+    assert m.tail == [] and m.index["file"].endswith(".faiss")
+    snap = open_snapshot(tmp_path)
+    assert snap.index.ntotal == 1020 and len(snap.tail) == 0
+    assert snap.rows_of(np.array([5019, 7, 123456])).tolist() == [1019, 7, -1]
+    files = {p.name for p in tmp_path.iterdir()}
+    assert files == {"manifest.json", ".lock", m.main, m.index["file"]}  # the replaced ones swept
+
+
+def test_with_tail_leaves_the_old_snapshot_untouched(tmp_path):
+    create(tmp_path, part(50, 0), runs=[], embed={}, index="flat")
+    old = open_snapshot(tmp_path)
+    new = old.with_tail(part(5, 100, seed=3), old.generation + 1)
+    assert old.size == 50 and new.size == 55 and new.rows_of(np.array([104]))[0] == 54
+
+
+def test_many_small_adds_are_merged_into_one_tail_segment(tmp_path, monkeypatch):
+    from artistsim.catalogue import store
+
+    monkeypatch.setattr(store, "MAX_TAIL_SEGMENTS", 3)
+    create(tmp_path, part(30, 0), runs=[], embed={}, index="flat")
+    for i in range(5):
+        m = append(tmp_path, part(2, 100 + 10 * i, seed=i), compact=False)
+    assert len(m.tail) <= 3
+    snap = open_snapshot(tmp_path)
+    assert snap.size == 40 and (snap.rows_of(np.array([100, 141])) >= 0).all()
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("seg-")]) == 1 + len(m.tail)
