@@ -355,6 +355,12 @@ def write_quality_md(result: dict, path: Path) -> None:
              "read no difference smaller than about two of those as a gain.", ""]
     for s in result["sections"]:
         parts.append(C.render_section(C.Section(**{**s, "load": tuple(s["load"]) if s["load"] else None})))
+    for earlier in result["extra"].get("also", []):  # other recipes' results, kept beside this one
+        other = json.loads((C.ROOT / earlier).read_text())
+        parts += [f"## Earlier run: recipes {', '.join(f'`{c}`' for c in other['extra'].get('configs', []))}", "",
+                  f"From `{earlier}` (`{other['command']}`, {other['machine']['date']}).", ""]
+        for s in other["sections"]:
+            parts.append(C.render_section(C.Section(**{**s, "load": tuple(s["load"]) if s["load"] else None})))
     atomic_write_text(path, "\n".join(parts).rstrip() + "\n")
 
 
@@ -381,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=None, help="cap batches per epoch (quick default: 4)")
     p.add_argument("--no-md", action="store_true", help="do not write QUALITY.md")
     p.add_argument("--md-from", type=Path, help="only write QUALITY.md from this JSON result, run nothing")
+    p.add_argument("--also", nargs="+", default=[],
+                   help="earlier results (JSON, relative to the repository) shown after this one in QUALITY.md")
     args = p.parse_args(argv)
     if args.md_from:
         write_quality_md(json.loads(args.md_from.read_text()), QUALITY_MD)
@@ -406,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                          if max_steps else "."))
     facts["dataset"] = "synthetic presets " + ", ".join(args.presets)
     result = C.make_result("quality", "Quality across synthetic presets", mode, "bench_quality.py", argv, secs,
-                           facts, extra={"summary": summary, "configs": args.configs,
+                           facts, extra={"summary": summary, "configs": args.configs, "also": args.also,
                                          "cells": [{k: c[k] for k in ("preset", "data_seed", "train_seed", "table")
                                                     if k in c} for c in cells]})
     C.emit(result, args.json)
