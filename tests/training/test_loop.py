@@ -262,7 +262,10 @@ def test_recommended_configs_load():
     for kind in ("transformer", "conformer"):
         cfg = load_train_config(packaged_config(f"recommended/{kind}.toml"))
         demo = load_train_config(packaged_config(f"{kind}_demo.toml"))
-        assert cfg.model == demo.model and cfg.stages == demo.stages and cfg.stage_fallback
+        assert cfg.model == demo.model and cfg.stage_fallback
+        # the demo curriculum (batches, crops, learning rates), with its own epoch budget
+        shape = [(s.artists_per_batch, s.crop, s.lr, s.augment) for s in cfg.stages]
+        assert shape == [(s.artists_per_batch, s.crop, s.lr, s.augment) for s in demo.stages]
     first = load_train_config(packaged_config("firstplace_demo.toml"))
     assert (first.model.pooling, first.model.embedding_dim, first.loss.kind) == ("attention", 512, "arcface")
     seed = load_train_config(packaged_config("transformer_seed.toml"))
