@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from types import ModuleType
+from typing import NoReturn
 
 from artistsim.atomic import check_writable
 from artistsim.cli import audio, catalogue, pipeline
@@ -30,6 +31,18 @@ OUTPUTS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 # The user's input at fault (data, configs, paths, the file system): one line, exit 2.
 BAD_INPUT = (DataError, ConfigError, ValueError, OSError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line like every other error (exit 2).
+
+    argparse prints the whole usage block first; a user scanning a log wants the one line
+    that names the argument. Sub-command parsers inherit this class (argparse passes
+    `type(self)` down), so every verb behaves the same way.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _global_options(parser: argparse.ArgumentParser, on_verb: bool) -> None:
@@ -50,7 +63,7 @@ def _global_options(parser: argparse.ArgumentParser, on_verb: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="artistsim", description=DESCRIPTION)
+    parser = _Parser(prog="artistsim", description=DESCRIPTION)
     _global_options(parser, on_verb=False)
     sub = parser.add_subparsers(dest="command", required=True)
     for module in VERB_MODULES:
