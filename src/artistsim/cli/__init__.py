@@ -19,7 +19,8 @@ from typing import NoReturn
 from artistsim.atomic import check_writable
 from artistsim.cli import audio, catalogue, pipeline
 from artistsim.config import ConfigError
-from artistsim.data.layout import DataError, outside_paths_allowed
+from artistsim.data.layout import DataError
+from artistsim.data.paths import outside_paths_allowed
 from artistsim.runtime import tune_allocator
 
 DESCRIPTION = "Learn which music tracks share an artist, and answer: which tracks are by the same artist as this one?"
@@ -55,7 +56,7 @@ def _global_options(parser: argparse.ArgumentParser, on_verb: bool) -> None:
     options = (
         (("-q", "--quiet"), "no progress bars"),
         (("--debug",), "show the full traceback of an error instead of one line"),
-        (("--allow-outside-paths",), "let meta paths leave the split's feature folder (absolute or '..')"),
+        (("--allow-outside-paths",), "let meta paths leave the split's feature folder (absolute, '..', or a link out of the data directory)"),
     )
     for flags, help_text in options:
         if not any(f in parser._option_string_actions for f in flags):
