@@ -108,10 +108,14 @@ class LiveCatalogue:
     # ------------------------------------------------------------------ questions
 
     def similar(self, vectors: np.ndarray, k: int, exclude_rows: np.ndarray | None = None,
-                rerank: bool = False) -> Neighbours:
-        """The k catalogue tracks nearest to each vector (cosine), optionally query-expanded."""
+                rerank: bool = False, snapshot: Snapshot | None = None) -> Neighbours:
+        """The k catalogue tracks nearest to each vector (cosine), optionally query-expanded.
+
+        `snapshot` pins the generation `exclude_rows` were read from (`vectors_of`), so
+        that an add swapping snapshots in between cannot shift what a row means.
+        """
         k = check_k(k)
-        snap = self.snapshot  # one generation for the whole answer
+        snap = snapshot or self.snapshot  # one generation for the whole answer
         scores, rows = snap.search(vectors, k, exclude_rows)
         if rerank:
             scores, rows = _expand(snap, np.asarray(vectors, np.float32), scores, rows, k, exclude_rows)
@@ -119,8 +123,8 @@ class LiveCatalogue:
         safe = np.maximum(rows, 0)
         return Neighbours(np.where(rows >= 0, ids[safe], -1), scores, np.where(rows >= 0, arts[safe], UNKNOWN_ARTIST))
 
-    def vectors_of(self, trackids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        snap = self.snapshot
+    def vectors_of(self, trackids: np.ndarray, snapshot: Snapshot | None = None) -> tuple[np.ndarray, np.ndarray]:
+        snap = snapshot or self.snapshot
         rows = snap.rows_of(trackids)
         if (rows < 0).any():
             raise NotFound(f"trackid {int(np.asarray(trackids)[rows < 0][0])} is not in the catalogue")

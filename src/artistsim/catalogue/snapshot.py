@@ -153,7 +153,11 @@ class Snapshot:
         """Exact top-k; a few queries (the service's case) by one numpy product and a partition.
 
         `search_prepared`'s canonical tie order and chunking cost ~2 ms of fixed overhead
-        per call, more than the product itself for one query against 10,000 rows.
+        per call, more than the product itself for one query against 10,000 rows. The
+        product goes through torch, which keeps to the threads the process set (the
+        server: one), where numpy's OpenBLAS starts a team of its own per call: measured
+        against 41,377 rows, 0.8 ms of CPU per query alone and 0.2 ms in a batch of 8,
+        against 2.4 ms and 1 ms through numpy with its default threads.
         """
         n = len(catalogue)
         k = min(k, n)
@@ -163,7 +167,9 @@ class Snapshot:
             with torch.no_grad():
                 return search_prepared(torch.from_numpy(q), torch.from_numpy(catalogue), k, exclude[:, None],
                                        4096, "auto")
-        s = q @ np.asarray(catalogue).T
+        cat = np.asarray(catalogue)
+        with torch.no_grad():
+            s = (torch.from_numpy(q) @ torch.from_numpy(cat).T).numpy() if cat.flags.writeable and q.flags.writeable else q @ cat.T
         rows = np.flatnonzero(exclude >= 0)
         s[rows, exclude[rows]] = -np.inf
         top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < n else np.broadcast_to(np.arange(n), s.shape)
