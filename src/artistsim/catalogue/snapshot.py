@@ -168,8 +168,11 @@ class Snapshot:
                 return search_prepared(torch.from_numpy(q), torch.from_numpy(catalogue), k, exclude[:, None],
                                        4096, "auto")
         cat = np.asarray(catalogue)
-        with torch.no_grad():
-            s = (torch.from_numpy(q) @ torch.from_numpy(cat).T).numpy() if cat.flags.writeable and q.flags.writeable else q @ cat.T
+        if cat.flags.writeable and q.flags.writeable:  # torch.from_numpy wants writeable arrays
+            with torch.no_grad():
+                s = (torch.from_numpy(q) @ torch.from_numpy(cat).T).numpy()
+        else:
+            s = q @ cat.T
         rows = np.flatnonzero(exclude >= 0)
         s[rows, exclude[rows]] = -np.inf
         top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < n else np.broadcast_to(np.arange(n), s.shape)
