@@ -23,6 +23,8 @@ from artistsim.search.exact import search_prepared
 
 EF_SEARCH = 128
 NPROBE = 16
+NPROBE_PQ = 32  # IVF-PQ lists are ~sqrt(N) (fewer, larger than IVF's): more of them are visited
+RESCORE = 4  # IVF-PQ: candidates per wanted neighbour, re-scored exactly from the segment
 MAX_K = 1000
 SMALL_SEARCH = 2**22  # query x row pairs up to which exact search is one numpy product
 
@@ -145,6 +147,13 @@ class Snapshot:
     def _search_main(self, q: np.ndarray, k: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.index is None:
             return self._exact(q, self.main.embeddings, k, exclude)
+        if hasattr(self.index, "pq"):  # IVF-PQ: its scores are coarse; re-score RESCORE * k candidates exactly
+            _, cand = self.index.search(q, min(RESCORE * k, len(self.main)))
+            vecs = np.asarray(self.main.embeddings)[np.maximum(cand, 0).ravel()].reshape(*cand.shape, -1)
+            exact = np.where(cand >= 0, np.einsum("qcd,qd->qc", vecs, q), -np.inf).astype(np.float32)
+            top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+            scores, idx = np.take_along_axis(exact, top, axis=1), np.take_along_axis(cand, top, axis=1)
+            return scores, np.where(np.isfinite(scores), idx, -1).astype(np.int64)
         scores, idx = self.index.search(q, min(k, len(self.main)))
         return scores, idx.astype(np.int64)
 
@@ -220,7 +229,7 @@ def open_snapshot(root: str | Path, manifest: Manifest | None = None) -> Snapsho
     if hasattr(index, "hnsw"):
         index.hnsw.efSearch = EF_SEARCH  # FAISS searches max(efSearch, k) candidates
     elif index is not None:
-        index.nprobe = min(NPROBE, index.nlist)
+        index.nprobe = min(NPROBE_PQ if hasattr(index, "pq") else NPROBE, index.nlist)
     return Snapshot(manifest.generation, main, index, tail, np.argsort(main.trackids, kind="stable"),
                     np.argsort(tail.trackids, kind="stable"))
 
