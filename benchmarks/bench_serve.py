@@ -92,8 +92,12 @@ def memory_mb(pid: int) -> dict[str, float]:
     return out
 
 
-def ivfpq_recall(root: Path, n: int, queries: int = 100) -> float:
-    """recall@K of the IVF-PQ snapshot's answers against exact search, on seeded catalogued queries."""
+def ivfpq_recall(root: Path, n: int, queries: int = 100) -> tuple[float, float]:
+    """recall@K against exact search and same-artist recall, on seeded catalogued queries.
+
+    Same-artist recall (as in bench_ann): the share of each query's other rows of its
+    artist that come back in its K, the figure that matters for same-artist search.
+    """
     import torch
 
     from artistsim.catalogue.snapshot import open_snapshot
@@ -105,7 +109,14 @@ def ivfpq_recall(root: Path, n: int, queries: int = 100) -> float:
     _, got = snap.search(q, K, exclude=rows)
     with torch.no_grad():
         _, ref = search(q, np.asarray(snap.main.embeddings), K, exclude=rows)
-    return float(np.mean([len(set(a) & set(b)) / K for a, b in zip(got.tolist(), np.asarray(ref).tolist())]))
+    exact = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(got.tolist(), np.asarray(ref).tolist())]))
+    arts = np.asarray(snap.main.artists)
+    shares = []
+    for r, g in zip(rows.tolist(), got.tolist()):  # a benchmark's check, 100 queries
+        same = set(np.flatnonzero(arts == arts[r]).tolist()) - {r}
+        if same:
+            shares.append(len(same & set(g)) / len(same))
+    return exact, float(np.mean(shares))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -348,7 +359,7 @@ def main() -> int:
     per_m = (after["RssAnon"] - base_mem["RssAnon"]) / big * 1e6
     pq_rows.append([f"{big:,}", C.fmt(index_mb, 0), C.fmt(opened["VmRSS"], 0), C.fmt(after["VmRSS"], 0),
                     C.fmt(after["RssAnon"], 0), C.fmt(after["RssFile"], 0), C.fmt(per_m, 0),
-                    C.fmt(ivfpq_recall(root, big), 3), C.fmt(s["p50"]), C.fmt(s["p99"]), C.fmt(s["qps"], 0),
+                    *(C.fmt(r, 3) for r in ivfpq_recall(root, big)), C.fmt(s["p50"]), C.fmt(s["p99"]), C.fmt(s["qps"], 0),
                     s["errors"]])
     load1 = C.load_average()
     sections.append(C.Section(
@@ -387,12 +398,13 @@ def main() -> int:
     sections.append(C.Section(
         heading="IVF-PQ on disk: memory per million tracks (8 lean clients)",
         table=C.markdown_table(["tracks", "index file MB", "RSS opened MB", "RSS after MB", "anon MB", "file MB",
-                                "anon MB per million", "recall@100", "p50 ms", "p99 ms", "q/s", "errors"], pq_rows),
+                                "anon MB per million", "recall@100", "artist recall", "p50 ms", "p99 ms", "q/s", "errors"], pq_rows),
         notes=f"`artistsim index build --index ivfpq`: ~sqrt(N) lists, PQ codes of d/4 bytes, lists read with "
-              f"faiss.IO_FLAG_MMAP (OnDiskInvertedLists), nprobe 32, the top 4k candidates re-scored exactly from "
+              f"faiss.IO_FLAG_MMAP (OnDiskInvertedLists), nprobe 64, the top 4k candidates re-scored exactly from "
               f"the memory-mapped segment. anon = RssAnon (must stay in RAM; the empty server's "
               f"{base_mem['RssAnon']:.0f} MB subtracted per million); file = RssFile (index lists and segment rows "
               f"paged in by the queries, held by the page cache and reclaimable). recall@100 against exact search "
+              f"and same-artist recall (as in the ann section; HNSW efSearch 128 gets about 0.91 on the 1M catalogue) "
               f"on 100 catalogued queries."))
     C.emit(C.make_result("serve", "Catalogue service under load", mode, "bench_serve.py", sys.argv[1:],
                          sections, facts), args.json)

@@ -23,7 +23,10 @@ from artistsim.search.exact import search_prepared
 
 EF_SEARCH = 128
 NPROBE = 16
-NPROBE_PQ = 32  # IVF-PQ lists are ~sqrt(N) (fewer, larger than IVF's): more of them are visited
+# IVF-PQ lists are ~sqrt(N) (fewer, larger than IVF's) and its codes coarse: more lists are
+# visited. Measured at 1M clustered tracks (bench_serve): same-artist recall 0.70 / 0.81 /
+# 0.88 at nprobe 16 / 32 / 64 (HNSW: 0.91), 0.6 / 0.8 / 1.3 ms per query.
+NPROBE_PQ = 64
 RESCORE = 4  # IVF-PQ: candidates per wanted neighbour, re-scored exactly from the segment
 MAX_K = 1000
 SMALL_SEARCH = 2**22  # query x row pairs up to which exact search is one numpy product
