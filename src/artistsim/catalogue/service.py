@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from artistsim.catalogue.live import LiveCatalogue, NotFound, Unavailable, check
 from artistsim.catalogue.snapshot import MAX_K
 from artistsim.catalogue.store import CatalogueError
 from artistsim.data.layout import DataError
+from artistsim.search._faiss import faiss_module
 
 MAX_BODY_BYTES = 32 * 2**20  # a 81-frame track as JSON is ~0.8 MB; audio files a few MB
 _INPUT_DOC = {
@@ -153,8 +155,9 @@ def _json(body: dict[str, Any]) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_threads: int | None = None) -> FastAPI:
-    """The FastAPI application serving `cat` (`search_threads`: see `SimilarBatcher`)."""
+def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_threads: int | None = None,
+               threads: int = 1) -> FastAPI:
+    """The FastAPI application serving `cat` (`search_threads`: see `SimilarBatcher`; `threads`: `serve`)."""
     app = FastAPI(title="artistsim catalogue", description="Which tracks are by the same artist as this one?")
     app.add_middleware(HotPath, batcher=SimilarBatcher(cat, search_threads))
 
@@ -162,8 +165,16 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
     async def _bad(_: Request, exc: BadInput) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
+    faiss = faiss_module()
+    configured = threading.local()
+
     def guard(fn: Any, *args: Any) -> Any:
         """Map the library's errors on user input to 4xx answers (after taking in others' adds)."""
+        if faiss is not None and getattr(configured, "omp", None) != threads:
+            # OpenMP's thread count is a per-thread setting: serve()'s call on the main thread
+            # does not reach the thread pool's workers, which would otherwise use every core
+            faiss.omp_set_num_threads(threads)
+            configured.omp = threads
         cat.maybe_refresh()
         try:
             return fn(*args)
@@ -261,13 +272,11 @@ def serve(root: str | Path, host: str = "127.0.0.1", port: int = 8000, device: s
     import torch
     import uvicorn
 
-    from artistsim.search._faiss import faiss_module
-
     torch.set_num_threads(threads)
     faiss = faiss_module()
     if faiss is not None:
-        faiss.omp_set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)  # this thread's (opening the index); pool threads set their own
     cat = LiveCatalogue(root, device)
     # uvicorn picks uvloop and httptools (dependencies) over asyncio and h11 when present
-    uvicorn.run(create_app(cat, max_body, search_threads), host=host, port=port, log_level="warning",
+    uvicorn.run(create_app(cat, max_body, search_threads, threads), host=host, port=port, log_level="warning",
                 access_log=False)
