@@ -389,3 +389,24 @@ def test_11_train_without_config_uses_packaged_config(tmp_path, monkeypatch):
     for name in ("transformer_seed.toml", "conformer_seed.toml", "transformer_demo.toml", "conformer_demo.toml"):
         assert load_train_config(packaged_config(name)).stages
     assert build_parser().parse_args(["train", "d", "--model", "conformer", "--out", "r"]).config is None
+
+
+# ------------------------------------------------------------------ 12. usage mistakes
+
+
+@pytest.mark.parametrize(("argv", "prog", "needle"), [
+    (("train",), "artistsim train", "required: data_dir, --out"),
+    (("nosuchverb",), "artistsim", "invalid choice: 'nosuchverb'"),
+    (("index",), "artistsim index", "required: index_command"),
+    (("query", "cat", "--k", "abc"), "artistsim query", "--k: invalid int value: 'abc'"),
+])
+def test_12_usage_mistakes_are_one_line(capsys, argv, prog, needle):
+    from artistsim.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(list(argv))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert stop.value.code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"{prog}: error: ") and needle in lines[0], lines
+    assert lines[0].endswith(f"(see '{prog} --help')")

@@ -10,12 +10,11 @@ from conftest import write_tiny_dataset
 from artistsim.data.layout import (
     DataError,
     features_root,
-    outside_paths_allowed,
-    outside_rows,
     read_meta,
     scan_meta,
     scan_tsv,
 )
+from artistsim.data.paths import outside_paths_allowed, outside_rows
 from artistsim.data.splits import full_batch, load_split
 from artistsim.data.validate import validate_dataset
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 from types import ModuleType
+from typing import NoReturn
 
 from artistsim.atomic import check_writable
 from artistsim.cli import audio, catalogue, pipeline
 from artistsim.config import ConfigError
-from artistsim.data.layout import DataError, outside_paths_allowed
+from artistsim.data.layout import DataError
+from artistsim.data.paths import outside_paths_allowed
 from artistsim.runtime import tune_allocator
 
 DESCRIPTION = "Learn which music tracks share an artist, and answer: which tracks are by the same artist as this one?"
@@ -32,6 +34,18 @@ OUTPUTS: dict[str, tuple[tuple[str, str], ...]] = {
 BAD_INPUT = (DataError, ConfigError, ValueError, OSError)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line like every other error (exit 2).
+
+    argparse prints the whole usage block first; a user scanning a log wants the one line
+    that names the argument. Sub-command parsers inherit this class (argparse passes
+    `type(self)` down), so every verb behaves the same way.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _global_options(parser: argparse.ArgumentParser, on_verb: bool) -> None:
     """Options every verb takes, before or after the verb (`artistsim baseline DIR -q`).
 
@@ -42,7 +56,7 @@ def _global_options(parser: argparse.ArgumentParser, on_verb: bool) -> None:
     options = (
         (("-q", "--quiet"), "no progress bars"),
         (("--debug",), "show the full traceback of an error instead of one line"),
-        (("--allow-outside-paths",), "let meta paths leave the split's feature folder (absolute or '..')"),
+        (("--allow-outside-paths",), "let meta paths leave the split's feature folder (absolute, '..', or a link out of the data directory)"),
     )
     for flags, help_text in options:
         if not any(f in parser._option_string_actions for f in flags):
@@ -50,7 +64,7 @@ def _global_options(parser: argparse.ArgumentParser, on_verb: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="artistsim", description=DESCRIPTION)
+    parser = _Parser(prog="artistsim", description=DESCRIPTION)
     _global_options(parser, on_verb=False)
     sub = parser.add_subparsers(dest="command", required=True)
     for module in VERB_MODULES:

@@ -16,17 +16,16 @@ Padding is never data: every batch carries the true lengths alongside the frames
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-from collections.abc import Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
+
+from artistsim.data.paths import escaping_links, outside_allowed, outside_rows
 
 FEATURE_DIM = 512
 MAX_FRAMES = 81
@@ -40,30 +39,6 @@ GT_FILE = "test_gt.tsv"
 
 class DataError(ValueError):
     """Bad input data: the message names the file or the meta row at fault."""
-
-
-# --------------------------------------------------------------------------- path policy
-
-_ALLOW_OUTSIDE: ContextVar[bool] = ContextVar("artistsim_allow_outside_paths", default=False)
-
-
-@contextlib.contextmanager
-def outside_paths_allowed(allowed: bool = True) -> Iterator[None]:
-    """Within this block, meta paths may leave the split's feature folder (`--allow-outside-paths`).
-
-    Why a context and not an argument: the policy is the user's, set once by the CLI, and
-    every reader below it (pack, train, predict ...) must apply the same one.
-    """
-    token = _ALLOW_OUTSIDE.set(allowed)
-    try:
-        yield
-    finally:
-        _ALLOW_OUTSIDE.reset(token)
-
-
-def outside_allowed() -> bool:
-    """The policy in force: may meta paths leave the split's feature folder?"""
-    return _ALLOW_OUTSIDE.get()
 
 
 # --------------------------------------------------------------------------- meta files
@@ -167,12 +142,6 @@ def scan_tsv(path: Path, columns: tuple[str, ...], int_columns: tuple[str, ...])
     return TableScan(path, df, problems, bad_rows=bad)
 
 
-def outside_rows(paths: pd.Series) -> np.ndarray:
-    """Rows whose path is absolute or climbs out with `..`: they leave the feature folder."""
-    p = paths.str.replace("\\", "/", regex=False)
-    return (p.str.startswith("/") | p.str.contains(r"(?:^|/)\.\.(?:/|$)") | p.str.match(r"^[A-Za-z]:/")).to_numpy(bool)
-
-
 def scan_meta(data_dir: str | Path, split: str, allow_outside: bool | None = None) -> TableScan:
     """`scan_tsv` of a split's meta file plus its path checks (empty, outside the feature folder)."""
     path = meta_path(data_dir, split)
@@ -183,7 +152,7 @@ def scan_meta(data_dir: str | Path, split: str, allow_outside: bool | None = Non
     rel = scan.table["archive_features_path"].str.strip()
     scan.table["archive_features_path"] = rel
     empty = (rel == "").to_numpy()
-    allow = _ALLOW_OUTSIDE.get() if allow_outside is None else allow_outside
+    allow = outside_allowed() if allow_outside is None else allow_outside
     outside = outside_rows(rel) & ~empty if not allow else np.zeros(len(rel), dtype=bool)
     for row in np.flatnonzero(empty):
         scan.problems.append(f"{path}: line {row + 2}: empty archive_features_path")
@@ -227,6 +196,28 @@ def features_root(data_dir: str | Path, split: str, rel_paths: list[str] | None 
     hits_nested = sum((nested / p).exists() for p in sample)
     hits_outer = sum((outer / p).exists() for p in sample)
     return nested if hits_nested > hits_outer else outer
+
+
+def link_problem(root: Path, rel: str, target: str) -> str:
+    """The line naming a file that a symbolic link takes outside the data directory."""
+    return (f"{root / rel}: symbolic link to {target}, outside the data directory; "
+            f"pass --allow-outside-paths to allow it")
+
+
+def readable_root(data_dir: str | Path, split: str, rel_paths: list[str]) -> Path:
+    """`features_root`, after refusing meta rows that a symbolic link takes outside `data_dir`.
+
+    Every reader of the .npy files (load, pack) goes through here, so the policy of
+    `artistsim.data.paths` holds for them all; `validate` lists every such row instead.
+    """
+    root = features_root(data_dir, split, rel_paths)
+    if not outside_allowed():
+        escaped = escaping_links(data_dir, root, rel_paths)
+        if escaped:
+            row, target = min(escaped.items())
+            more = f" (+{len(escaped) - 1} more rows)" if len(escaped) > 1 else ""
+            raise meta_line(split, row, DataError(link_problem(root, rel_paths[row], target) + more))
+    return root
 
 
 # --------------------------------------------------------------------------- .npy files

@@ -19,7 +19,7 @@ from artistsim.data.layout import (
     DataError,
     FeatureSource,
     NpyFiles,
-    features_root,
+    readable_root,
     read_ground_truth_tsv,
     read_meta,
 )
@@ -91,7 +91,7 @@ def open_source(data_dir: str | Path, split: str, meta: pd.DataFrame, progress: 
     if store_exists(data_dir, split):
         return PackedStore.open(data_dir, split, meta)
     rel = meta["archive_features_path"].tolist()
-    root = features_root(data_dir, split, rel)
+    root = readable_root(data_dir, split, rel)
     return NpyFiles.index(root, rel, progress=progress, split=split)
 
 

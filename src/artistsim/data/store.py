@@ -27,7 +27,7 @@ from artistsim.data.layout import (
     FEATURE_DIM,
     DataError,
     NpyFiles,
-    features_root,
+    readable_root,
     load_npy,
     meta_line,
     progress_disabled,
@@ -152,7 +152,7 @@ def pack_split(
                 f"pass --force to overwrite it"
             )
     rel = meta["archive_features_path"].tolist()
-    root = features_root(data_dir, split, rel)
+    root = readable_root(data_dir, split, rel)
     lengths = NpyFiles.index(root, rel, progress, split=split).lengths
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     total = int(lengths.sum())

@@ -20,14 +20,14 @@ from artistsim.data.layout import (
     DataError,
     TableScan,
     features_root,
+    link_problem,
     meta_line,
-    outside_allowed,
-    outside_rows,
     progress_disabled,
     read_features,
     scan_meta,
     scan_tsv,
 )
+from artistsim.data.paths import escaping_links, outside_allowed, outside_rows
 
 
 @dataclass
@@ -68,8 +68,15 @@ def _check_features(data_dir: Path, split: str, meta: pd.DataFrame, report: Vali
     except DataError as exc:
         report.errors.append(str(exc))
         return lengths
-    rows = np.flatnonzero(usable)
     paths = rel.to_numpy()
+    if not outside_allowed():
+        escaped = escaping_links(data_dir, root, paths[usable].tolist())
+        rows_usable = np.flatnonzero(usable)
+        for k, target in sorted(escaped.items()):
+            i = rows_usable[k]
+            report.errors.append(str(meta_line(split, i, DataError(link_problem(root, paths[i], target)))))
+            usable[i] = False
+    rows = np.flatnonzero(usable)
     for i in tqdm(rows, desc=f"Checking {split} features", disable=progress_disabled(progress)):
         try:
             lengths[i] = read_features(root / paths[i]).shape[1]
