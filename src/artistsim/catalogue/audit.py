@@ -35,7 +35,7 @@ from artistsim.atomic import atomic_write_text
 from artistsim.catalogue import predictive
 from artistsim.catalogue.identify import TOP_K, ArtistModel, artist_model, normalised_scores, raw_scores
 
-BLOCK_CELLS = 1 << 22  # (tracks x artists) scores per block: bounds the block's matrices
+BLOCK_CELLS = 1 << 21  # (tracks x artists) scores per block: bounds the block's matrices
 
 
 @dataclass

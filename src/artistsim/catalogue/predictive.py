@@ -63,8 +63,21 @@ def fit(embeddings: np.ndarray, labels: np.ndarray, prior_tracks: float = PRIOR_
     pooled = max(float(scatter.sum()) / max(len(x) - len(artists), 1), 1e-9)
     # E|mean_a|^2 = between + within / n_a: subtract the noise of small artists' means
     between = max(float(np.mean(np.einsum("ij,ij->i", means, means) - pooled / counts)), 1e-3 * pooled)
-    within = (prior_tracks * pooled + scatter) / (prior_tracks + counts - 1)
+    dof = prior_tracks + counts - 1  # 0 only for a single track without a prior: the pooled spread then
+    within = np.where(dof > 0, (prior_tracks * pooled + scatter) / np.maximum(dof, 1e-9), pooled)
     return GaussianArtists(artists, centre, sums, counts, scatter, within, pooled, between, prior_tracks)
+
+
+def _terms(model: GaussianArtists, n: np.ndarray, ss: np.ndarray, within: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a, b, c) with score = a * x.s - b * |x|^2 - c, for artists of n tracks, |s|^2 = ss, spread `within`.
+
+    The predictive mean is shrink * s / n, so |x - mean|^2 = |x|^2 - 2 shrink x.s / n + shrink^2 ss / n^2.
+    """
+    shrink = n * model.between / (n * model.between + within)
+    var = within + model.between * within / (n * model.between + within)
+    per = np.maximum(n, 1)
+    return 2 * shrink / per / var, 1 / var, np.log(var) + shrink**2 * ss / per**2 / var
 
 
 def log_scores(model: GaussianArtists, embeddings: np.ndarray, own: np.ndarray) -> np.ndarray:
@@ -72,21 +85,19 @@ def log_scores(model: GaussianArtists, embeddings: np.ndarray, own: np.ndarray) 
 
     `embeddings` are catalogue tracks and `own` (Q,) their artists' columns (-1: not in
     the catalogue, nothing left out). A track alone in its artist is scored there
-    against the prior (an artist of no tracks).
+    against the prior (an artist of no tracks). One matrix product and two scalings.
     """
     x = np.asarray(embeddings, dtype=np.float64) - model.centre
-    rows = np.flatnonzero(own >= 0)
-    xs = x @ model.sums.T  # (Q, A)
-    n = np.broadcast_to(model.counts, xs.shape).copy()
-    ss = np.broadcast_to(np.einsum("ij,ij->i", model.sums, model.sums), xs.shape).copy()
     xx = np.einsum("ij,ij->i", x, x)
-    cols = own[rows]
-    n[rows, cols] -= 1  # leave-one-out: the artist's sum without the track itself
-    ss[rows, cols] += xx[rows] - 2 * xs[rows, cols]
-    xs[rows, cols] -= xx[rows]
-    within = np.broadcast_to(model.within, xs.shape)
-    shrink = n * model.between / (n * model.between + within)
-    per = np.maximum(n, 1)
-    dist = xx[:, None] - 2 * shrink * xs / per + shrink**2 * ss / per**2
-    var = within + model.between * within / (n * model.between + within)
-    return -(np.log(var) + dist / var)
+    ss = np.einsum("ij,ij->i", model.sums, model.sums)
+    a, b, c = _terms(model, model.counts, ss, model.within)
+    xs = x @ model.sums.T
+    scores = a * xs - np.outer(xx, b) - c
+    rows = np.flatnonzero(own >= 0)
+    if len(rows):  # leave-one-out: the own artist's sum and count without the track itself
+        cols = own[rows]
+        xs_own = xs[rows, cols] - xx[rows]
+        ss_own = ss[cols] - 2 * xs[rows, cols] + xx[rows]
+        a, b, c = _terms(model, model.counts[cols] - 1, ss_own, model.within[cols])
+        scores[rows, cols] = a * xs_own - b * xx[rows] - c
+    return scores
