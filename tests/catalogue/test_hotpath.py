@@ -101,5 +101,6 @@ def test_the_hot_path_answers_as_the_route_does(built):
         with httpx.Client(base_url=s.url) as c, concurrent.futures.ThreadPoolExecutor(8) as pool:
             together = list(pool.map(lambda p: c.get(p).json(), paths))
         assert all(same(a, b) for a, b in zip(together, one_by_one, strict=True))
+        assert httpx.get(s.url + "/stats").json()["search"] == {"method": "hnsw", "efSearch": 128}
         r = httpx.get(f"{s.url}/tracks/123456789/similar?k=3")  # not catalogued: the route's 404
         assert r.status_code == 404 and "123456789" in r.json()["detail"]

@@ -19,7 +19,8 @@ import numpy as np
 
 from artistsim.catalogue.build import Embedder, check_features
 from artistsim.catalogue.identify import ArtistModel, artist_model, identify
-from artistsim.catalogue.snapshot import MAX_K, Snapshot, check_runs, labelled, open_snapshot, reopen
+from artistsim.catalogue.snapshot import (MAX_K, Snapshot, check_runs, labelled, open_snapshot, reopen,
+                                          search_settings)
 from artistsim.catalogue.store import MANIFEST, UNKNOWN_ARTIST, CatalogueError, Manifest, Part, append, check_part
 from artistsim.data.layout import MAX_FRAMES, DataError
 
@@ -202,6 +203,7 @@ class LiveCatalogue:
         return {"tracks": snap.size, "indexed": len(snap.main), "tail": len(snap.tail), "dim": snap.dim,
                 "generation": snap.generation, "labelled_tracks": int((arts != UNKNOWN_ARTIST).sum()),
                 "artists": int(len(np.unique(arts[arts != UNKNOWN_ARTIST]))), "index": m.index,
+                "search": search_settings(snap.index),
                 "runs": [{k: r[k] for k in ("path", "sha256", "model")} for r in m.runs], "embed": m.embed,
                 "runs_available": not self.missing_runs, "calibration": m.calibration}
 

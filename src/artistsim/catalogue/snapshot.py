@@ -237,6 +237,17 @@ def open_snapshot(root: str | Path, manifest: Manifest | None = None) -> Snapsho
                     np.argsort(tail.trackids, kind="stable"))
 
 
+def search_settings(index: Any) -> dict[str, Any]:
+    """The search parameters a snapshot's index answers with (recorded in /stats and `index` output)."""
+    if index is None:
+        return {"method": "exact"}
+    if hasattr(index, "hnsw"):
+        return {"method": "hnsw", "efSearch": int(index.hnsw.efSearch)}
+    if hasattr(index, "pq"):
+        return {"method": "ivfpq", "nprobe": int(index.nprobe), "rescored_candidates_per_k": RESCORE}
+    return {"method": "ivf", "nprobe": int(index.nprobe)}
+
+
 def labelled(snapshot: Snapshot) -> np.ndarray:
     """Rows whose artist is known."""
     return np.flatnonzero(snapshot.artists() != UNKNOWN_ARTIST)
