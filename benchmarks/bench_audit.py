@@ -5,9 +5,13 @@ once on `artistsim synth --preset demo` data; a catalogue is built from the *tes
 split, whose artists the model never saw, with their true labels (test_gt.tsv). Then,
 for each of several seeds, 3% of the labels are moved to another artist and the audit
 ranks the tracks; precision of the top N (N = the number planted) is averaged over
-seeds, for the plain centroid margin (the baseline), the leave-one-out margin (the
-default) and leave-one-out with AS-norm. With `--ensemble` the demo conformer is
-trained too and the catalogue is built from both runs.
+seeds, for the plain centroid margin (the baseline), the leave-one-out margin,
+leave-one-out with AS-norm and the Gaussian artist model's predictive score (the
+default), each against the plain margin on the same seeds. With `--ensemble` the demo
+conformer is trained too and the catalogue is built from both runs; a second table
+then scores each run's part of the ensemble embedding alone, and a catalogue of the
+*train* split (the artists the models were trained on) shows how much of the gap to
+the target is the embedding's.
 
 Identification: the catalogue's calibration (threshold for a 1% false-accept rate on
 20% of the artists held out of enrolment), its verification EER, open-set accuracy at
@@ -28,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-METHODS = ("margin", "loo", "asnorm")
+METHODS = ("margin", "loo", "asnorm", "predictive")  # the plain margin first: the baseline
 
 
 def trained_run(data: Path, model: str) -> Path:
@@ -43,6 +47,96 @@ def trained_run(data: Path, model: str) -> Path:
     return run
 
 
+def precisions(e: np.ndarray, y: np.ndarray, seeds: range, methods: tuple[str, ...]) -> tuple[dict, int]:
+    """precision@N per method and seed (N = the number planted), and N."""
+    from artistsim.catalogue.audit import audit, plant_swaps, precision_at
+
+    prec: dict[str, list[float]] = {m: [] for m in methods}
+    n = 0
+    for seed in seeds:
+        noisy, planted = plant_swaps(y, 0.03, seed)
+        n = len(planted)
+        for m in methods:
+            prec[m].append(precision_at(audit(e, noisy, method=m).rows, planted))
+    return prec, n
+
+
+def method_rows(prec: dict[str, list[float]]) -> list[list[str]]:
+    """mean / min / max over seeds, and the paired difference with the plain margin (seeds won-lost)."""
+    base = np.array(prec["margin"])
+    rows = []
+    for m, v in prec.items():
+        v = np.array(v)
+        diff = "-" if m == "margin" else (f"{v.mean() - base.mean():+.3f} ({int((v > base).sum())}-"
+                                          f"{int((v < base).sum())})")
+        rows.append([m, C.fmt(v.mean(), 3), C.fmt(v.min(), 3), C.fmt(v.max(), 3), diff])
+    return rows
+
+
+def members(e: np.ndarray, runs: list[dict]) -> dict[str, np.ndarray]:
+    """Each run's own embedding, cut back out of the ensemble (its parts are normalised, then the whole)."""
+    from artistsim.embed import l2_normalise
+
+    cuts = np.cumsum([0, *(r["embedding_dim"] for r in runs)])
+    return {f"{r['model']} alone": l2_normalise(e[:, a:b]) for r, a, b in zip(runs, cuts[:-1], cuts[1:])}
+
+
+def overlap(e: np.ndarray, y: np.ndarray, seeds: range) -> tuple[int, int]:
+    """Clean tracks (audited with the true labels) more suspect than the weakest 10% / 20% of planted swaps.
+
+    Precision@N >= 0.9 needs at most N / 10 clean tracks above nearly every planted swap:
+    this says how many of them the embedding puts there whatever the swaps.
+    """
+    from artistsim.catalogue.audit import audit, plant_swaps
+
+    clean = audit(e, y).suspicion
+    swapped = []
+    for seed in seeds:
+        noisy, planted = plant_swaps(y, 0.03, seed)
+        result = audit(e, noisy)
+        swapped.append(result.suspicion[np.isin(result.rows, planted)])
+    sw = np.concatenate(swapped)
+    sw = sw[np.isfinite(sw)]
+    return tuple(int((clean > np.quantile(sw, q)).sum()) for q in (0.1, 0.2))  # type: ignore[return-value]
+
+
+def oracle_precision(e: np.ndarray, y: np.ndarray, seeds: range) -> float:
+    """The default's precision@N had the artists' statistics come from the true labels (knowing the swaps).
+
+    Not a method: how much the swapped tracks cost by polluting the statistics they are judged by,
+    i.e. what any cleaning (trimmed, iterative, re-weighted statistics) could win at most.
+    """
+    from artistsim.catalogue import predictive
+    from artistsim.catalogue.audit import plant_swaps, precision_at
+
+    model = predictive.fit(e, y)
+    scores = predictive.log_scores(model, e, np.searchsorted(model.artists, y))
+    rows = np.arange(len(y))
+    out = []
+    for seed in seeds:
+        noisy, planted = plant_swaps(y, 0.03, seed)
+        col = np.searchsorted(model.artists, noisy)
+        s = scores.copy()
+        own = s[rows, col]
+        s[rows, col] = -np.inf
+        suspicion = s.max(axis=1) - own
+        suspicion[np.bincount(col, minlength=len(model.artists))[col] < 2] = np.nan
+        out.append(precision_at(np.argsort(np.where(np.isnan(suspicion), np.inf, -suspicion), kind="stable"),
+                                planted))
+    return float(np.mean(out))
+
+
+def clean_top1(e: np.ndarray, y: np.ndarray) -> float:
+    """Share of tracks (true labels) nearer their own artist's leave-one-out centroid than any other's."""
+    from artistsim.catalogue.identify import artist_model, raw_scores
+
+    model = artist_model(e, y)
+    own = model.column(y)
+    keep = model.counts[own] > 1
+    s = raw_scores(model, e[keep], own[keep])
+    return float((s.argmax(axis=1) == own[keep]).mean())
+
+
 def main() -> int:
     p = C.base_parser(__doc__)
     p.add_argument("--ensemble", action="store_true", help="also train the demo conformer and ensemble both")
@@ -50,7 +144,6 @@ def main() -> int:
     mode = C.mode_of(args)
     C.set_threads(args.threads or 0)
     facts = C.machine_facts()
-    from artistsim.catalogue.audit import audit, plant_swaps, precision_at
     from artistsim.catalogue.build import build_catalogue
     from artistsim.catalogue.snapshot import labelled, open_snapshot
 
@@ -59,33 +152,58 @@ def main() -> int:
     models = ("transformer", "conformer") if args.ensemble else ("transformer",)
     runs = [trained_run(data, m) for m in models]
     name = "+".join(models)
-    cat = C.SCRATCH / f"audit_catalogue_{name}"
-    load0 = C.load_average()
-    manifest = build_catalogue(cat, data, runs, ["test"], overwrite=True, progress=False)
-    snap = open_snapshot(cat)
-    rows = labelled(snap)
-    e, y = snap.vectors(rows), snap.artists()[rows]
     seeds = range(20 if mode == "full" else 5)
-    prec: dict[str, list[float]] = {m: [] for m in METHODS}
-    planted_n = 0
-    for seed in seeds:
-        noisy, planted = plant_swaps(y, 0.03, seed)
-        planted_n = len(planted)
-        for m in METHODS:
-            prec[m].append(precision_at(audit(e, noisy, method=m).rows, planted))
+    catalogues = {}
+    for split in ("test", "train"):  # artists the model never saw; the artists it was trained on
+        cat = C.SCRATCH / f"audit_catalogue_{name}" if split == "test" else C.SCRATCH / f"audit_catalogue_{name}_train"
+        manifest_of = build_catalogue(cat, data, runs, [split], overwrite=True, progress=False)
+        snap = open_snapshot(cat)
+        rows = labelled(snap)
+        catalogues[split] = (manifest_of, snap.vectors(rows), snap.artists()[rows])
+    manifest, e, y = catalogues["test"]
+    load0 = C.load_average()
+    prec, planted_n = precisions(e, y, seeds, METHODS)
     mean = {m: float(np.mean(v)) for m, v in prec.items()}
-    table = C.markdown_table(["method", "precision@N (mean)", "min", "max"],
-                             [[m, C.fmt(mean[m], 3), C.fmt(min(prec[m]), 3), C.fmt(max(prec[m]), 3)]
-                              for m in METHODS])
-    best = max(("loo", "asnorm"), key=lambda m: mean[m])
+    table = C.markdown_table(["method", "precision@N (mean)", "min", "max", "vs margin (seeds won-lost)"],
+                             method_rows(prec))
+    _, counts = np.unique(y, return_counts=True)
+    above10, above20 = overlap(e, y, seeds)
+    oracle = oracle_precision(e, y, seeds)
     sections = [C.Section(
         heading=f"Audit precision on planted swaps ({name})",
-        table=table, target="precision@N >= 0.9 and above the plain centroid margin",
-        met=(mean["loo"] >= 0.9 and mean["loo"] > mean["margin"]) if mode == "full" else None,
+        table=table, target="precision@N >= 0.9 and above the plain centroid margin (default method: predictive)",
+        met=(mean["predictive"] >= 0.9 and mean["predictive"] > mean["margin"]) if mode == "full" else None,
         load=(load0, C.load_average()),
-        notes=f"{len(y):,} test tracks of {len(np.unique(y))} artists the model never saw; 3% of the labels "
-              f"({planted_n}) moved to another artist, {len(seeds)} seeds; N = {planted_n}. Best non-baseline "
-              f"method here: {best}.")]
+        notes=f"{len(y):,} test tracks of {len(counts)} artists the model never saw ({int((counts < 5).sum())} "
+              f"with fewer than 5 tracks); 3% of the labels ({planted_n}) moved to another artist chosen at random, "
+              f"{len(seeds)} seeds; N = {planted_n}; single-track artists are ranked last (not judged) except by the "
+              f"plain margin. 'vs margin': mean paired difference over the same seeds. With the true labels only "
+              f"{clean_top1(e, y):.0%} of these tracks are nearer their own artist's leave-one-out centroid than "
+              f"any other artist's, and audited with the true labels (nothing planted) {above10} clean tracks already look more "
+              f"suspect (default method) than the weakest 10% of the planted swaps, {above20} more than the weakest 20%: "
+              f"tracks the embedding places among another artist's tracks, which a ranking by how much better another "
+              f"artist explains a track cannot tell from a swap: the target needs embeddings that separate unseen "
+              f"artists better more than another ranking. Had the default judged every track by statistics from the "
+              f"true labels (an oracle that knows the swaps) it would reach {oracle:.3f}: that is all that cleaning the "
+              f"statistics (trimmed, re-weighted or iterated) could win.")]
+    variants = {name: e} | (members(e, manifest.runs) if len(runs) > 1 else {})
+    _, e_seen, y_seen = catalogues["train"]
+    rows = []
+    for label, emb in variants.items():
+        pv, _ = precisions(emb, y, seeds, ("margin", "predictive"))
+        rows.append([f"{label}, test split (unseen artists)", *(C.fmt(float(np.mean(pv[m])), 3) for m in pv)])
+    pv, n_seen = precisions(e_seen, y_seen, seeds, ("margin", "predictive"))
+    rows.append([f"{name}, train split (artists trained on)", *(C.fmt(float(np.mean(pv[m])), 3) for m in pv)])
+    sections.append(C.Section(
+        heading=f"Audit precision by embedding ({name})",
+        table=C.markdown_table(["embedding, catalogue", "margin", "predictive"], rows),
+        notes=f"precision@N (mean over {len(seeds)} seeds). 'alone': that run's part of the ensemble embedding. "
+              f"The train split ({len(y_seen):,} tracks of {len(np.unique(y_seen))} "
+              f"artists, N = {n_seen}) holds the artists the models were trained on, except the 10% held out "
+              f"for validation: how the audit does once the embedding knows the artists. Measured and not kept "
+              f"(README, Catalogue): kNN label votes, softmax label probability, AS-norm or z-norm of the track's "
+              f"scores, within-artist whitening, LDA fusion, a second round with the most suspect tracks left out of "
+              f"or moved to their suspected artist."))
     cal = manifest.calibration
     sections.append(C.Section(
         heading=f"Identification on the demo test artists ({name})",

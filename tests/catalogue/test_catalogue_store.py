@@ -15,7 +15,7 @@ def part(n: int, start: int, d: int = 16, seed: int = 0) -> Part:
     return Part(x / np.linalg.norm(x, axis=1, keepdims=True), np.arange(start, start + n), np.full(n, -1))
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf", "ivfpq"])
 def test_search_matches_exact_search_over_main_and_tail(tmp_path, kind):
     create(tmp_path, part(2000, 0), runs=[], embed={}, index=kind)
     append(tmp_path, part(50, 10_000, seed=1), compact=False)
@@ -29,6 +29,19 @@ def test_search_matches_exact_search_over_main_and_tail(tmp_path, kind):
     assert overlap >= (1.0 if kind == "flat" else 0.8)
     assert 3 not in rows[0] and 2010 not in rows[1]
     assert (np.diff(scores, axis=1) <= 1e-6).all()
+
+
+def test_ivfpq_lists_stay_on_disk_and_scores_are_exact(tmp_path):
+    import faiss
+
+    create(tmp_path, part(3000, 0, d=32), runs=[], embed={}, index="ivfpq")
+    snap = open_snapshot(tmp_path)
+    lists = faiss.downcast_InvertedLists(snap.index.invlists)
+    assert isinstance(lists, faiss.OnDiskInvertedLists)  # memory-mapped from the index file
+    q = snap.vectors(np.array([7, 1500]))
+    scores, rows = snap.search(q, 20, exclude=np.array([7, 1500]))
+    exact = np.einsum("qkd,qd->qk", snap.vectors(rows.ravel()).reshape(2, 20, -1), q)
+    np.testing.assert_allclose(scores, exact, rtol=1e-5, atol=1e-6)  # re-scored, not PQ's estimates
 
 
 def test_adds_are_generations_and_refuse_bad_tracks(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from artistsim.catalogue.audit import audit, plant_swaps, precision_at
+from artistsim.catalogue.audit import DEFAULT_METHOD, audit, plant_swaps, precision_at
 from artistsim.catalogue.identify import artist_model, calibrate, equal_error_rate, identify
 
 
@@ -27,7 +27,7 @@ def test_plant_swaps_moves_exactly_the_planted_rows_to_other_artists():
     assert set(noisy[rows]) <= set(y)
 
 
-@pytest.mark.parametrize("method", ["loo", "asnorm"])
+@pytest.mark.parametrize("method", ["predictive", "loo", "asnorm"])
 def test_audit_finds_planted_swaps(method):
     wins, base = [], []
     for seed in range(3):
@@ -40,15 +40,41 @@ def test_audit_finds_planted_swaps(method):
         if top in planted:  # the suspected artist of a caught swap is its true artist
             assert ranked.suspected[0] == y[top]
     assert np.mean(wins) > 0.85 and np.mean(base) > 0.5
-    if method == "loo":  # the default: at least as good as the plain centroid margin
+    if method in ("loo", DEFAULT_METHOD):  # at least as good as the plain centroid margin
         assert np.mean(wins) >= np.mean(base)
 
 
-def test_leave_one_out_sees_a_swap_into_a_two_track_artist():
+@pytest.mark.parametrize("method", ["predictive", "loo"])
+def test_leave_one_out_sees_a_swap_into_a_two_track_artist(method):
     x, y = clustered(n_artists=10, per=2, spread=0.3)
     noisy = y.copy()
     noisy[0] = y[2]  # track 0 of artist A now claims artist B (which has 2 other tracks... and itself)
-    assert audit(x, noisy, method="loo").rows[0] == 0
+    assert audit(x, noisy, method=method).rows[0] == 0
+
+
+def uneven(n_artists: int = 80, d: int = 32, seed: int = 0):
+    """Artists of 2 to 30 tracks and of very different spreads, as catalogues are."""
+    rng = np.random.default_rng(seed)
+    counts = rng.choice([2, 3, 4, 12, 30], size=n_artists, p=[0.3, 0.2, 0.2, 0.2, 0.1])
+    centres = rng.normal(size=(n_artists, d))
+    spread = np.repeat(rng.uniform(0.3, 2.0, size=n_artists), counts)[:, None]
+    labels = np.repeat(np.arange(n_artists) * 7 + 5, counts)
+    x = np.repeat(centres, counts, axis=0) + spread * rng.normal(size=(counts.sum(), d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
+
+
+def test_default_beats_the_centroid_margins_on_uneven_artists():
+    """Clean tracks of small or diffuse artists crowd the top of a centroid margin; not of the default."""
+    prec = {m: [] for m in ("predictive", "loo", "margin")}
+    for seed in range(6):
+        x, y = uneven(seed=seed)
+        noisy, planted = plant_swaps(y, 0.03, seed)
+        for m in prec:
+            prec[m].append(precision_at(audit(x, noisy, method=m).rows, planted))
+    mean = {m: float(np.mean(v)) for m, v in prec.items()}
+    assert DEFAULT_METHOD == "predictive"
+    assert mean["predictive"] >= mean["margin"] + 0.08  # measured 0.85 against 0.71
+    assert mean["predictive"] >= mean["loo"] + 0.03  # measured 0.85 against 0.79
 
 
 def test_identify_known_and_unknown():

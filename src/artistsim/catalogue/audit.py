@@ -1,35 +1,41 @@
 """Which labelled tracks sit under the wrong artist? A ranking of the catalogue by suspicion.
 
-A track is suspect when it is far from its own artist and close to another. Two choices
-make that measurable against planted label swaps (benchmarks/bench_audit.py):
-
-- leave-one-out: the track is compared with its artist's centroid *without itself*. A
-  mislabelled track otherwise pulls its (wrong) artist's centroid towards itself, and
-  the smaller the artist, the more it hides;
-- optionally AS-norm (`artistsim.catalogue.identify.normalised_scores`): scores
-  z-normalised per track and per centroid against their top cohort scores, so a track
-  of a crowded genre is not suspect merely for being close to many artists. On the demo
-  data it ranked planted swaps worse than the leave-one-out margin alone
-  (benchmarks/bench_audit.py), so it is an option, not the default.
-
+A track is suspect when its own artist explains it worse than another artist does.
 Suspicion = best score among the other artists - score of the own artist (higher is
-more suspect); the suspected artist is that best other one. Artists
-with a single track cannot be judged leave-one-out and get no suspicion (NaN, last).
-`margin_suspicion` is the plain baseline: raw cosine to the nearest other centroid minus
-raw cosine to the own centroid, the track included.
+more suspect); the suspected artist is that best other one. The methods differ in the
+score (measured against planted label swaps in benchmarks/bench_audit.py):
+
+- "predictive" (the default): the track's posterior-predictive log density under a
+  Gaussian model of each artist (`artistsim.catalogue.predictive`), its own artist taken
+  without it. It knows that an artist of two tracks is placed less surely than one of
+  thirty, and that a diffuse artist's tracks sit far from its centre as a matter of
+  course, which the centroid cosine does not; on the demo data it ranked planted swaps
+  best of the methods measured;
+- "loo": cosine to the artist centroids, the own centroid without the track
+  (leave-one-out): a mislabelled track otherwise pulls its (wrong) artist's centroid
+  towards itself, and the smaller the artist, the more it hides;
+- "asnorm": leave-one-out and AS-normalised (`artistsim.catalogue.identify.normalised_scores`);
+  on the demo data worse than the leave-one-out margin alone;
+- "margin": the plain baseline, raw cosine to the nearest other centroid minus raw
+  cosine to the own centroid, the track included.
+
+Artists with a single track cannot be judged against their own other tracks and get no
+suspicion (NaN, last) in every method but the plain margin.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from artistsim.atomic import atomic_write_text
+from artistsim.catalogue import predictive
 from artistsim.catalogue.identify import TOP_K, ArtistModel, artist_model, normalised_scores, raw_scores
 
-CHUNK = 2048  # tracks scored per block: bounds the (chunk, artists) score matrices
+BLOCK_CELLS = 1 << 21  # (tracks x artists) scores per block: bounds the block's matrices
 
 
 @dataclass
@@ -49,16 +55,15 @@ class Audit:
         return "\n".join(lines) + "\n"
 
 
-def _blocks(model: ArtistModel, e: np.ndarray, own: np.ndarray, leave_one_out: bool, normalise: bool
+def _blocks(scores: Callable[[slice], np.ndarray], n: int, own: np.ndarray, n_artists: int
             ) -> tuple[np.ndarray, np.ndarray]:
-    """Suspicion and best other column of every row, CHUNK rows per block."""
-    suspicion = np.empty(len(e), dtype=np.float64)
-    other = np.empty(len(e), dtype=np.int64)
-    for start in range(0, len(e), CHUNK):  # blocks of rows, vectorised inside
-        sl = slice(start, start + CHUNK)
-        s = raw_scores(model, e[sl], own[sl] if leave_one_out else None)
-        if normalise:
-            s = normalised_scores(model, s)
+    """Suspicion and best other column of every row; `scores(rows)` gives a block's (rows, A) scores."""
+    suspicion = np.empty(n, dtype=np.float64)
+    other = np.empty(n, dtype=np.int64)
+    step = max(1, BLOCK_CELLS // max(n_artists, 1))
+    for start in range(0, n, step):  # blocks of rows, vectorised inside
+        sl = slice(start, start + step)
+        s = scores(sl)
         rows = np.arange(s.shape[0])
         mine = s[rows, own[sl]].astype(np.float64)
         s[rows, own[sl]] = -np.inf
@@ -67,28 +72,45 @@ def _blocks(model: ArtistModel, e: np.ndarray, own: np.ndarray, leave_one_out: b
     return suspicion, other
 
 
-METHODS = ("loo", "asnorm", "margin")
+def _centroid_scores(model: ArtistModel, e: np.ndarray, own: np.ndarray, method: str) -> Callable[[slice], np.ndarray]:
+    def scores(sl: slice) -> np.ndarray:
+        s = raw_scores(model, e[sl], own[sl] if method != "margin" else None)
+        return normalised_scores(model, s) if method == "asnorm" else s
+    return scores
 
 
-def audit(embeddings: np.ndarray, labels: np.ndarray, method: str = "loo", top_k: int = TOP_K) -> Audit:
+METHODS = ("predictive", "loo", "asnorm", "margin")
+DEFAULT_METHOD = "predictive"
+
+
+def audit(embeddings: np.ndarray, labels: np.ndarray, method: str = DEFAULT_METHOD, top_k: int = TOP_K) -> Audit:
     """Rank labelled tracks by how likely their label is wrong.
 
-    `method` "loo" (the margin against leave-one-out centroids; the default, best on the
-    demo data), "asnorm" (leave-one-out and AS-normalised) or "margin" (the plain
-    centroid margin, the baseline).
+    `method`: "predictive" (the default, best on the demo data), "loo" (the margin
+    against leave-one-out centroids), "asnorm" (leave-one-out and AS-normalised) or
+    "margin" (the plain centroid margin, the baseline). `top_k` is AS-norm's cohort size.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     labels = np.asarray(labels)
-    model = artist_model(embeddings, labels, top_k)
-    own = model.column(labels)
     e = np.asarray(embeddings, dtype=np.float32)
-    loo = method != "margin"
-    suspicion, other = _blocks(model, e, own, leave_one_out=loo, normalise=method == "asnorm")
-    if loo:
-        suspicion[model.counts[own] < 2] = np.nan
+    if method == "predictive":
+        gauss = predictive.fit(e, labels)
+        artists, counts = gauss.artists, gauss.counts
+        own = np.searchsorted(artists, labels)
+
+        def scores(sl: slice) -> np.ndarray:
+            return predictive.log_scores(gauss, e[sl], own[sl])
+    else:
+        model = artist_model(e, labels, top_k)
+        artists, counts = model.artists, model.counts
+        own = model.column(labels)
+        scores = _centroid_scores(model, e, own, method)  # type: ignore[assignment]
+    suspicion, other = _blocks(scores, len(e), own, len(artists))
+    if method != "margin":
+        suspicion[counts[own] < 2] = np.nan
     order = np.argsort(np.where(np.isnan(suspicion), np.inf, -suspicion), kind="stable")
-    return Audit(order, suspicion[order], labels[order], model.artists[other[order]])
+    return Audit(order, suspicion[order], labels[order], artists[other[order]])
 
 
 def precision_at(ranked_rows: np.ndarray, planted: np.ndarray, n: int | None = None) -> float:

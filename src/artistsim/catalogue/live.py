@@ -19,7 +19,8 @@ import numpy as np
 
 from artistsim.catalogue.build import Embedder, check_features
 from artistsim.catalogue.identify import ArtistModel, artist_model, identify
-from artistsim.catalogue.snapshot import MAX_K, Snapshot, check_runs, labelled, open_snapshot, reopen
+from artistsim.catalogue.snapshot import (MAX_K, Snapshot, check_runs, labelled, open_snapshot, reopen,
+                                          search_settings)
 from artistsim.catalogue.store import MANIFEST, UNKNOWN_ARTIST, CatalogueError, Manifest, Part, append, check_part
 from artistsim.data.layout import MAX_FRAMES, DataError
 
@@ -108,10 +109,14 @@ class LiveCatalogue:
     # ------------------------------------------------------------------ questions
 
     def similar(self, vectors: np.ndarray, k: int, exclude_rows: np.ndarray | None = None,
-                rerank: bool = False) -> Neighbours:
-        """The k catalogue tracks nearest to each vector (cosine), optionally query-expanded."""
+                rerank: bool = False, snapshot: Snapshot | None = None) -> Neighbours:
+        """The k catalogue tracks nearest to each vector (cosine), optionally query-expanded.
+
+        `snapshot` pins the generation `exclude_rows` were read from (`vectors_of`), so
+        that an add swapping snapshots in between cannot shift what a row means.
+        """
         k = check_k(k)
-        snap = self.snapshot  # one generation for the whole answer
+        snap = snapshot or self.snapshot  # one generation for the whole answer
         scores, rows = snap.search(vectors, k, exclude_rows)
         if rerank:
             scores, rows = _expand(snap, np.asarray(vectors, np.float32), scores, rows, k, exclude_rows)
@@ -119,8 +124,8 @@ class LiveCatalogue:
         safe = np.maximum(rows, 0)
         return Neighbours(np.where(rows >= 0, ids[safe], -1), scores, np.where(rows >= 0, arts[safe], UNKNOWN_ARTIST))
 
-    def vectors_of(self, trackids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        snap = self.snapshot
+    def vectors_of(self, trackids: np.ndarray, snapshot: Snapshot | None = None) -> tuple[np.ndarray, np.ndarray]:
+        snap = snapshot or self.snapshot
         rows = snap.rows_of(trackids)
         if (rows < 0).any():
             raise NotFound(f"trackid {int(np.asarray(trackids)[rows < 0][0])} is not in the catalogue")
@@ -198,6 +203,7 @@ class LiveCatalogue:
         return {"tracks": snap.size, "indexed": len(snap.main), "tail": len(snap.tail), "dim": snap.dim,
                 "generation": snap.generation, "labelled_tracks": int((arts != UNKNOWN_ARTIST).sum()),
                 "artists": int(len(np.unique(arts[arts != UNKNOWN_ARTIST]))), "index": m.index,
+                "search": search_settings(snap.index),
                 "runs": [{k: r[k] for k in ("path", "sha256", "model")} for r in m.runs], "embed": m.embed,
                 "runs_available": not self.missing_runs, "calibration": m.calibration}
 

@@ -15,7 +15,9 @@ either JSON or an uploaded file, and an oversized upload must be refused while r
 field and the problem; the server never answers a bad input with a 500.
 
 Concurrency: handlers run in a thread pool; searches read an immutable snapshot, adds
-swap a new one in under a lock (`artistsim.catalogue.live`). Tracks added by other
+swap a new one in under a lock (`artistsim.catalogue.live`). The hot request, a plain
+`GET /tracks/{id}/similar`, skips FastAPI's machinery and has its searches batched
+(`artistsim.catalogue.hotpath`); every other case of it still reaches the route here. Tracks added by other
 writers (`artistsim index add` while the server runs) are taken in within a second: a
 request looks at the manifest's modification time at most once a second.
 """
@@ -25,19 +27,23 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from artistsim.catalogue.build import check_features
+from artistsim.catalogue.hotpath import HotPath, SimilarBatcher, neighbours_list
 from artistsim.catalogue.live import LiveCatalogue, NotFound, Unavailable, check_k, featurize_audio
 from artistsim.catalogue.snapshot import MAX_K
 from artistsim.catalogue.store import CatalogueError
 from artistsim.data.layout import DataError
+from artistsim.search._faiss import faiss_module
 
 MAX_BODY_BYTES = 32 * 2**20  # a 81-frame track as JSON is ~0.8 MB; audio files a few MB
 _INPUT_DOC = {
@@ -97,9 +103,9 @@ async def read_input(request: Request, limit: int) -> tuple[dict[str, Any], Any]
         return fields, ("audio", (Path(upload.filename or "upload").suffix, await upload.read()))
     raw = await _body(request, limit)
     try:
-        data = json.loads(raw) if raw else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(400, f"body is not valid JSON ({exc})") from None
+        data = orjson.loads(raw) if raw else None  # several times faster on a 512 x 81 features array
+    except orjson.JSONDecodeError:
+        data = _loads_lenient(raw)
     if not isinstance(data, dict):
         raise BadInput(422, "body must be a JSON object with 'features' or 'embedding' (or a multipart 'audio' file)")
     if "features" in data:
@@ -107,6 +113,15 @@ async def read_input(request: Request, limit: int) -> tuple[dict[str, Any], Any]
     if "embedding" in data:
         return data, ("embedding", data["embedding"])
     raise BadInput(422, "body needs 'features' (512 x T array) or 'embedding' (or a multipart 'audio' file)")
+
+
+def _loads_lenient(raw: bytes) -> Any:
+    """Python's json reading of what orjson refused: NaN / Infinity literals pass, so that the
+    features check can name them; anything else is answered with 400 naming the problem."""
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(400, f"body is not valid JSON ({exc})") from None
 
 
 def _vector(cat: LiveCatalogue, kind: str, value: Any) -> np.ndarray:
@@ -135,26 +150,31 @@ def _vector(cat: LiveCatalogue, kind: str, value: Any) -> np.ndarray:
     return cat.embed([x])
 
 
-def _neighbours_json(n: Any) -> list[dict[str, Any]]:
-    return [{"trackid": t, "score": s, "artist": None if a < 0 else a}
-            for t, s, a in zip(n.trackids[0].tolist(), n.scores[0].tolist(), n.artists[0].tolist()) if t >= 0]
-
-
 def _json(body: dict[str, Any]) -> Response:
-    """A JSON response of plain Python values, skipping FastAPI's generic encoder (hot path)."""
-    return Response(json.dumps(body), media_type="application/json")
+    """A JSON response of plain Python values by orjson, skipping FastAPI's generic encoder."""
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
-def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES) -> FastAPI:
-    """The FastAPI application serving `cat`."""
+def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_threads: int | None = None,
+               threads: int = 1) -> FastAPI:
+    """The FastAPI application serving `cat` (`search_threads`: see `SimilarBatcher`; `threads`: `serve`)."""
     app = FastAPI(title="artistsim catalogue", description="Which tracks are by the same artist as this one?")
+    app.add_middleware(HotPath, batcher=SimilarBatcher(cat, search_threads))
 
     @app.exception_handler(BadInput)
     async def _bad(_: Request, exc: BadInput) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
+    faiss = faiss_module()
+    configured = threading.local()
+
     def guard(fn: Any, *args: Any) -> Any:
         """Map the library's errors on user input to 4xx answers (after taking in others' adds)."""
+        if faiss is not None and getattr(configured, "omp", None) != threads:
+            # OpenMP's thread count is a per-thread setting: serve()'s call on the main thread
+            # does not reach the thread pool's workers, which would otherwise use every core
+            faiss.omp_set_num_threads(threads)
+            configured.omp = threads
         cat.maybe_refresh()
         try:
             return fn(*args)
@@ -187,8 +207,9 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES) -> FastAPI:
 
         def run() -> dict[str, Any]:
             check_k(kk)
-            vec, rows = cat.vectors_of(np.array([tid]))
-            return {"trackid": tid, "k": kk, "neighbours": _neighbours_json(cat.similar(vec, kk, rows, rerank))}
+            snap = cat.snapshot
+            vec, rows = cat.vectors_of(np.array([tid]), snap)
+            return {"trackid": tid, "k": kk, "neighbours": neighbours_list(cat.similar(vec, kk, rows, rerank, snap))}
 
         return _json(guard(run))
 
@@ -200,7 +221,7 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES) -> FastAPI:
 
         def run() -> dict[str, Any]:
             check_k(kk)
-            return {"k": kk, "neighbours": _neighbours_json(cat.similar(_vector(cat, kind, value), kk, None, rerank))}
+            return {"k": kk, "neighbours": neighbours_list(cat.similar(_vector(cat, kind, value), kk, None, rerank))}
 
         return _json(await run_in_threadpool(guard, run))
 
@@ -240,20 +261,22 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES) -> FastAPI:
 
 
 def serve(root: str | Path, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
-          threads: int = 1, max_body: int = MAX_BODY_BYTES) -> None:
+          threads: int = 1, max_body: int = MAX_BODY_BYTES, search_threads: int | None = None) -> None:
     """Open the catalogue and serve it until interrupted.
 
-    `threads` caps torch's and FAISS's own threads per request: concurrency comes from
-    the server's thread pool, and nested thread pools on few cores only contend.
+    `threads` caps torch's and FAISS's own threads per request of the thread-pool routes:
+    concurrency comes from the server's thread pool, and nested thread pools on few cores
+    only contend. The hot path searches on `search_threads` lanes of one thread each
+    (default: the usable cores; `SimilarBatcher`).
     """
     import torch
     import uvicorn
 
-    from artistsim.search._faiss import faiss_module
-
     torch.set_num_threads(threads)
     faiss = faiss_module()
     if faiss is not None:
-        faiss.omp_set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)  # this thread's (opening the index); pool threads set their own
     cat = LiveCatalogue(root, device)
-    uvicorn.run(create_app(cat, max_body), host=host, port=port, log_level="warning")
+    # uvicorn picks uvloop and httptools (dependencies) over asyncio and h11 when present
+    uvicorn.run(create_app(cat, max_body, search_threads, threads), host=host, port=port, log_level="warning",
+                access_log=False)

@@ -6,7 +6,8 @@ Layout of CATALOGUE_DIR:
     seg-000001/          a segment: embeddings.npy (n, d) float32, trackids.npy (n,)
                          int64, artists.npy (n,) int64 (-1 = artist unknown)
     seg-000002/ ...      tracks added later, one segment per `add`
-    index-000001.faiss   the approximate index over the main segment (none when exact)
+    index-000001.faiss   the approximate index over the main segment (none when exact;
+                         an "ivfpq" one is memory-mapped when opened, see `read_index`)
     .lock                writers hold an exclusive flock on it
 
 Why a manifest and generations: a writer never changes a file the manifest names. An
@@ -40,7 +41,7 @@ from artistsim.atomic import atomic_path, atomic_write_text
 MANIFEST = "manifest.json"
 FORMAT = 1
 UNKNOWN_ARTIST = -1
-INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 # "auto" keeps exact search up to this many tracks (41,377 tracks answer one query in
 # ~1 ms exactly) and builds HNSW above it.
 AUTO_EXACT_MAX = 250_000
@@ -52,6 +53,10 @@ COMPACT_MIN = 50_000
 # so a catalogue fed track by track does not open thousands of small files.
 MAX_TAIL_SEGMENTS = 64
 HNSW_M = 32
+# IVF-PQ, the kind for catalogues larger than memory: ~sqrt(N) lists trained on up to
+# 64 points per list, one byte-code per PQ_DIMS dimensions (128-d: 32 bytes per track).
+PQ_DIMS = 4
+PQ_TRAIN_PER_LIST = 64
 
 
 class CatalogueError(ValueError):
@@ -175,7 +180,28 @@ def _build_index(x: np.ndarray, kind: str, seed: int = 0) -> Any:
     from artistsim.search.ann import build_faiss_index
 
     with omp_threads(faiss, None):
+        if kind == "ivfpq":
+            return _build_ivfpq(faiss, np.ascontiguousarray(x), seed)
         index, _keep = build_faiss_index(faiss, np.ascontiguousarray(x), kind, None, HNSW_M, seed)
+    return index
+
+
+def _build_ivfpq(faiss: Any, x: np.ndarray, seed: int) -> Any:
+    """IVF lists of PQ codes (inner product): ~sqrt(N) lists, a PQ_DIMS-dimension byte per code.
+
+    Why these sizes: the codes are what must be read per query, so they stay small (32
+    bytes per 128-d track against 512 for the vector); sqrt(N) lists keep the coarse
+    k-means trainable in seconds on a sample. The search re-scores its candidates exactly
+    from the memory-mapped segment (`Snapshot`), so PQ's coarse scores only pick them.
+    """
+    n, d = x.shape
+    lists = int(max(1, min(round(np.sqrt(n)), n // 39)))
+    m = d // PQ_DIMS if d % PQ_DIMS == 0 else d
+    quantizer = faiss.IndexFlatIP(d)
+    index = faiss.IndexIVFPQ(quantizer, d, lists, m, 8, faiss.METRIC_INNER_PRODUCT)  # holds a ref to quantizer
+    sample = np.random.default_rng(seed).choice(n, size=min(n, max(PQ_TRAIN_PER_LIST * lists, 256)), replace=False)
+    index.train(x[np.sort(sample)])
+    index.add(x)
     return index
 
 
@@ -192,8 +218,11 @@ def read_index(root: Path, manifest: Manifest) -> Any:
     import faiss
 
     path = root / manifest.index["file"]
+    # IVF-PQ's lists stay in the file, memory-mapped: only the lists a query visits are
+    # paged in, and the page cache, not the process, holds them.
+    flags = faiss.IO_FLAG_MMAP if manifest.index.get("kind") == "ivfpq" else 0
     try:
-        index = faiss.read_index(str(path))
+        index = faiss.read_index(str(path), flags)
     except RuntimeError as exc:
         raise CatalogueError(f"{path}: index unreadable ({exc})") from None
     return index

@@ -181,7 +181,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from artistsim.catalogue.service import serve
 
     print(f"serving {args.catalogue} on http://{args.host}:{args.port} (docs: /docs)", flush=True)
-    serve(args.catalogue, args.host, args.port, args.device, args.threads, args.max_body_mb * 2**20)
+    serve(args.catalogue, args.host, args.port, args.device, args.threads, args.max_body_mb * 2**20,
+          args.search_threads)
     return 0
 
 
@@ -242,7 +243,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("catalogue")
     p.add_argument("--top", type=int, default=100)
     p.add_argument("--out", help="TSV (default CATALOGUE/audit.tsv)")
-    p.add_argument("--method", default="loo", choices=("loo", "asnorm", "margin"))
+    # the names of catalogue.audit.METHODS, spelled out so that --help imports nothing heavy
+    p.add_argument("--method", default="predictive", choices=("predictive", "loo", "asnorm", "margin"),
+                   help="predictive (default): Gaussian artist model; loo, asnorm: centroid cosine; "
+                        "margin: the plain baseline")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("serve", help="HTTP JSON API over a catalogue (docs at /docs)")
@@ -250,6 +254,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, default=1, help="torch / FAISS threads per request")
+    p.add_argument("--search-threads", type=int, default=None,
+                   help="threads searching similar-track queries, batched (default: the usable cores)")
     p.add_argument("--max-body-mb", type=int, default=32)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_serve)
