@@ -80,7 +80,31 @@ def child_evaluate(data: str, runs: list[str]) -> None:
 
     torch.set_num_threads(1)
     table = evaluate(data, runs, torch.device("cpu"), progress=False)
-    print(json.dumps({"columns": table.columns, "rows": table.rows}))
+    addons, settings = addon_rows(table)
+    print(json.dumps({"columns": table.columns, "rows": table.rows, "addons": addons, "settings": settings}))
+
+
+ADDON_STEPS = ("plain", "+ LDA fusion", "+ AS-norm", "+ weighted query expansion", "+ rerank")
+
+
+def addon_rows(table) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """evaluate's inference add-on section under names that do not change across seeds.
+
+    evaluate names each step with the setting it chose ("+ AS-norm (cohort top-k 100)");
+    here the step is the key ("+ AS-norm") and the setting is kept beside it, so the
+    steps of several seeds line up. The steps are cumulative, in evaluate's order.
+    """
+    section = next((t for title, t in table.sections.items() if title.startswith("Inference add-ons")), None)
+    addons: dict[str, dict[str, float]] = {}
+    settings: dict[str, str] = {}
+    for name, vals in (section.rows.items() if section is not None else ()):
+        step = "plain" if name.endswith(" plain") else name.split(" (", 1)[0]
+        if step not in ADDON_STEPS:
+            continue
+        addons[step] = dict(vals)
+        if "(" in name:
+            settings[step] = name.split(" (", 1)[1].rstrip(")")
+    return addons, settings
 
 
 def _child_env() -> dict[str, str]:
@@ -180,7 +204,7 @@ def run_cells(cells: list[dict], jobs: int, max_steps: int) -> None:
         key = [r["out"] for r in cell["runs"]]
         if own and all(r.get("result", {}).get("reused") for r in cell["runs"]) and cache.exists():
             cached = json.loads(cache.read_text())
-            if cached.get("runs") == key and not cached["table"].get("error"):
+            if cached.get("runs") == key and not cached["table"].get("error") and "addons" in cached["table"]:
                 cell["table"] = cached["table"]
                 return
         C.log(f"evaluate {cell['preset']} d{cell['data_seed']} t{cell['train_seed']}")
@@ -205,6 +229,11 @@ def _stat(values: list[float]) -> str:
     return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}"
 
 
+def _per_seed(values: list[float]) -> str:
+    """Each seed's value, for a margin whose sign per seed matters (the +0.05 goal)."""
+    return " (per seed " + ", ".join(f"{v:+.3f}" for v in values) + ")" if len(values) > 1 else ""
+
+
 def _label(preset: str) -> str:
     return f"**{preset}** (held back: never tuned on)" if preset == HELD_OUT else preset
 
@@ -222,7 +251,8 @@ def summarise(cells: list[dict]) -> dict:
     out: dict[str, dict] = {}
     for cell in cells:
         table = cell.get("table", {})
-        p = out.setdefault(cell["preset"], {"cells": [], "columns": [], "values": {}, "margins": {}, "errors": []})
+        p = out.setdefault(cell["preset"], {"cells": [], "columns": [], "values": {}, "margins": {}, "errors": [],
+                                            "addons": {}, "addon_margins": {}, "settings": {}})
         if "error" in table:
             p["errors"].append(table["error"])
             continue
@@ -232,11 +262,20 @@ def summarise(cells: list[dict]) -> dict:
                 p["columns"].append(col)
         lda = table["rows"].get("baseline: lda", {})
         for name, vals in table["rows"].items():
+            if name.startswith("baseline: lda tuned"):  # its name carries the setting chosen per seed
+                name = "baseline: lda tuned on validation"
             for col, v in vals.items():
                 p["values"].setdefault(name, {}).setdefault(col, []).append(v)
                 if not name.startswith("baseline") and col in lda:
                     p["margins"].setdefault(name, {}).setdefault(col, []).append(v - lda[col])
         p["recipe"] = recipe_row(table["rows"])
+        for step, vals in table.get("addons", {}).items():
+            for col, v in vals.items():
+                p["addons"].setdefault(step, {}).setdefault(col, []).append(v)
+                if f"{col} plain" in lda:
+                    p["addon_margins"].setdefault(step, {}).setdefault(col, []).append(v - lda[f"{col} plain"])
+        for step, chosen in table.get("settings", {}).items():
+            p["settings"].setdefault(step, []).append(chosen)
     return out
 
 
@@ -246,21 +285,29 @@ def sections(summary: dict) -> list[C.Section]:
     for preset, p in summary.items():
         rec = p.get("recipe")
         if rec is None:
-            head_rows.append([_label(preset), len(p["cells"]), "-", "-", "-", "-", "; ".join(p["errors"])[:80]])
+            head_rows.append([_label(preset), len(p["cells"]), "-", "-", "-", "-", "-", "-",
+                              "; ".join(p["errors"])[:80]])
             continue
         v, m = p["values"], p["margins"].get(rec, {})
+        full = p["addons"].get(ADDON_STEPS[-1], {})
+        full_margin = p["addon_margins"].get(ADDON_STEPS[-1], {})
         head_rows.append([_label(preset), len(p["cells"]),
                           _stat(v["baseline: meanpool"].get("test plain", [])),
                           _stat(v["baseline: lda"].get("test plain", [])),
                           _stat(v[rec].get("test plain", [])) + " / " + _stat(v[rec].get("test rerank", [])),
                           _stat(m.get("test plain", [])) + " / " + _stat(m.get("test rerank", [])),
+                          _stat(full.get("test", [])), _stat(full_margin.get("test", [])) + _per_seed(full_margin.get("test", [])),
                           rec])
     out = [C.Section(
         heading="Test nDCG@100 per preset: the trained recipe against LDA",
         table=C.markdown_table(["preset", "seeds", "mean-pool", "LDA", "recipe plain / rerank",
-                                "margin over LDA (paired) plain / rerank", "recipe"], head_rows, "lrrrrrl"),
+                                "margin over LDA (paired) plain / rerank", "recipe + add-ons",
+                                "margin over LDA (paired), + add-ons", "recipe"], head_rows, "lrrrrrrrl"),
         notes="Mean ± standard deviation over the seeds (cells of data seed, training seed). "
-              "The margin is the recipe minus LDA within each seed, then averaged. "
+              "The margin is the recipe minus LDA within each seed, then averaged. `recipe + add-ons` is "
+              "the pipeline `predict` applies: the inference add-ons chosen on validation by `evaluate` "
+              "(LDA fusion, AS-norm, weighted query expansion, rerank threshold; each kept only when it "
+              "raised validation nDCG@100), per preset below. "
               f"`{HELD_OUT}` was never used to tune a generator knob or a method.")]
     for preset, p in summary.items():
         if not p["values"]:
@@ -272,7 +319,29 @@ def sections(summary: dict) -> list[C.Section]:
         out.append(C.Section(heading=f"{_label(preset)}: every row (seeds {cells})",
                              table=C.markdown_table(["model", *cols], rows, "l" + "r" * len(cols)),
                              notes="; ".join(p["errors"])))
+        if p["addons"]:
+            out.append(addon_section(preset, p, cells))
     return out
+
+
+def addon_section(preset: str, p: dict, cells: str) -> C.Section:
+    """The recommended pipeline step by step: each inference add-on on top of the previous."""
+    rows = []
+    for step in ADDON_STEPS:
+        if step not in p["addons"]:
+            continue
+        vals, margins = p["addons"][step], p["addon_margins"].get(step, {})
+        chosen = p["settings"].get(step, [])
+        rows.append([f"{p['recipe']} {step}" if step == "plain" else step,
+                     _stat(vals.get("validation", [])), _stat(vals.get("test", [])),
+                     _stat(margins.get("test", [])), ", ".join(chosen) or "-"])
+    return C.Section(
+        heading=f"{_label(preset)}: the recommended pipeline, inference add-ons (seeds {cells})",
+        table=C.markdown_table(["step (cumulative)", "validation", "test", "test − LDA (paired)",
+                                "setting chosen on validation, per seed"], rows, "lrrrl"),
+        notes="Each step adds one inference add-on to the rows above it, with the setting `evaluate` "
+              "chose on the validation artists of that seed ('off' = it did not raise validation nDCG@100 "
+              "and is skipped). The last row is what `predict --run A --run B` gives.")
 
 
 def write_quality_md(result: dict, path: Path) -> None:
@@ -294,6 +363,12 @@ def write_quality_md(result: dict, path: Path) -> None:
              "read no difference smaller than about two of those as a gain.", ""]
     for s in result["sections"]:
         parts.append(C.render_section(C.Section(**{**s, "load": tuple(s["load"]) if s["load"] else None})))
+    for earlier in result["extra"].get("also", []):  # other recipes' results, kept beside this one
+        other = json.loads((C.ROOT / earlier).read_text())
+        parts += [f"## Earlier run: recipes {', '.join(f'`{c}`' for c in other['extra'].get('configs', []))}", "",
+                  f"From `{earlier}` (`{other['command']}`, {other['machine']['date']}).", ""]
+        for s in other["sections"]:
+            parts.append(C.render_section(C.Section(**{**s, "load": tuple(s["load"]) if s["load"] else None})))
     atomic_write_text(path, "\n".join(parts).rstrip() + "\n")
 
 
@@ -320,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=None, help="cap batches per epoch (quick default: 4)")
     p.add_argument("--no-md", action="store_true", help="do not write QUALITY.md")
     p.add_argument("--md-from", type=Path, help="only write QUALITY.md from this JSON result, run nothing")
+    p.add_argument("--also", nargs="+", default=[],
+                   help="earlier results (JSON, relative to the repository) shown after this one in QUALITY.md")
     args = p.parse_args(argv)
     if args.md_from:
         write_quality_md(json.loads(args.md_from.read_text()), QUALITY_MD)
@@ -345,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
                          if max_steps else "."))
     facts["dataset"] = "synthetic presets " + ", ".join(args.presets)
     result = C.make_result("quality", "Quality across synthetic presets", mode, "bench_quality.py", argv, secs,
-                           facts, extra={"summary": summary, "configs": args.configs,
+                           facts, extra={"summary": summary, "configs": args.configs, "also": args.also,
                                          "cells": [{k: c[k] for k in ("preset", "data_seed", "train_seed", "table")
                                                     if k in c} for c in cells]})
     C.emit(result, args.json)

@@ -124,6 +124,13 @@ class LossConfig:
     # (sub-center) ArcFace. 0 (the default) is the seed's loss alone, unchanged.
     classifier_weight: float = 0.0
     classifier: Literal["arcface", "subcenter_arcface"] = "arcface"
+    # Cross-batch memory (pytorch-metric-learning's CrossBatchMemory): the last `xbm_size`
+    # training embeddings (detached, with their artists) are kept, and seed + xbm_weight *
+    # MultiSimilarity(batch against that memory) is minimised, so each step sees many more
+    # artists than the batch holds. 0 (the default) is the seed's loss alone, unchanged.
+    # The memory is emptied at the start of every curriculum stage (another crop length).
+    xbm_size: int = 0
+    xbm_weight: float = 1.0
 
 
 @dataclass
@@ -143,6 +150,11 @@ class AugmentConfig:
     copy_band_width: tuple[int, int] = (2, 5)
     copy_blocks: tuple[int, int] = (0, 5)
     copy_block_width: tuple[int, int] = (2, 10)
+    # Frame resampling (the first-place recipe): with probability `resample_p` a track's
+    # real frames are replaced by as many frames drawn uniformly at random from them, kept
+    # in time order (some repeat, some drop out). Applied in every stage, augment or not,
+    # before the four above. 0 (the default) draws nothing: the seed's stream is unchanged.
+    resample_p: float = 0.0
 
 
 @dataclass
@@ -240,6 +252,12 @@ def validate_train_config(cfg: TrainConfig, where: str = "config") -> None:
             raise ConfigError(f"{where}: {name} must be one of {known}, got {value!r}")
     if cfg.loss.classifier_weight < 0:
         raise ConfigError(f"{where}[loss].classifier_weight must be >= 0")
+    if cfg.loss.xbm_size < 0 or cfg.loss.xbm_weight < 0:
+        raise ConfigError(f"{where}[loss]: xbm_size and xbm_weight must be >= 0")
+    if cfg.loss.xbm_size and cfg.loss.kind != "seed":
+        raise ConfigError(f"{where}[loss]: xbm_size needs kind = \"seed\" (the memory feeds the pair losses)")
+    if not 0.0 <= cfg.augment.resample_p <= 1.0:
+        raise ConfigError(f"{where}[augment].resample_p must be in [0, 1]")
     if not 0.0 < cfg.val_fraction < 1.0:
         raise ConfigError(f"{where}.val_fraction must be in (0, 1)")
 

@@ -192,3 +192,36 @@ def test_widths_larger_than_the_axis_are_clipped():
     assert (out == 0).all()
     cfg = only(copy_blocks=(1, 1), copy_block_width=(T + 3, T + 3), copy_bands=(1, 1), copy_band_width=(F, F))
     assert torch.equal(augment_batch(x, lengths, cfg, gen()), x)  # only whole-axis spans: no-ops
+
+
+def test_resample_frames_keeps_order_and_draws_only_real_frames():
+    from artistsim.training.augment import resample_frames
+
+    x, lengths = batch(3)
+    x[:, :, 0] = torch.arange(T, dtype=torch.float32)  # channel 0 = the frame's own index
+    out = resample_frames(x, lengths, 1.0, gen(0))
+    changed = 0
+    for b in range(B):
+        n = int(lengths[b])
+        src = out[b, :n, 0].long()
+        assert bool((src[1:] >= src[:-1]).all()) and int(src.max()) < n  # time order, real frames only
+        assert torch.equal(out[b], x[b, out[b, :, 0].long()])  # whole frames moved, not mixed
+        assert torch.equal(out[b, n:], x[b, n:])  # padding untouched
+        changed += int(not torch.equal(out[b, :n], x[b, :n]))
+    assert changed > B // 2  # most multi-frame tracks really resampled
+
+
+def test_resample_frames_probability_and_off_switch():
+    from artistsim.training.augment import resample_frames
+
+    x, lengths = batch(4)
+    assert resample_frames(x, lengths, 0.0, gen(0)) is x  # off: same tensor, no draw
+    g = gen(5)
+    state = g.get_state()
+    resample_frames(x, lengths, 0.0, g)
+    assert torch.equal(g.get_state(), state)  # nothing consumed from the stream when off
+    out = resample_frames(x, lengths, 0.5, gen(1))
+    same = sum(torch.equal(out[b], x[b]) for b in range(B))
+    assert 0 < same < B  # some tracks picked, some not
+    with pytest.raises(ValueError, match="resample p"):
+        resample_frames(x, lengths, 1.5, gen(0))

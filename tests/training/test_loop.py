@@ -262,8 +262,32 @@ def test_recommended_configs_load():
     for kind in ("transformer", "conformer"):
         cfg = load_train_config(packaged_config(f"recommended/{kind}.toml"))
         demo = load_train_config(packaged_config(f"{kind}_demo.toml"))
-        assert cfg.model == demo.model and cfg.stages == demo.stages and cfg.stage_fallback
+        assert cfg.model == demo.model and cfg.stage_fallback
+        # the demo curriculum (batches, crops, learning rates), with its own epoch budget
+        shape = [(s.artists_per_batch, s.crop, s.lr, s.augment) for s in cfg.stages]
+        assert shape == [(s.artists_per_batch, s.crop, s.lr, s.augment) for s in demo.stages]
     first = load_train_config(packaged_config("firstplace_demo.toml"))
     assert (first.model.pooling, first.model.embedding_dim, first.loss.kind) == ("attention", 512, "arcface")
     seed = load_train_config(packaged_config("transformer_seed.toml"))
     assert seed.model.lda_branch == "off" and seed.loss.classifier_weight == 0 and not seed.stage_fallback
+
+
+def test_cross_batch_memory_and_frame_resampling_train(data, tmp_path, monkeypatch):
+    from artistsim.config import ConfigError, packaged_config
+    from artistsim.training.losses import SeedPlusMemory
+
+    resets = []
+    monkeypatch.setattr(SeedPlusMemory, "reset_memory", lambda self: resets.append(self.memory.queue_idx))
+    cfg = tiny_config(loss={"xbm_size": 64}, augment={"resample_p": 0.5})
+    summary = train_mod.train(data, cfg, tmp_path / "run", progress=False, log=lambda *_: None)
+    assert np.isfinite(summary["best_ndcg"]) and len(resets) == 2  # emptied at each of the 2 stages
+    assert resets[1] > 0  # stage 1 had filled it
+    ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert ckpt["loss"]["memory.embedding_memory"].shape == (64, 16)
+    for bad in ({"loss": {"xbm_size": 8, "kind": "arcface"}}, {"loss": {"xbm_size": -1}},
+                {"augment": {"resample_p": 1.5}}):
+        with pytest.raises(ConfigError):
+            tiny_config(**bad)
+    for name in ("transformer_seed.toml", "conformer_seed.toml"):  # the seed configs: both off
+        seed = load_train_config(packaged_config(name))
+        assert seed.loss.xbm_size == 0 and seed.augment.resample_p == 0.0

@@ -313,3 +313,40 @@ def test_seed_plus_classifier_is_the_weighted_sum():
     parts = loss.seed(emb, labels) + 0.3 * loss.classifier(emb, labels)
     assert torch.allclose(total, parts)
     assert not isinstance(build_loss(LossConfig(), 5, 8), SeedPlusClassifier)  # the seed's loss by default
+
+
+def test_cross_batch_memory_sees_earlier_batches():
+    from artistsim.config import LossConfig
+    from artistsim.training.losses import SeedPlusMemory, build_loss
+
+    cfg = LossConfig(xbm_size=64, xbm_weight=0.5, memory_efficient="never")
+    loss = build_loss(cfg, num_classes=10, embedding_dim=8)
+    assert isinstance(loss, SeedPlusMemory) and not isinstance(build_loss(LossConfig(), 10, 8), SeedPlusMemory)
+    torch.manual_seed(0)
+    second = torch.randn(12, 8, requires_grad=True)
+    first = second.detach() + 0.1 * torch.randn(12, 8)  # near the second batch: hard negatives
+    a, b = torch.arange(12) % 3, 3 + torch.arange(12) % 3  # the second batch shares no artist
+    ms = pml_losses.MultiSimilarityLoss(alpha=cfg.ms_alpha, beta=cfg.ms_beta, base=cfg.ms_base)
+    from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
+
+    torch.manual_seed(1)
+    alone = loss.seed(second, b) + 0.5 * ms(second, b)  # what a fresh memory gives: the batch alone
+    loss(first, a)
+    torch.manual_seed(1)
+    total = loss(second, b)
+    assert not torch.allclose(total, alone)  # the first batch's artists are negatives now
+    emb = torch.cat([first, second.detach()])
+    lab = torch.cat([a, b])
+    a1, pos, a2, neg = lmu.get_all_pairs_indices(b, lab)
+    keep = pos != a1 + 12  # a row against its own copy in the memory is no pair
+    torch.manual_seed(1)
+    seed_part = loss.seed(second, b)
+    memory_part = ms(second, b, (a1[keep], pos[keep], a2, neg), emb, lab)
+    assert torch.allclose(total, seed_part + 0.5 * memory_part, atol=1e-5)
+    total.backward()
+    assert second.grad is not None and torch.isfinite(second.grad).all()
+    loss.reset_memory()
+    torch.manual_seed(1)
+    assert torch.allclose(loss(second.detach(), b), alone.detach(), atol=1e-6)  # emptied: the batch alone
+    with pytest.raises(ValueError, match="xbm_size"):
+        loss(torch.randn(65, 8), torch.arange(65) % 5)

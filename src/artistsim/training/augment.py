@@ -184,3 +184,28 @@ def _check(x: Tensor, lengths: Tensor, cfg: AugmentConfig, generator: torch.Gene
         raise ValueError(
             f"augment_batch draws on CPU and needs a CPU torch.Generator, got one on {generator.device}"
         )
+
+
+def resample_frames(x: Tensor, lengths: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+    """Frame resampling (first-place recipe): copy of x [B, T, F] with some tracks resampled.
+
+    Each track is picked with probability `p`; a picked track's first lengths[b] frames
+    become as many frames drawn uniformly with replacement from those frames, sorted into
+    time order (some frames repeat, some drop out: a random local tempo change). Frames at
+    or past lengths[b] are untouched. One draw for the whole batch, no loop over tracks;
+    with p == 0 nothing is drawn and x itself is returned.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"resample p must be in [0, 1], got {p}")
+    if p == 0.0:
+        return x
+    B, T, _ = x.shape
+    draw = _Draws(generator)
+    picked = draw.uniform((B,)) < p
+    n = lengths.detach().to("cpu", torch.long).clamp(1, T)
+    src = torch.floor(draw.uniform((B, T)) * n.unsqueeze(1).double()).long()
+    src = torch.minimum(src, (n - 1).unsqueeze(1)).sort(dim=1).values
+    frame = torch.arange(T).unsqueeze(0)
+    keep = ~picked.unsqueeze(1) | (frame >= n.unsqueeze(1))
+    src = torch.where(keep, frame.expand(B, T), src).to(x.device)
+    return torch.gather(x, 1, src.unsqueeze(2).expand_as(x))

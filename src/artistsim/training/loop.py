@@ -37,7 +37,7 @@ from artistsim.embed import autocast, embed_full, load_checkpoint, restore
 from artistsim.evaluation.metrics import ndcg_at_k
 from artistsim.models import build_model, describe, output_dim
 from artistsim.search.exact import topk
-from artistsim.training.augment import augment_batch
+from artistsim.training.augment import augment_batch, resample_frames
 from artistsim.training.distributed import Dist, broadcast_float, broadcast_module, init_distributed, sync_loss_grads
 from artistsim.training.frontend import fit_lda_branch
 from artistsim.training.losses import build_loss
@@ -218,6 +218,8 @@ def train_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: tor
     total, steps = 0.0, 0
     for x, lengths, labels in loader:
         x, lengths, labels = x.to(device, non_blocking=True), lengths.to(device), labels.to(device)
+        if cfg.augment.resample_p > 0:
+            x = resample_frames(x, lengths, cfg.augment.resample_p, generator)
         if stage.augment:
             x = augment_batch(x, lengths, cfg.augment, generator)
         optimizer.zero_grad(set_to_none=True)
@@ -364,6 +366,9 @@ def run_stage(net: torch.nn.Module, model: torch.nn.Module, loss_fn: torch.nn.Mo
     sampler = ArtistBatchSampler(data.split.artists[data.train_rows], stage.artists_per_batch,
                                  seed=cfg.seed * 1000 + prog.stage, rank=d.rank, world_size=d.world_size)
     steps = min(len(sampler), max_steps) if max_steps else len(sampler)
+    reset_memory = getattr(loss_fn, "reset_memory", None)
+    if reset_memory is not None:  # cross-batch memory: embeddings of another stage's crops are stale
+        reset_memory()
     if d.main and prog.epoch == 0 and hasattr(loss_fn, "uses_memory_efficient"):
         sizes = [len(b) for b in sampler.batches(0)]
         if loss_fn.uses_memory_efficient(max(sizes)):

@@ -56,7 +56,8 @@ from artistsim.training.chunked_loss import (
     check_inputs,
 )
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "TERM_NAMES", "SeedLoss", "AutoSeedLoss", "SeedPlusClassifier", "sample_triplets", "loss_path", "build_loss"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "TERM_NAMES", "SeedLoss", "AutoSeedLoss", "SeedPlusClassifier", "SeedPlusMemory",
+           "sample_triplets", "loss_path", "build_loss"]
 
 
 # ------------------------------------------------------------------------ modules
@@ -230,6 +231,36 @@ class SeedPlusClassifier(torch.nn.Module):
         return self.seed(embeddings, labels) + self.weight * self.classifier(embeddings, labels)
 
 
+class SeedPlusMemory(torch.nn.Module):
+    """loss + weight * MultiSimilarity of the batch against a memory of recent embeddings.
+
+    Why: a batch holds 16-32 artists, so the pair losses only ever push apart artists that
+    happen to share it; pytorch-metric-learning's CrossBatchMemory keeps the last
+    `memory_size` embeddings (detached) and their labels, so every step also contrasts the
+    batch with hundreds of other artists, the larger effective batch that LDA's scatter
+    over all artists has. The memory is a buffer: `reset_memory` empties it (the trainer
+    does so at each stage, whose crop length changes the embeddings).
+    """
+
+    def __init__(self, seed: torch.nn.Module, memory: pml_losses.CrossBatchMemory, weight: float) -> None:
+        super().__init__()
+        self.seed, self.memory, self.weight = seed, memory, float(weight)
+
+    def uses_memory_efficient(self, batch_size: int) -> bool:
+        uses = getattr(self.seed, "uses_memory_efficient", None)
+        return bool(uses(batch_size)) if uses is not None else False
+
+    def reset_memory(self) -> None:
+        """Forget every stored embedding (the next batch starts a fresh memory)."""
+        self.memory.reset_queue()
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if len(embeddings) > self.memory.memory_size:
+            raise ValueError(f"loss.xbm_size {self.memory.memory_size} is smaller than a batch of "
+                             f"{len(embeddings)} tracks; raise it above the largest batch")
+        return self.seed(embeddings, labels) + self.weight * self.memory(embeddings, labels)
+
+
 def build_loss(cfg: LossConfig, num_classes: int, embedding_dim: int) -> torch.nn.Module:
     """The loss module a LossConfig describes.
 
@@ -245,7 +276,16 @@ def build_loss(cfg: LossConfig, num_classes: int, embedding_dim: int) -> torch.n
 
     kind "seed" with `classifier_weight` > 0: `SeedPlusClassifier` (the seed's loss plus
     that weight times `classifier`, built as above).
+
+    kind "seed" with `xbm_size` > 0: `SeedPlusMemory` around all of the above (the
+    MultiSimilarity term with the seed's alpha, beta and base, against PML's
+    CrossBatchMemory of `xbm_size` embeddings).
     """
+    if cfg.kind == "seed" and cfg.xbm_size > 0:
+        inner = build_loss(dataclasses.replace(cfg, xbm_size=0), num_classes, embedding_dim)
+        ms = pml_losses.MultiSimilarityLoss(alpha=cfg.ms_alpha, beta=cfg.ms_beta, base=cfg.ms_base)
+        memory = pml_losses.CrossBatchMemory(ms, embedding_size=int(embedding_dim), memory_size=int(cfg.xbm_size))
+        return SeedPlusMemory(inner, memory, cfg.xbm_weight)
     if cfg.kind == "seed" and cfg.classifier_weight > 0:
         seed = build_loss(dataclasses.replace(cfg, classifier_weight=0.0), num_classes, embedding_dim)
         head = build_loss(dataclasses.replace(cfg, kind=cfg.classifier, classifier_weight=0.0), num_classes,
