@@ -365,7 +365,7 @@ def write_quality_md(result: dict, path: Path) -> None:
         parts.append(C.render_section(C.Section(**{**s, "load": tuple(s["load"]) if s["load"] else None})))
     for earlier in result["extra"].get("also", []):  # other recipes' results, kept beside this one
         other = json.loads((C.ROOT / earlier).read_text())
-        parts += [f"## Earlier run: recipes {', '.join(f'`{c}`' for c in other['extra'].get('configs', []))}", "",
+        parts += [f"## Also measured: recipes {', '.join(f'`{c}`' for c in other['extra'].get('configs', []))}", "",
                   f"From `{earlier}` (`{other['command']}`, {other['machine']['date']}).", ""]
         for s in other["sections"]:
             parts.append(C.render_section(C.Section(**{**s, "load": tuple(s["load"]) if s["load"] else None})))
