@@ -51,7 +51,7 @@ class SimilarBatcher:
     """Similar-track searches of concurrent requests, gathered into shared search calls.
 
     Lives on the event loop's thread (no locks: `_pending` and `_running` are only
-    touched there); the searches run on its own single worker thread.
+    touched there); the searches run on `lanes` worker threads of its own.
     """
 
     def __init__(self, cat: LiveCatalogue, lanes: int | None = None):

@@ -41,11 +41,9 @@ class GaussianArtists:
     centre: np.ndarray  # (d,) catalogue mean
     sums: np.ndarray  # (A, d) sums of the centred tracks
     counts: np.ndarray  # (A,) tracks per artist
-    scatter: np.ndarray  # (A,) sum of squared distances of its tracks to its mean
     within: np.ndarray  # (A,) each artist's spread (total variance), shrunk to the pooled one
     pooled: float  # pooled within-artist total variance
     between: float  # total variance of the artist means around the catalogue mean
-    prior_tracks: float
 
 
 def fit(embeddings: np.ndarray, labels: np.ndarray, prior_tracks: float = PRIOR_TRACKS) -> GaussianArtists:
@@ -65,7 +63,7 @@ def fit(embeddings: np.ndarray, labels: np.ndarray, prior_tracks: float = PRIOR_
     between = max(float(np.mean(np.einsum("ij,ij->i", means, means) - pooled / counts)), 1e-3 * pooled)
     dof = prior_tracks + counts - 1  # 0 only for a single track without a prior: the pooled spread then
     within = np.where(dof > 0, (prior_tracks * pooled + scatter) / np.maximum(dof, 1e-9), pooled)
-    return GaussianArtists(artists, centre, sums, counts, scatter, within, pooled, between, prior_tracks)
+    return GaussianArtists(artists, centre, sums, counts, within, pooled, between)
 
 
 def _terms(model: GaussianArtists, n: np.ndarray, ss: np.ndarray, within: np.ndarray

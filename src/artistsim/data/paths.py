@@ -84,9 +84,14 @@ def escaping_links(data_dir: str | Path, root: Path, rel_paths: Sequence[str]) -
         return {}
     rel = pd.Series(list(rel_paths), dtype=object).astype(str).str.replace("\\", "/", regex=False)
     rel = rel.str.replace(r"^(?:\./)+", "", regex=True)
+    # A row is under a link when the path itself or one of its ancestor folders is one:
+    # one set lookup per path depth, so a tree of links (git-annex: every file) stays linear.
+    parts = rel.str.split("/")
+    depth = parts.str.len().to_numpy()
+    link_set = set(links)
     under = np.zeros(len(rel), dtype=bool)
-    for link in links:  # one vectorised comparison per link, not per row
-        under |= ((rel == link) | rel.str.startswith(link + "/")).to_numpy(bool)
+    for i in range(1, int(depth.max(initial=0)) + 1):
+        under |= (depth >= i) & parts.str[:i].str.join("/").isin(link_set).to_numpy(bool)
     boundary = Path(os.path.realpath(data_dir))
     escaped: dict[int, str] = {}
     for row in np.flatnonzero(under):
