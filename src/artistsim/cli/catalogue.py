@@ -244,8 +244,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=100)
     p.add_argument("--out", help="TSV (default CATALOGUE/audit.tsv)")
     # the names of catalogue.audit.METHODS, spelled out so that --help imports nothing heavy
-    p.add_argument("--method", default="predictive", choices=("predictive", "loo", "asnorm", "margin"),
-                   help="predictive (default): Gaussian artist model; loo, asnorm: centroid cosine; "
+    p.add_argument("--method", default="plda", choices=("plda", "predictive", "loo", "asnorm", "margin"),
+                   help="plda (default): two-covariance artist model, its shrinkage calibrated on the catalogue; "
+                        "predictive: isotropic Gaussian artist model; loo, asnorm: centroid cosine; "
                         "margin: the plain baseline")
     p.set_defaults(func=cmd_audit)
 

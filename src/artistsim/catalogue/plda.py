@@ -1,0 +1,99 @@
+"""How well does each artist explain a track, direction by direction? A two-covariance (PLDA) artist model.
+
+`artistsim.catalogue.predictive` gives every direction of the embedding the same within-
+and between-artist variance. Embeddings are not like that: some directions separate
+artists (their artist means spread far, their tracks little), others mostly carry what
+varies between one artist's tracks. Here, as in speaker verification's two-covariance
+PLDA, a track is x = centre + y_a + e with the artist's offset y_a ~ N(0, B) and the
+track's own e ~ N(0, W), B and W full covariances estimated from the catalogue's labels:
+
+- W is the pooled within-artist scatter, shrunk towards its isotropic part by
+  `shrinkage` (0: the raw scatter, 1: isotropic): with a few hundred dimensions and a
+  few thousand tracks, the raw scatter's smallest directions are underestimated and
+  whitening by it amplifies noise; how much to shrink depends on the embedding (see
+  `artistsim.catalogue.audit.calibrate_shrinkage`, which chooses it per catalogue);
+- B by the method of moments from the artist means (each mean's noise W / n taken off);
+- one linear map whitens W and diagonalises B (between variances phi_k), so that every
+  direction is scored on its own: given n tracks of an artist with sum s (mapped), the
+  predictive distribution of one more track has mean phi_k s_k / (n phi_k + 1) and
+  variance 1 + phi_k / (n phi_k + 1). A direction no artist differs in (phi_k ~ 0) adds
+  the same to every artist's score, so it no longer adds noise to the comparison.
+
+Scores are log densities (times 2 / d, up to a constant shared by every artist), the
+track's own artist taken without the track (leave-one-out), as in `predictive`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+EIGEN_FLOOR = 1e-9  # relative floor of W's eigenvalues: an unshrunk scatter of fewer tracks than dimensions
+BETWEEN_FLOOR = 1e-6  # between variance of a direction no artist differs in (whitened units)
+
+
+@dataclass(frozen=True)
+class TwoCovariance:
+    """Artists' sums and counts in the mapped space, and what each artist's score needs."""
+
+    artists: np.ndarray  # (A,) artist ids, sorted
+    centre: np.ndarray  # (d,) catalogue mean
+    transform: np.ndarray  # (d, d): centred embedding -> whitened within, diagonal between
+    between: np.ndarray  # (d,) phi: between-artist variance per mapped direction
+    sums: np.ndarray  # (A, d) sums of the mapped tracks
+    counts: np.ndarray  # (A,) tracks per artist
+    shrinkage: float
+
+
+def fit(embeddings: np.ndarray, labels: np.ndarray, shrinkage: float) -> TwoCovariance:
+    """Within scatter (shrunk), between covariance by moments, and the map that diagonalises both."""
+    if not 0.0 <= shrinkage <= 1.0:
+        raise ValueError(f"shrinkage must be in [0, 1], got {shrinkage}")
+    x = np.asarray(embeddings, dtype=np.float64)
+    artists, inverse = np.unique(labels, return_inverse=True)
+    d = x.shape[1]
+    centre = x.mean(axis=0)
+    x = x - centre
+    sums = np.zeros((len(artists), d))
+    np.add.at(sums, inverse, x)
+    counts = np.bincount(inverse, minlength=len(artists)).astype(np.float64)
+    # within scatter without an (N, d) residual copy: X'X - sum_a s_a s_a' / n_a
+    scatter = x.T @ x - (sums / counts[:, None]).T @ sums
+    within = scatter / max(len(x) - len(artists), 1)
+    iso = np.trace(within) / d
+    within = (1.0 - shrinkage) * within + shrinkage * iso * np.eye(d)
+    ev, vecs = np.linalg.eigh(within)
+    whiten = vecs / np.sqrt(np.maximum(ev, EIGEN_FLOOR * max(iso, 1e-12)))
+    means = (sums / counts[:, None]) @ whiten
+    # E[m m'] = B + W / n in whitened units (W = I): take the means' own noise off
+    between = means.T @ means / len(artists) - np.mean(1.0 / counts) * np.eye(d)
+    phi, rot = np.linalg.eigh(between)
+    transform = whiten @ rot
+    return TwoCovariance(artists, centre, transform, np.maximum(phi, BETWEEN_FLOOR), sums @ transform,
+                         counts, float(shrinkage))
+
+
+def _predictive(phi: np.ndarray, n: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, variance) per direction of one more track of artists of n tracks (n (..., 1)) with these sums."""
+    gain = phi / (n * phi + 1.0)
+    return gain * sums, 1.0 + gain
+
+
+def log_scores(model: TwoCovariance, embeddings: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """(Q, A) predictive log densities (times 2 / d); at (q, own[q]) the artist without track q.
+
+    `own` (Q,) are the tracks' artist columns (-1: not in the catalogue, nothing left out).
+    Two matrix products for every artist, then the own column recomputed per track.
+    """
+    z = (np.asarray(embeddings, dtype=np.float64) - model.centre) @ model.transform
+    mean, var = _predictive(model.between, model.counts[:, None], model.sums)
+    inv = 1.0 / var
+    scores = 2.0 * z @ (mean * inv).T - (z * z) @ inv.T - (mean * mean * inv + np.log(var)).sum(axis=1)
+    rows = np.flatnonzero(own >= 0)
+    if len(rows):  # leave-one-out: the own artist's sum and count without the track itself
+        cols = own[rows]
+        zr = z[rows]
+        mean, var = _predictive(model.between, model.counts[cols][:, None] - 1.0, model.sums[cols] - zr)
+        scores[rows, cols] = -((zr - mean) ** 2 / var + np.log(var)).sum(axis=1)
+    return scores / z.shape[1]
