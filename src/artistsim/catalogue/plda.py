@@ -26,6 +26,7 @@ track's own artist taken without the track (leave-one-out), as in `predictive`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -44,6 +45,13 @@ class TwoCovariance:
     sums: np.ndarray  # (A, d) sums of the mapped tracks
     counts: np.ndarray  # (A,) tracks per artist
     shrinkage: float
+
+    @cached_property
+    def terms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mean / var, 1 / var, sum of mean^2 / var + log var) of every artist: once, not per block of tracks."""
+        mean, var = _predictive(self.between, self.counts[:, None], self.sums)
+        inv = 1.0 / var
+        return mean * inv, inv, (mean * mean * inv + np.log(var)).sum(axis=1)
 
 
 def fit(embeddings: np.ndarray, labels: np.ndarray, shrinkage: float) -> TwoCovariance:
@@ -87,9 +95,8 @@ def log_scores(model: TwoCovariance, embeddings: np.ndarray, own: np.ndarray) ->
     Two matrix products for every artist, then the own column recomputed per track.
     """
     z = (np.asarray(embeddings, dtype=np.float64) - model.centre) @ model.transform
-    mean, var = _predictive(model.between, model.counts[:, None], model.sums)
-    inv = 1.0 / var
-    scores = 2.0 * z @ (mean * inv).T - (z * z) @ inv.T - (mean * mean * inv + np.log(var)).sum(axis=1)
+    weighted, inv, offset = model.terms
+    scores = 2.0 * z @ weighted.T - (z * z) @ inv.T - offset
     rows = np.flatnonzero(own >= 0)
     if len(rows):  # leave-one-out: the own artist's sum and count without the track itself
         cols = own[rows]
