@@ -77,6 +77,20 @@ def test_sigterm_stops_every_worker(built):
         assert wait_until(lambda: all(gone(k) for k in kids))
 
 
+def test_a_worker_that_dies_is_replaced(built):
+    from artistsim.catalogue.server import START_GRACE_SECONDS
+
+    with Server(built, "--workers", "2") as s:
+        started = time.monotonic()
+        assert wait_until(lambda: len(workers_of(s.proc.pid)) == 2)
+        time.sleep(max(0.0, START_GRACE_SECONDS + 0.5 - (time.monotonic() - started)))  # past its start
+        victim = workers_of(s.proc.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(lambda: victim not in workers_of(s.proc.pid) and len(workers_of(s.proc.pid)) == 2)
+        assert s.proc.poll() is None
+        assert all(httpx.get(s.url + "/tracks/1003/similar").status_code == 200 for _ in range(6))
+
+
 def test_a_killed_supervisor_leaves_no_worker_behind(built):
     with Server(built, "--workers", "2") as s:
         assert wait_until(lambda: len(workers_of(s.proc.pid)) == 2)
