@@ -58,6 +58,8 @@ K = 100
 CLIENTS = (1, 8, 32)
 TIME_LIMIT = 120.0  # seconds per load level at most, whatever the machine's load
 REQUEST_TIMEOUT = 30.0
+WARM_UP = 500  # unmeasured queries after a server starts
+WORKERS = len(os.sched_getaffinity(0))  # `serve --workers`: one per usable core
 
 
 def build(root: Path, n: int, kind: str) -> None:
@@ -75,20 +77,28 @@ def build(root: Path, n: int, kind: str) -> None:
     create(root, Part(x, np.arange(n, dtype=np.int64), owners), runs=[], embed={}, index=kind, overwrite=True)
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
+def tree(pid: int) -> list[int]:
+    """pid and its descendants (`serve --workers` runs a supervisor and its workers)."""
+    try:
+        kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir()
+                for k in (t / "children").read_text().split()]
+    except OSError:
+        return []
+    return [pid] + [q for k in kids for q in tree(k)]
 
 
 def memory_mb(pid: int) -> dict[str, float]:
-    """VmRSS, RssAnon and RssFile of a process, in MB."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "RssAnon", "RssFile"):
-            out[name] = int(value.split()[0]) / 1024.0
+    """Rss, Pss, Pss_Anon and Pss_File of a process and its descendants, in MB.
+
+    PSS shares each page among the processes that map it: the workers' common mapping
+    of the index file counts once in the sum, where RSS would count it per worker.
+    """
+    out = {"Rss": 0.0, "Pss": 0.0, "Pss_Anon": 0.0, "Pss_File": 0.0}
+    for q in tree(pid):
+        for line in Path(f"/proc/{q}/smaps_rollup").read_text().splitlines()[1:]:
+            name, _, value = line.partition(":")
+            if name in out:
+                out[name] += int(value.split()[0]) / 1024.0
     return out
 
 
@@ -120,12 +130,25 @@ def ivfpq_recall(root: Path, n: int, queries: int = 100) -> tuple[float, float]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far, all its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds so far of a process and its descendants, all threads."""
+    total = 0
+    for q in tree(pid):
+        fields = Path(f"/proc/{q}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(root: Path) -> tuple[subprocess.Popen, str]:
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM: the server (and its workers) shut down; killed if not gone in 30 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def start_server(root: Path, workers: int = WORKERS) -> tuple[subprocess.Popen, str]:
     import socket
 
     import httpx
@@ -134,7 +157,7 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "artistsim", "serve", str(root), "--port", str(port),
-                             "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             "--threads", "1", "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(3000):  # index loading at 1M takes a while; bounded all the same
         if proc.poll() is not None:
@@ -239,6 +262,12 @@ async def _timed(run: Callable[[], Awaitable[Any]], lat: list[float], errors: Ca
             "errors": errors(), "n": len(a), "client_ms": cpu / max(len(a), 1) * 1000}
 
 
+def warm_up(url: str, n: int, requests: int = WARM_UP) -> None:
+    """Queries not measured: the first ones map the memory-mapped index's pages into the workers."""
+    ids = np.random.default_rng(99).integers(0, n, size=requests)
+    asyncio.run(load(url, similar_paths(ids), 8))
+
+
 def similar_paths(ids: np.ndarray) -> list[str]:
     return [f"/tracks/{int(t)}/similar?k={K}" for t in ids]
 
@@ -306,14 +335,12 @@ def main() -> int:
     empty = C.SCRATCH / "serve_empty"
     build(empty, 1000, "flat")
     proc, url = start_server(empty)
-    base_rss = rss_mb(proc.pid)
     base_mem = memory_mb(proc.pid)
-    proc.terminate()
-    proc.wait()
+    stop(proc)
     met = True
 
-    def row(n: int, kind: str, client: str, clients: int, s: dict, direct: float) -> list:
-        return [f"{n:,}", kind, client, clients, C.fmt(s["p50"]), C.fmt(s["p99"]), C.fmt(s["qps"], 0),
+    def row(n: int, kind: str, workers: int, client: str, clients: int, s: dict, direct: float) -> list:
+        return [f"{n:,}", kind, workers, client, clients, C.fmt(s["p50"]), C.fmt(s["p99"]), C.fmt(s["qps"], 0),
                 C.fmt(direct, 0), C.fmt(direct / s["qps"]), C.fmt(s["server_ms"]), C.fmt(s["client_ms"]),
                 s["errors"]]
 
@@ -322,6 +349,7 @@ def main() -> int:
         build(root, n, kind)
         proc, url = start_server(root)
         try:
+            warm_up(url, n)
             rng = np.random.default_rng(1)
             for clients in CLIENTS:
                 ids = rng.integers(0, n, size=requests)
@@ -329,53 +357,67 @@ def main() -> int:
                 direct = faiss_direct(root, ids[: s["n"]], clients)
                 if kind == "hnsw" and clients == 8:
                     met = met and s["p99"] <= 20 and direct / s["qps"] <= 2 and s["errors"] == 0
-                rows.append(row(n, kind, "lean", clients, s, direct))
+                rows.append(row(n, kind, WORKERS, "lean", clients, s, direct))
                 if kind == "hnsw" and clients == 8:
                     h = measure(proc, load_httpx, url, similar_paths(ids), clients)
-                    rows.append(row(n, kind, "httpx", clients, h, direct))
+                    rows.append(row(n, kind, WORKERS, "httpx", clients, h, direct))
             if kind == "hnsw":
                 h = measure(proc, load, url, ["/health"] * requests, 8, None)
                 floor_rows.append([f"{n:,}", "GET /health", 8, C.fmt(h["p50"]), C.fmt(h["p99"]), C.fmt(h["qps"], 0),
                                    C.fmt(h["server_ms"]), C.fmt(h["client_ms"])])
-            rss = rss_mb(proc.pid)
-            mem_rows.append([f"{n:,}", kind, C.fmt(rss, 0), C.fmt((rss - base_rss) / n * 1e6, 0)])
+            mem = memory_mb(proc.pid)
+            mem_rows.append([f"{n:,}", kind, WORKERS, *(C.fmt(mem[f], 0) for f in ("Rss", "Pss", "Pss_Anon", "Pss_File")),
+                             C.fmt((mem["Pss"] - base_mem["Pss"]) / n * 1e6, 0),
+                             C.fmt((mem["Pss_Anon"] - base_mem["Pss_Anon"]) / n * 1e6, 0)])
             if kind == "hnsw":
                 a = asyncio.run(add_during_load(root, url, rng.integers(0, n, size=requests), 10_000))
                 add_row = [f"{n:,}", "10,000", C.fmt(a["seconds"]), a["queries"], a["errors"]]
         finally:
-            proc.terminate()
-            proc.wait()
+            stop(proc)
+        if kind == "hnsw" and WORKERS > 1:  # the 8-client level served by one process, for comparison
+            build(root, n, kind)  # drops the add's tail
+            proc, url = start_server(root, 1)
+            try:
+                warm_up(url, n)
+                ids = np.random.default_rng(4).integers(0, n, size=requests)
+                s = measure(proc, load, url, similar_paths(ids), 8)
+                rows.append(row(n, kind, 1, "lean", 8, s, faiss_direct(root, ids[: s["n"]], 8)))
+            finally:
+                stop(proc)
     root = C.SCRATCH / f"serve_ivfpq_{big}"
     build(root, big, "ivfpq")
     proc, url = start_server(root)
     try:
         opened = memory_mb(proc.pid)
+        warm_up(url, big)
         s = measure(proc, load, url, similar_paths(np.random.default_rng(2).integers(0, big, size=requests)), 8)
         after = memory_mb(proc.pid)
     finally:
-        proc.terminate()
-        proc.wait()
+        stop(proc)
     index_mb = sum(f.stat().st_size for f in root.glob("index-*.faiss")) / 2**20
-    per_m = (after["RssAnon"] - base_mem["RssAnon"]) / big * 1e6
-    pq_rows.append([f"{big:,}", C.fmt(index_mb, 0), C.fmt(opened["VmRSS"], 0), C.fmt(after["VmRSS"], 0),
-                    C.fmt(after["RssAnon"], 0), C.fmt(after["RssFile"], 0), C.fmt(per_m, 0),
+    per_m = (after["Pss_Anon"] - base_mem["Pss_Anon"]) / big * 1e6
+    pq_rows.append([f"{big:,}", C.fmt(index_mb, 0), C.fmt(opened["Pss"], 0), C.fmt(after["Pss"], 0),
+                    C.fmt(after["Pss_Anon"], 0), C.fmt(after["Pss_File"], 0), C.fmt(per_m, 0),
                     *(C.fmt(r, 3) for r in ivfpq_recall(root, big)), C.fmt(s["p50"]), C.fmt(s["p99"]), C.fmt(s["qps"], 0),
                     s["errors"]])
     load1 = C.load_average()
     sections.append(C.Section(
         heading="GET /tracks/{id}/similar?k=100 under load vs FAISS in-process",
-        table=C.markdown_table(["tracks", "index", "client", "clients", "p50 ms", "p99 ms", "server q/s",
+        table=C.markdown_table(["tracks", "index", "workers", "client", "clients", "p50 ms", "p99 ms", "server q/s",
                                 "FAISS q/s", "FAISS / server", "server CPU ms/req", "client CPU ms/req",
                                 "errors"], rows),
         target="p99 <= 20 ms at 8 clients on 1M HNSW, throughput within 2x of FAISS in-process",
         met=met if mode == "full" else None, load=(load0, load1),
-        notes=f"{requests} requests per row (fewer if a level hit its {TIME_LIMIT:.0f} s limit). Client `lean`: "
+        notes=f"{requests} requests per row after {WARM_UP} unmeasured ones per server (fewer if a level hit its {TIME_LIMIT:.0f} s limit). Client `lean`: "
               "asyncio streams, HTTP/1.1 keep-alive, one loopback connection per client, every response read "
               "whole and its neighbours counted; `httpx`: httpx.AsyncClient, the same checks. Client and server "
-              "share the machine's 2 cores (and whatever else runs); CPU per request is each process's user + "
-              "system time over the requests answered. Server: `artistsim serve --threads 1` (uvicorn with "
-              "uvloop and httptools; similar-track GETs through the batched hot path, one search lane per core); "
-              "HNSW efSearch 128 (FAISS searches max(efSearch, k) candidates). FAISS in-process: the same single "
+              "share the machine's 2 cores (and whatever else runs); CPU per request is each side's user + "
+              "system time (the server's summed over its supervisor and workers) over the requests answered. "
+              f"Server: `artistsim serve --threads 1 --workers {WORKERS}` (one process per usable core on one "
+              "port, connections spread by SO_REUSEPORT, the HNSW index memory-mapped and shared; uvicorn with "
+              "uvloop and httptools; similar-track GETs through the batched hot path, the cores' search lanes "
+              "shared out among the workers); the row with 1 worker is the same 8-client level served by one "
+              "process with one lane per core, for comparison. HNSW efSearch 128 (FAISS searches max(efSearch, k) candidates). FAISS in-process: the same single "
               "queries (k + 1, as the server asks), as many threads as clients, 1 OpenMP thread each."))
     sections.append(C.Section(
         heading="The HTTP stack alone (same server, 8 lean clients)",
@@ -391,18 +433,25 @@ def main() -> int:
             notes="The add is the store's append (new segment + manifest switch) in its own process; the "
                   "running server keeps answering from its snapshot."))
     sections.append(C.Section(
-        heading="Memory of the serving process",
-        table=C.markdown_table(["tracks", "index", "RSS MB", "MB per million tracks"], mem_rows),
-        notes=f"RSS after the load loops; an empty server (1,000 tracks) holds {base_rss:.0f} MB, subtracted "
-              "before scaling to a million."))
+        heading="Memory of the serving processes",
+        table=C.markdown_table(["tracks", "index", "workers", "RSS MB", "PSS MB", "PSS anon MB", "PSS file MB",
+                                "PSS MB per million", "anon MB per million"], mem_rows),
+        notes=f"After the load loops, summed over the supervisor and its workers. PSS counts a page shared by "
+              f"several processes once in the sum (RSS counts it in each): the workers share one mapping of "
+              f"the HNSW index file (faiss.IO_FLAG_MMAP_IFC) and of the catalogue's segment. anon: memory of "
+              f"the processes' own (must stay in RAM); file: pages of the index and segment files, held by the "
+              f"page cache (needed in RAM for HNSW's speed, but shared and reclaimable). An empty server "
+              f"(1,000 tracks, same workers) holds {base_mem['Pss']:.0f} MB PSS ({base_mem['Pss_Anon']:.0f} MB "
+              f"anon), subtracted before scaling to a million."))
     sections.append(C.Section(
         heading="IVF-PQ on disk: memory per million tracks (8 lean clients)",
-        table=C.markdown_table(["tracks", "index file MB", "RSS opened MB", "RSS after MB", "anon MB", "file MB",
+        table=C.markdown_table(["tracks", "index file MB", "PSS opened MB", "PSS after MB", "anon MB", "file MB",
                                 "anon MB per million", "recall@100", "artist recall", "p50 ms", "p99 ms", "q/s", "errors"], pq_rows),
         notes=f"`artistsim index build --index ivfpq`: ~sqrt(N) lists, PQ codes of d/4 bytes, lists read with "
               f"faiss.IO_FLAG_MMAP (OnDiskInvertedLists), nprobe 64, the top 4k candidates re-scored exactly from "
-              f"the memory-mapped segment. anon = RssAnon (must stay in RAM; the empty server's "
-              f"{base_mem['RssAnon']:.0f} MB subtracted per million); file = RssFile (index lists and segment rows "
+              f"the memory-mapped segment; {WORKERS} workers, memory summed as above. anon = Pss_Anon (must "
+              f"stay in RAM; the empty server's {base_mem['Pss_Anon']:.0f} MB subtracted per million); file = "
+              f"Pss_File (index lists and segment rows "
               f"paged in by the queries, held by the page cache and reclaimable). recall@100 against exact search "
               f"and same-artist recall (as in the ann section; HNSW efSearch 128 gets about 0.91 on the 1M catalogue) "
               f"on 100 catalogued queries."))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -42,6 +44,23 @@ def test_ivfpq_lists_stay_on_disk_and_scores_are_exact(tmp_path):
     scores, rows = snap.search(q, 20, exclude=np.array([7, 1500]))
     exact = np.einsum("qkd,qd->qk", snap.vectors(rows.ravel()).reshape(2, 20, -1), q)
     np.testing.assert_allclose(scores, exact, rtol=1e-5, atol=1e-6)  # re-scored, not PQ's estimates
+
+
+def test_hnsw_index_is_memory_mapped_and_answers_like_a_copy_read_whole(tmp_path):
+    import faiss
+
+    from artistsim.catalogue.snapshot import EF_SEARCH
+
+    create(tmp_path, part(3000, 0, d=32), runs=[], embed={}, index="hnsw")
+    snap = open_snapshot(tmp_path)
+    path = tmp_path / Manifest.read(tmp_path).index["file"]
+    maps = Path("/proc/self/maps")
+    if maps.exists():  # Linux: the file is mapped (shared by every process serving it), not copied
+        assert str(path) in maps.read_text()
+    whole = faiss.read_index(str(path))
+    whole.hnsw.efSearch = EF_SEARCH
+    q = snap.vectors(np.arange(0, 3000, 97))
+    assert np.array_equal(snap.index.search(q, 20)[1], whole.search(q, 20)[1])
 
 
 def test_adds_are_generations_and_refuse_bad_tracks(tmp_path):

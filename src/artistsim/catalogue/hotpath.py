@@ -5,11 +5,12 @@ load"), FAISS answers one query in ~0.6 ms of CPU, but the request through FastA
 ~1.7 ms of server CPU: routing, parameter validation, the thread-pool hop of a sync
 endpoint and `json.dumps` of 100 neighbours. Two pieces remove most of it:
 
-- `SimilarBatcher` runs the searches on `lanes` dedicated threads (one per core by
-  default), each searching with one OpenMP thread. A request starts a search at once
-  when a lane is free (no timer: a lone request is never held back); requests that
-  arrive while every lane is busy wait and then go together, one `Snapshot.search`
-  call per distinct k. The event loop keeps parsing HTTP while the lanes are inside
+- `SimilarBatcher` runs the searches on `lanes` dedicated threads (by default the
+  usable cores shared out among `serve --workers` processes), each searching with one
+  OpenMP thread. A request starts a search at once when a lane is free (no timer: a
+  lone request is never held back); requests that arrive while every lane is busy wait
+  and then go together, one `Snapshot.search` call per distinct k, each free lane
+  taking its share of them. The event loop keeps parsing HTTP while the lanes are inside
   FAISS or numpy, which release the GIL, and the per-call overhead of the search is
   shared by the batch. Why lanes of one OpenMP thread rather than one batch over an
   OpenMP team: measured on the 2 shared cores, a team's barriers spin or sleep while
@@ -66,10 +67,14 @@ class SimilarBatcher:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bytes | None] = loop.create_future()
         self._pending.append((trackid, k, fut))
-        if self._running < self.lanes:
+        self._wake(loop)
+        return await fut
+
+    def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start idle lanes while work is pending (each takes its share when it runs)."""
+        while self._pending and self._running < self.lanes:
             self._running += 1
             loop.create_task(self._drain())
-        return await fut
 
     async def _drain(self) -> None:
         """One lane: search what is pending, then what arrived meanwhile, until nothing is left."""
@@ -79,7 +84,11 @@ class SimilarBatcher:
                                                                initializer=_one_omp_thread)
         try:
             while self._pending:
-                batch, self._pending = self._pending, []
+                # A share, not everything: one lane holding all that waits would search it
+                # serially while the other lanes sit idle.
+                share = -(-len(self._pending) // self.lanes)
+                batch, self._pending = self._pending[:share], self._pending[share:]
+                self._wake(loop)
                 try:
                     bodies = await loop.run_in_executor(self._pool, self.answer, [(t, k) for t, k, _ in batch])
                 except Exception as exc:  # every waiter hears of it; HotPath falls back to the FastAPI route

@@ -208,7 +208,12 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
         def run() -> dict[str, Any]:
             check_k(kk)
             snap = cat.snapshot
-            vec, rows = cat.vectors_of(np.array([tid]), snap)
+            try:
+                vec, rows = cat.vectors_of(np.array([tid]), snap)
+            except NotFound:  # added a moment ago through another worker or writer? Look now.
+                cat.maybe_refresh(interval=0.0)
+                snap = cat.snapshot
+                vec, rows = cat.vectors_of(np.array([tid]), snap)
             return {"trackid": tid, "k": kk, "neighbours": neighbours_list(cat.similar(vec, kk, rows, rerank, snap))}
 
         return _json(guard(run))
@@ -260,23 +265,13 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
     return app
 
 
-def serve(root: str | Path, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
-          threads: int = 1, max_body: int = MAX_BODY_BYTES, search_threads: int | None = None) -> None:
-    """Open the catalogue and serve it until interrupted.
-
-    `threads` caps torch's and FAISS's own threads per request of the thread-pool routes:
-    concurrency comes from the server's thread pool, and nested thread pools on few cores
-    only contend. The hot path searches on `search_threads` lanes of one thread each
-    (default: the usable cores; `SimilarBatcher`).
-    """
+def app_from_settings(settings: dict[str, Any]) -> FastAPI:
+    """Open the catalogue and make the app, with this process's thread settings."""
     import torch
-    import uvicorn
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(settings["threads"])
     faiss = faiss_module()
     if faiss is not None:
-        faiss.omp_set_num_threads(threads)  # this thread's (opening the index); pool threads set their own
-    cat = LiveCatalogue(root, device)
-    # uvicorn picks uvloop and httptools (dependencies) over asyncio and h11 when present
-    uvicorn.run(create_app(cat, max_body, search_threads, threads), host=host, port=port, log_level="warning",
-                access_log=False)
+        faiss.omp_set_num_threads(settings["threads"])  # this thread's (opening the index); pool threads set their own
+    cat = LiveCatalogue(settings["root"], settings["device"])
+    return create_app(cat, settings["max_body"], settings["search_threads"], settings["threads"])

@@ -219,8 +219,12 @@ def read_index(root: Path, manifest: Manifest) -> Any:
 
     path = root / manifest.index["file"]
     # IVF-PQ's lists stay in the file, memory-mapped: only the lists a query visits are
-    # paged in, and the page cache, not the process, holds them.
-    flags = faiss.IO_FLAG_MMAP if manifest.index.get("kind") == "ivfpq" else 0
+    # paged in, and the page cache, not the process, holds them. HNSW's vectors and graph
+    # are mapped in place (zero-copy): opening takes no time, and every process serving
+    # the catalogue (`serve --workers`) shares one copy in the page cache instead of
+    # holding its own. Index files are never written after they are named in a manifest.
+    kind = manifest.index.get("kind")
+    flags = faiss.IO_FLAG_MMAP if kind == "ivfpq" else faiss.IO_FLAG_MMAP_IFC if kind == "hnsw" else 0
     try:
         index = faiss.read_index(str(path), flags)
     except RuntimeError as exc:

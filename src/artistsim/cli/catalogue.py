@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -178,11 +179,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from artistsim.catalogue.service import serve
+    from artistsim.catalogue.server import WorkerError, serve
 
-    print(f"serving {args.catalogue} on http://{args.host}:{args.port} (docs: /docs)", flush=True)
-    serve(args.catalogue, args.host, args.port, args.device, args.threads, args.max_body_mb * 2**20,
-          args.search_threads)
+    try:
+        serve(args.catalogue, args.host, args.port, args.device, args.threads, args.max_body_mb * 2**20,
+              args.search_threads, args.workers)
+    except WorkerError as exc:
+        print(f"artistsim serve: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -256,7 +260,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, default=1, help="torch / FAISS threads per request")
     p.add_argument("--search-threads", type=int, default=None,
-                   help="threads searching similar-track queries, batched (default: the usable cores)")
+                   help="threads searching similar-track queries, batched, per worker "
+                        "(default: the usable cores shared out among the workers)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes on one socket, sharing the memory-mapped index "
+                        "(throughput: one per core; each takes in the others' adds within a second)")
     p.add_argument("--max-body-mb", type=int, default=32)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_serve)
