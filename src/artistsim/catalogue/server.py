@@ -70,12 +70,7 @@ def serve(root: str | Path, host: str = "127.0.0.1", port: int = 8000, device: s
                 "search_threads": lanes}
     if workers == 1:
         app = app_from_settings(settings)
-        sock = socket.socket(_family(host), socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        sock = bound_socket(host, port)
         sock.listen(2048)
         _announce(root, host, int(sock.getsockname()[1]), workers)
         # uvicorn picks uvloop and httptools (dependencies) over asyncio and h11 when present
@@ -91,32 +86,31 @@ def _announce(root: str | Path, host: str, port: int, workers: int) -> None:
           f"{'es' if workers > 1 else ''})", flush=True)
 
 
+def bound_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to (host, port) (0: a free port), in the port's SO_REUSEPORT group if asked.
+
+    A taken port is an OSError naming it, which the CLI reports in one line (exit 2).
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
 def free_port(host: str, port: int) -> int:
     """`port` (or a free one for 0), refused when anything listens there already.
 
     A plain bind, without SO_REUSEPORT: another server's reuse-port group on that port
     would otherwise be joined silently, and the two servers would share its traffic.
     """
-    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    with bound_socket(host, port) as probe:
         return int(probe.getsockname()[1])
-
-
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to (host, port) in the SO_REUSEPORT group of that address."""
-    sock = socket.socket(_family(host), socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    return sock
 
 
 def _die_with_parent(parent: int) -> None:
@@ -134,7 +128,7 @@ def worker_main(settings: dict[str, Any], host: str, port: int, parent: int) -> 
     """One worker: its own listening socket in the port's group, then uvicorn until stopped."""
     _die_with_parent(parent)
     try:
-        sock = reuse_port_socket(host, port)
+        sock = bound_socket(host, port, reuse_port=True)
         sock.listen(2048)
         app = app_from_settings(settings)  # opened before serving: no request waits for the index
     except Exception as exc:  # one line, as from the CLI; the supervisor stops the server
@@ -148,7 +142,7 @@ def run_workers(settings: dict[str, Any], host: str, port: int, workers: int,
                 announce: Callable[[int], None] | None = None) -> None:
     """Start `workers` server processes on (host, port) and supervise them until stopped."""
     port = free_port(host, port)
-    holder = reuse_port_socket(host, port)  # not listening: receives no connections
+    holder = bound_socket(host, port, reuse_port=True)  # not listening: receives no connections
     if announce is not None:
         announce(port)
     ctx = multiprocessing.get_context("spawn")
