@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from artistsim.catalogue.identify import calibrate
+from artistsim.catalogue.enrol import DEFAULT_METHOD, calibrate
 from artistsim.catalogue.snapshot import file_sha256, labelled, open_snapshot
 from artistsim.catalogue.store import UNKNOWN_ARTIST, CatalogueError, Manifest, Part, create, set_calibration
 from artistsim.data.layout import FEATURE_DIM, DataError, check_shape
@@ -191,11 +191,11 @@ def build_catalogue(root: str | Path, data_dir: str | Path, runs: list[str | Pat
     return calibrate_catalogue(root, far) or manifest
 
 
-def calibrate_catalogue(root: str | Path, far: float = 0.01) -> Manifest | None:
-    """Calibrate identification on the catalogue's labelled tracks and record it; None when too few."""
+def calibrate_catalogue(root: str | Path, far: float = 0.01, method: str = DEFAULT_METHOD) -> Manifest | None:
+    """Calibrate identification (`method`, see `catalogue.enrol`) on the labelled tracks and record it; None when too few."""
     snap = open_snapshot(root)
     rows = labelled(snap)
     if len(np.unique(snap.artists()[rows])) < 4:
         return None
-    return set_calibration(root, calibrate(snap.vectors(rows), snap.artists()[rows], far=far))
+    return set_calibration(root, calibrate(snap.vectors(rows), snap.artists()[rows], far=far, method=method))
 

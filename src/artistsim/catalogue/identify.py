@@ -11,11 +11,17 @@ unknown artists, and the threshold is the normalised top score that only a `far`
 of them exceeds (the target false-accept rate). Tracks of enrolled artists are scored
 leave-one-out (their own centroid without them), as a new track of a known artist would
 be. `calibrate` reports the verification EER and the open-set accuracy at the threshold.
+
+This module holds the centroid model (method "asnorm") and what every artist model
+shares (`identify`, `calibrate`, the EER); `artistsim.catalogue.enrol` chooses the model
+by method, the default being the two-covariance (PLDA) one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -38,8 +44,27 @@ class ArtistModel:
 
     def column(self, labels: np.ndarray) -> np.ndarray:
         """Column of each label (-1 when the artist is not enrolled)."""
-        pos = np.minimum(np.searchsorted(self.artists, labels), len(self.artists) - 1)
-        return np.where(self.artists[pos] == labels, pos, -1)
+        return columns(self.artists, labels)
+
+    def score(self, queries: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
+        """AS-normalised cosine (Q, A) of queries against the centroids (own: leave-one-out columns)."""
+        return score(self, queries, own)
+
+
+class Enrolled(Protocol):
+    """What identification needs of an artist model: its artists and a (Q, A) score, higher = more alike."""
+
+    artists: np.ndarray
+
+    def column(self, labels: np.ndarray) -> np.ndarray: ...
+
+    def score(self, queries: np.ndarray, own: np.ndarray | None = None) -> np.ndarray: ...
+
+
+def columns(artists: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Column of each label among the sorted `artists` (-1 when the artist is not enrolled)."""
+    pos = np.minimum(np.searchsorted(artists, labels), len(artists) - 1)
+    return np.where(artists[pos] == labels, pos, -1)
 
 
 def artist_model(embeddings: np.ndarray, labels: np.ndarray, top_k: int = TOP_K) -> ArtistModel:
@@ -112,9 +137,9 @@ class Identification:
     known: np.ndarray  # (Q,) top score above the threshold
 
 
-def identify(model: ArtistModel, queries: np.ndarray, threshold: float, k: int = 5) -> Identification:
+def identify(model: Enrolled, queries: np.ndarray, threshold: float, k: int = 5) -> Identification:
     """The k best artists per query with scores; `known` False means "unknown artist"."""
-    s = score(model, queries)
+    s = model.score(queries)
     k = min(k, s.shape[1])
     order = np.argsort(-s, axis=1, kind="stable")[:, :k]
     top = np.take_along_axis(s, order, axis=1)
@@ -134,8 +159,20 @@ def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> tuple[float, 
 
 
 def calibrate(embeddings: np.ndarray, labels: np.ndarray, far: float = 0.01, holdout: float = 0.2,
-              seed: int = 0, max_queries: int = 5000, top_k: int = TOP_K) -> dict:
-    """Threshold for a target false-accept rate on held-out artists, with EER and accuracy there."""
+              seed: int = 0, max_queries: int = 5000, top_k: int = TOP_K,
+              enrol: Callable[[np.ndarray, np.ndarray], Enrolled] | None = None,
+              refit: Callable[[Enrolled, np.ndarray, np.ndarray], Enrolled] | None = None, folds: int = 10
+              ) -> dict:
+    """Threshold for a target false-accept rate on held-out artists, with EER and accuracy there.
+
+    `enrol` builds the artist model from the enrolled tracks (default: AS-normed centroids).
+    Known-artist tracks are scored as new tracks would be: by the model's leave-one-out
+    column, or, given `refit` (a model like this one fitted on other tracks), by `folds`
+    models each fitted without its share of the queries. A model whose parameters (a
+    covariance, not only the artist's sum) are estimated from the query itself would
+    otherwise judge it in-sample, measured far too well: the PLDA model's closed-set
+    top-1 on the demo catalogue 0.97 in-sample against 0.60 cross-fitted.
+    """
     labels = np.asarray(labels)
     artists = np.unique(labels)
     if len(artists) < 4:
@@ -143,13 +180,18 @@ def calibrate(embeddings: np.ndarray, labels: np.ndarray, far: float = 0.01, hol
     rng = np.random.default_rng(seed)
     held = rng.choice(artists, size=max(1, int(round(holdout * len(artists)))), replace=False)
     unknown = np.isin(labels, held)
-    model = artist_model(embeddings[~unknown], labels[~unknown], top_k)
-    known_rows = _sample(np.flatnonzero(~unknown), max_queries, rng)
+    model = (enrol or (lambda e, y: artist_model(e, y, top_k)))(embeddings[~unknown], labels[~unknown])
+    enrolled = np.flatnonzero(~unknown)
+    known_rows = _sample(enrolled, max_queries, rng)
     own = model.column(labels[known_rows])
-    known_rows, own = known_rows[model.counts[own] > 1], own[model.counts[own] > 1]
+    counts = np.bincount(model.column(labels[enrolled]), minlength=len(model.artists))
+    known_rows, own = known_rows[counts[own] > 1], own[counts[own] > 1]
     unknown_rows = _sample(np.flatnonzero(unknown), max_queries, rng)
-    s_known = score(model, embeddings[known_rows], own)
-    s_unknown = score(model, embeddings[unknown_rows])
+    if refit is None:
+        s_known = model.score(embeddings[known_rows], own)
+    else:
+        s_known = _cross_fitted(model, refit, embeddings, labels, enrolled, known_rows, own, folds, rng)
+    s_unknown = model.score(embeddings[unknown_rows])
     genuine = s_known[np.arange(len(own)), own]
     mask = np.ones_like(s_known, dtype=bool)
     mask[np.arange(len(own)), own] = False
@@ -165,7 +207,33 @@ def calibrate(embeddings: np.ndarray, labels: np.ndarray, far: float = 0.01, hol
             "closed_set_top1": float((s_known.argmax(axis=1) == own).mean()),
             "eer": eer, "eer_threshold": eer_threshold, "enrolled_artists": int(len(model.artists)),
             "heldout_artists": int(len(held)), "known_queries": int(len(own)),
-            "unknown_queries": int(len(unknown_rows)), "top_k": model.top_k, "seed": seed}
+            "unknown_queries": int(len(unknown_rows)), "seed": seed,
+            **({"top_k": model.top_k} if isinstance(model, ArtistModel) else {"folds": folds})}
+
+
+def _cross_fitted(model: Enrolled, refit: Callable[[Enrolled, np.ndarray, np.ndarray], Enrolled],
+                  embeddings: np.ndarray, labels: np.ndarray, enrolled: np.ndarray, known_rows: np.ndarray,
+                  own: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
+    """(Q, A) scores of the known queries, each by a model fitted without its fold of them.
+
+    An artist's queries are dealt to consecutive folds from a random start, so no fold
+    takes every track of an artist of two or more (its column would be empty: -inf).
+    """
+    order = np.lexsort((known_rows, own))
+    first = np.searchsorted(own[order], own[order])
+    fold = np.empty(len(own), dtype=np.int64)
+    fold[order] = (np.arange(len(order)) - first + rng.integers(0, folds, size=len(model.artists))[own[order]]) % folds
+    out = np.full((len(known_rows), len(model.artists)), -np.inf)
+    where = np.searchsorted(enrolled, known_rows)
+    for f in range(folds):  # a handful of fits, each scoring its queries in one product
+        q = np.flatnonzero(fold == f)
+        if len(q) == 0:
+            continue
+        keep = np.ones(len(enrolled), dtype=bool)
+        keep[where[q]] = False
+        sub = refit(model, embeddings[enrolled[keep]], labels[enrolled[keep]])
+        out[np.ix_(q, model.column(sub.artists))] = sub.score(embeddings[known_rows[q]])
+    return out
 
 
 def _sample(rows: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from artistsim.catalogue.build import Embedder, check_features
-from artistsim.catalogue.identify import ArtistModel, artist_model, identify
+from artistsim.catalogue.enrol import PldaArtists, served_model
+from artistsim.catalogue.identify import ArtistModel, identify
 from artistsim.catalogue.snapshot import (MAX_K, Snapshot, check_runs, labelled, open_snapshot, reopen,
                                           search_settings)
 from artistsim.catalogue.store import MANIFEST, UNKNOWN_ARTIST, CatalogueError, Manifest, Part, append, check_part
@@ -85,7 +86,7 @@ class LiveCatalogue:
         self.snapshot: Snapshot = open_snapshot(self.root, manifest)
         self._lock = threading.Lock()
         self._embedder: Embedder | None = None
-        self._artists: tuple[int, ArtistModel] | None = None
+        self._artists: tuple[int, ArtistModel | PldaArtists] | None = None
         self._last_look = time.monotonic()
         self._stamp = os.stat(self.root / MANIFEST).st_mtime_ns
 
@@ -131,7 +132,7 @@ class LiveCatalogue:
             raise NotFound(f"trackid {int(np.asarray(trackids)[rows < 0][0])} is not in the catalogue")
         return snap.vectors(rows), rows
 
-    def artist_model(self) -> ArtistModel:
+    def artist_model(self) -> ArtistModel | PldaArtists:
         snap = self.snapshot
         cached = self._artists
         if cached is not None and cached[0] == snap.generation:
@@ -139,7 +140,7 @@ class LiveCatalogue:
         rows = labelled(snap)
         if len(np.unique(snap.artists()[rows])) < 2:
             raise Unavailable("identification needs at least two labelled artists in the catalogue")
-        model = artist_model(snap.vectors(rows), snap.artists()[rows])
+        model = served_model(self.manifest.calibration, snap.vectors(rows), snap.artists()[rows])
         self._artists = (snap.generation, model)
         return model
 

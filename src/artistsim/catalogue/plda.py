@@ -104,3 +104,23 @@ def log_scores(model: TwoCovariance, embeddings: np.ndarray, own: np.ndarray) ->
         mean, var = _predictive(model.between, model.counts[cols][:, None] - 1.0, model.sums[cols] - zr)
         scores[rows, cols] = -((zr - mean) ** 2 / var + np.log(var)).sum(axis=1)
     return scores / z.shape[1]
+
+
+def llr(model: TwoCovariance, embeddings: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
+    """(Q, A) log-likelihood ratios in nats: log p(x | the artist's tracks) - log p(x | an artist never seen).
+
+    The verification score of speaker recognition's PLDA: the predictive density given the
+    artist's n tracks against the prior predictive (n = 0: mean 0, variance 1 + phi per
+    direction). The prior term is the query's own, shared by every artist, so it leaves the
+    ranking alone but puts every query on one scale: a track that is merely typical of the
+    catalogue scores high under the artist density and high under the prior alike, and
+    does not pass a threshold that a track close to one artist passes. `own` as in
+    `log_scores` (None: no track is in the catalogue).
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    own = np.full(len(x), -1) if own is None else own
+    z = (x - model.centre) @ model.transform
+    prior_var = 1.0 + model.between
+    prior = -((z * z) / prior_var + np.log(prior_var)).sum(axis=1)
+    d = z.shape[1]
+    return (log_scores(model, x, own) - prior[:, None] / d) * (d / 2.0)

@@ -34,7 +34,7 @@ def _print_calibration(cal: dict | None) -> None:
     if cal is None:
         print("identification: not calibrated (fewer than 4 labelled artists)")
         return
-    print(f"identification: threshold {cal['threshold']:.3f} for FAR {cal['target_far']:g} on "
+    print(f"identification ({cal.get('method', 'asnorm')}): threshold {cal['threshold']:.3f} for FAR {cal['target_far']:g} on "
           f"{cal['heldout_artists']} held-out artists; EER {cal['eer']:.4f}, accuracy {cal['accuracy']:.4f} "
           f"(known {cal['known_accuracy']:.4f}, unknown rejected {cal['unknown_rejected']:.4f}, "
           f"closed-set top-1 {cal['closed_set_top1']:.4f})")
@@ -137,7 +137,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
     if args.calibrate:
         from artistsim.catalogue.build import calibrate_catalogue
 
-        manifest = calibrate_catalogue(args.catalogue, args.far)
+        manifest = calibrate_catalogue(args.catalogue, args.far, args.method)
         if manifest is None:
             raise ValueError(f"{args.catalogue}: calibration needs at least 4 labelled artists")
         print(json.dumps(manifest.calibration) if args.json else "", end="\n" if args.json else "")
@@ -242,6 +242,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ident.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
     ident.add_argument("--calibrate", action="store_true", help="(re)calibrate on held-out artists; print EER")
     ident.add_argument("--far", type=float, default=0.01)
+    # catalogue.enrol.METHODS, spelled out so that --help imports nothing heavy
+    ident.add_argument("--method", default="plda", choices=("plda", "asnorm"),
+                       help="with --calibrate: plda (default), the two-covariance model's log-likelihood ratio; "
+                            "asnorm: AS-normalised cosine to artist centroids (catalogues calibrated before plda)")
 
     p = sub.add_parser("audit", help="rank labelled tracks by how likely their artist label is wrong")
     p.add_argument("catalogue")
