@@ -208,7 +208,8 @@ def calibrate(embeddings: np.ndarray, labels: np.ndarray, far: float = 0.01, hol
             "eer": eer, "eer_threshold": eer_threshold, "enrolled_artists": int(len(model.artists)),
             "heldout_artists": int(len(held)), "known_queries": int(len(own)),
             "unknown_queries": int(len(unknown_rows)), "seed": seed,
-            **({"top_k": model.top_k} if isinstance(model, ArtistModel) else {"folds": folds})}
+            **({"top_k": model.top_k} if isinstance(model, ArtistModel) else {}),
+            **({"folds": folds} if refit is not None else {})}
 
 
 def _cross_fitted(model: Enrolled, refit: Callable[[Enrolled, np.ndarray, np.ndarray], Enrolled],
