@@ -171,7 +171,8 @@ def calibrate(embeddings: np.ndarray, labels: np.ndarray, far: float = 0.01, hol
     models each fitted without its share of the queries. A model whose parameters (a
     covariance, not only the artist's sum) are estimated from the query itself would
     otherwise judge it in-sample, measured far too well: the PLDA model's closed-set
-    top-1 on the demo catalogue 0.97 in-sample against 0.60 cross-fitted.
+    top-1 on the demo catalogue 0.97 in-sample against 0.59 cross-fitted at shrinkage
+    0.05 (0.69 against 0.60 at the audit's 0.8-0.95), mean of 5 held-out draws.
     """
     labels = np.asarray(labels)
     artists = np.unique(labels)
