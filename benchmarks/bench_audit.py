@@ -30,6 +30,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -194,6 +195,17 @@ def identification_section(cal: dict, e: np.ndarray, y: np.ndarray, name: str) -
               f"tracks: noisy from seed to seed.")
 
 
+def labelled_catalogue(cat: Path, data: Path, runs: list[Path], split: str) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Build a catalogue of `split` with `runs` (replacing any earlier one): its manifest, labelled embeddings, labels."""
+    from artistsim.catalogue.build import build_catalogue
+    from artistsim.catalogue.snapshot import labelled, open_snapshot
+
+    manifest = build_catalogue(cat, data, runs, [split], overwrite=True, progress=False)
+    snap = open_snapshot(cat)
+    rows = labelled(snap)
+    return manifest, snap.vectors(rows), snap.artists()[rows]
+
+
 def preset_rows(presets: list[str], seeds: range) -> tuple[list[list[str]], list[list[str]], list[str]]:
     """The audit and identification on each preset's test split (unseen artists), with bench_quality --full's runs.
 
@@ -202,9 +214,6 @@ def preset_rows(presets: list[str], seeds: range) -> tuple[list[list[str]], list
     mean calibration figures over ID_SEEDS held-out draws. Presets without those runs are
     listed as skipped.
     """
-    from artistsim.catalogue.build import build_catalogue
-    from artistsim.catalogue.snapshot import labelled, open_snapshot
-
     rows, id_rows, skipped = [], [], []
     for preset in presets:
         run_root = C.SCRATCH / "quality" / "full" / f"{preset}_d0_t0"
@@ -212,11 +221,8 @@ def preset_rows(presets: list[str], seeds: range) -> tuple[list[list[str]], list
         if not all((r / "best.pt").exists() for r in runs):
             skipped.append(preset)
             continue
-        cat = C.SCRATCH / f"audit_catalogue_preset_{preset}"
-        build_catalogue(cat, C.synth_dataset(preset), runs, ["test"], overwrite=True, progress=False)
-        snap = open_snapshot(cat)
-        keep = labelled(snap)
-        e, y = snap.vectors(keep), snap.artists()[keep]
+        _, e, y = labelled_catalogue(C.SCRATCH / f"audit_catalogue_preset_{preset}", C.synth_dataset(preset),
+                                     runs, "test")
         prec, n = precisions(e, y, seeds, ("margin", "predictive", "plda"))
         pv, pl = np.array(prec["predictive"]), np.array(prec["plda"])
         rows.append([preset, f"{len(y):,} / {len(np.unique(y))}", n,
@@ -266,8 +272,6 @@ def main() -> int:
                              sys.argv[1:], [section, id_section], facts), args.json, merge=True)
         return 0
     from artistsim.catalogue.audit import DEFAULT_METHOD as best
-    from artistsim.catalogue.build import build_catalogue
-    from artistsim.catalogue.snapshot import labelled, open_snapshot
 
     data = C.synth_dataset("demo")
     facts["dataset"] = f"synth demo preset ({data})"
@@ -279,10 +283,7 @@ def main() -> int:
     catalogues = {}
     for split in ("test", "train"):  # artists the model never saw; the artists it was trained on
         cat = C.SCRATCH / f"audit_catalogue_{args.recipe}_{name}{'_train' if split == 'train' else ''}"
-        manifest_of = build_catalogue(cat, data, runs, [split], overwrite=True, progress=False)
-        snap = open_snapshot(cat)
-        rows = labelled(snap)
-        catalogues[split] = (manifest_of, snap.vectors(rows), snap.artists()[rows])
+        catalogues[split] = labelled_catalogue(cat, data, runs, split)
     manifest, e, y = catalogues["test"]
     load0 = C.load_average()
     prec, planted_n = precisions(e, y, seeds, METHODS)
