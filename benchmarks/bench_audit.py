@@ -10,10 +10,12 @@ seeds, for the plain centroid margin (the baseline), the leave-one-out margin,
 leave-one-out with AS-norm, the isotropic Gaussian artist model's predictive score and
 the two-covariance (PLDA) model's, its shrinkage calibrated per catalogue (the
 default), each against the plain margin on the same seeds. With `--ensemble` the demo
-conformer is trained too and the catalogue is built from both runs; a second table
-then scores each run's part of the ensemble embedding alone, and a catalogue of the
-*train* split (the artists the models were trained on) shows how much of the gap to
-the target is the embedding's.
+conformer is trained too and the random-feature LDA (configs/recommended/rflda.toml, in
+both recipes: it has no other) is fitted, and the catalogue is built from the three runs
+(equal weights, unless `evaluate` saved weights for exactly these runs); a second table
+then scores each run's part of the ensemble embedding alone, the two encoders without
+the random-feature LDA, and a catalogue of the *train* split (the artists the models
+were trained on).
 
 Identification: the catalogue's calibration (threshold for a 1% false-accept rate on
 20% of the artists held out of enrolment), its verification EER, open-set accuracy at
@@ -43,6 +45,7 @@ METHODS = ("margin", "loo", "asnorm", "predictive", "plda")  # the plain margin 
 ID_SEEDS = 10  # held-out artist draws of the identification calibration averaged per method
 
 RECIPES = {"recommended": "recommended/{model}.toml", "demo": "{model}_demo.toml"}
+CLOSED_FORM = {"rflda": "recommended/rflda.toml"}  # fitted, not trained: one config for every recipe
 
 
 def trained_run(data: Path, model: str, recipe: str) -> Path:
@@ -50,7 +53,7 @@ def trained_run(data: Path, model: str, recipe: str) -> Path:
     if not (run / "best.pt").exists() or not (run / "metrics.jsonl").exists():
         from artistsim.config import packaged_config
 
-        config = packaged_config(RECIPES[recipe].format(model=model))
+        config = packaged_config(CLOSED_FORM.get(model) or RECIPES[recipe].format(model=model))
         C.log(f"training the {recipe} {model} ({config.name}) into {run} (once)")
         subprocess.run([sys.executable, "-m", "artistsim", "-q", "train", str(data), "--config",
                         str(config), "--out", str(run),
@@ -84,12 +87,21 @@ def method_rows(prec: dict[str, list[float]]) -> list[list[str]]:
     return rows
 
 
-def members(e: np.ndarray, runs: list[dict]) -> dict[str, np.ndarray]:
-    """Each run's own embedding, cut back out of the ensemble (its parts are normalised, then the whole)."""
+def members(e: np.ndarray, runs: list[dict], weights: list[float] | None) -> dict[str, np.ndarray]:
+    """Each run's own embedding, cut back out of the ensemble (its parts are normalised and weighted, then the whole).
+
+    With three runs, also the first two together (the encoders without the random-feature LDA).
+    """
     from artistsim.embed import l2_normalise
 
-    cuts = np.cumsum([0, *(r["embedding_dim"] for r in runs)])
-    return {f"{r['model']} alone": l2_normalise(e[:, a:b]) for r, a, b in zip(runs, cuts[:-1], cuts[1:])}
+    weights = weights or [1.0] * len(runs)
+    kept = [r for r, w in zip(runs, weights) if w > 0]  # a run weighted 0 is not in the embedding
+    cuts = np.cumsum([0, *(r["embedding_dim"] for r in kept)])
+    out = {f"{r['model']} alone": l2_normalise(e[:, a:b]) for r, a, b in zip(kept, cuts[:-1], cuts[1:])}
+    if len(kept) == 3:
+        out[f"{kept[0]['model']}+{kept[1]['model']}"] = l2_normalise(e[:, : cuts[2]] / np.repeat(
+            np.array(weights[:2], dtype=np.float32), [kept[0]["embedding_dim"], kept[1]["embedding_dim"]]))
+    return out
 
 
 def overlap(e: np.ndarray, y: np.ndarray, seeds: range) -> tuple[int, int]:
@@ -221,6 +233,8 @@ def preset_rows(presets: list[str], seeds: range) -> tuple[list[list[str]], list
         if not all((r / "best.pt").exists() for r in runs):
             skipped.append(preset)
             continue
+        if (run_root / "rflda" / "best.pt").exists():  # the recommended ensemble's third run, when fitted
+            runs.append(run_root / "rflda")
         _, e, y = labelled_catalogue(C.SCRATCH / f"audit_catalogue_preset_{preset}", C.synth_dataset(preset),
                                      runs, "test")
         prec, n = precisions(e, y, seeds, ("margin", "predictive", "plda"))
@@ -236,7 +250,8 @@ def preset_rows(presets: list[str], seeds: range) -> tuple[list[list[str]], list
 
 def main() -> int:
     p = C.base_parser(__doc__)
-    p.add_argument("--ensemble", action="store_true", help="also train the conformer and ensemble both")
+    p.add_argument("--ensemble", action="store_true",
+                   help="also train the conformer and fit the random-feature LDA; ensemble the three")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="demo",
                    help="training recipe of the runs: the short demo configs (the issue's) or recommended (make demo's)")
     p.add_argument("--presets", type=lambda v: [x for x in v.split(",") if x],
@@ -251,18 +266,19 @@ def main() -> int:
         load0 = C.load_average()
         rows, id_rows, skipped = preset_rows(args.presets, seeds)
         section = C.Section(
-            heading="Audit precision across presets (transformer+conformer, unseen artists)",
+            heading="Audit precision across presets (the recommended ensemble, unseen artists)",
             table=C.markdown_table(["preset", "tracks / artists", "N", "margin", "predictive", "plda",
                                     "plda vs predictive (seeds won-lost)"], rows),
             load=(load0, C.load_average()),
             notes=f"precision@N, mean over {len(seeds)} seeds of planted swaps (3% of the labels); each preset's "
                   f"test split (artists the models never saw) catalogued with the recommended-recipe ensemble that "
-                  f"`bench_quality.py --full` trained on it (data seed 0). `plda` chooses its shrinkage per "
+                  f"`bench_quality.py --full` trained on it (data seed 0): transformer, conformer and, where fitted, "
+                  f"the random-feature LDA, weighted as `evaluate` chose on validation. `plda` chooses its shrinkage per "
                   f"catalogue; it was designed on demo and while looking at holdout, and genres, mixed and albums "
                   f"were first measured after the design was fixed."
                   + (f" Skipped (no bench_quality runs): {', '.join(skipped)}." if skipped else ""))
         id_section = C.Section(
-            heading="Identification across presets (transformer+conformer, unseen artists)",
+            heading="Identification across presets (the recommended ensemble, unseen artists)",
             table=C.markdown_table(["preset", "method", "EER", "known accepted & right", "open-set accuracy",
                                     "closed-set top-1"], id_rows),
             notes=f"Each method calibrated for a 1% false-accept rate on 20% of the artists held out of enrolment, "
@@ -275,7 +291,7 @@ def main() -> int:
 
     data = C.synth_dataset("demo")
     facts["dataset"] = f"synth demo preset ({data})"
-    models = ("transformer", "conformer") if args.ensemble else ("transformer",)
+    models = ("transformer", "conformer", "rflda") if args.ensemble else ("transformer",)
     runs = [trained_run(data, m, args.recipe) for m in models]
     name = "+".join(models)
     facts["recipe"] = args.recipe
@@ -310,7 +326,7 @@ def main() -> int:
               f"artists better more than another ranking. Had the default judged every track by statistics from the "
               f"true labels (an oracle that knows the swaps) it would reach {oracle:.3f}: that is all that cleaning the "
               f"statistics (trimmed, re-weighted or iterated) could win.")]
-    variants = {name: e} | (members(e, manifest.runs) if len(runs) > 1 else {})
+    variants = {name: e} | (members(e, manifest.runs, manifest.embed.get("weights")) if len(runs) > 1 else {})
     _, e_seen, y_seen = catalogues["train"]
     rows = []
     for label, emb in variants.items():

@@ -62,7 +62,7 @@ def child_train(data: str, config: str, out: str, seed: int, max_steps: int) -> 
     import torch
 
     from artistsim.config import load_train_config
-    from artistsim.training.loop import train
+    from artistsim.training.dispatch import train
 
     torch.set_num_threads(1)
     cfg = dataclasses.replace(load_train_config(config), seed=seed)
@@ -84,7 +84,7 @@ def child_evaluate(data: str, runs: list[str]) -> None:
     print(json.dumps({"columns": table.columns, "rows": table.rows, "addons": addons, "settings": settings}))
 
 
-ADDON_STEPS = ("plain", "+ LDA fusion", "+ AS-norm", "+ weighted query expansion", "+ rerank")
+ADDON_STEPS = ("plain", "+ ensemble weights", "+ LDA fusion", "+ AS-norm", "+ weighted query expansion", "+ rerank")
 
 
 def addon_rows(table) -> tuple[dict[str, dict[str, float]], dict[str, str]]:

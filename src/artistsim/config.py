@@ -92,7 +92,25 @@ class ConformerConfig:
         return self.d_model or self.input_dim
 
 
-ModelConfig = Union[TransformerConfig, ConformerConfig]
+@dataclass
+class RandomFeatureConfig:
+    """Random-feature LDA (models/random_features.py): fitted in closed form, no curriculum.
+
+    `components` are the numbers of whitened principal directions of the frames tried and
+    the LDA's shrinkage and directions come from `evaluation.inference.LDA_GRID`; all are
+    chosen on the validation artists. [[stages]] and [loss] do not apply.
+    """
+
+    kind: Literal["rflda"] = "rflda"
+    input_dim: int = 512
+    num_features: int = 1024  # random directions |r . y| pooled per track
+    embedding_dim: int = 128
+    components: tuple[int, ...] = (32, 64, 96, 128, 192, 256)
+    fit_frames: int = 200_000  # frames sampled (whole tracks at random) for the principal directions
+    lda_branch: Literal["off"] = "off"  # no LDA branch: the model is one
+
+
+ModelConfig = Union[TransformerConfig, ConformerConfig, RandomFeatureConfig]
 
 
 @dataclass
@@ -213,7 +231,7 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
 
 def _model_from_dict(data: dict[str, Any], where: str) -> ModelConfig:
     kind = data.get("kind", "transformer")
-    classes = {"transformer": TransformerConfig, "conformer": ConformerConfig}
+    classes = {"transformer": TransformerConfig, "conformer": ConformerConfig, "rflda": RandomFeatureConfig}
     if kind not in classes:
         raise ConfigError(f"{where}.kind: {kind!r} is not one of {sorted(classes)}")
     return _build(classes[kind], data, where)
@@ -235,6 +253,15 @@ def train_config_from_dict(data: dict[str, Any], where: str = "config") -> Train
 
 def validate_train_config(cfg: TrainConfig, where: str = "config") -> None:
     """Reject values that would only fail deep inside training."""
+    if isinstance(cfg.model, RandomFeatureConfig):
+        m = cfg.model
+        if m.num_features < 1 or m.embedding_dim < 1 or m.fit_frames < 1:
+            raise ConfigError(f"{where}[model]: num_features, embedding_dim and fit_frames must be >= 1")
+        if not m.components or any(not 1 <= k <= m.input_dim for k in m.components):
+            raise ConfigError(f"{where}[model].components: each must be in 1..input_dim ({m.input_dim})")
+        if not 0.0 < cfg.val_fraction < 1.0:
+            raise ConfigError(f"{where}.val_fraction must be in (0, 1)")
+        return
     if not cfg.stages:
         raise ConfigError(f"{where}: at least one [[stages]] table is required")
     for i, s in enumerate(cfg.stages, 1):

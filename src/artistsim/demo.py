@@ -1,9 +1,10 @@
 """`make demo`: the whole pipeline on the embedded synthetic data, on a laptop CPU.
 
-synth (demo preset) -> validate -> pack -> train the transformer and the conformer with
-the recommended configs (configs/recommended/) -> evaluate (the seed's table, with the
-baselines, and the inference add-ons chosen on validation) -> predict a submission for
-the test split with those settings -> score it against the synthetic ground truth.
+synth (demo preset) -> validate -> pack -> train the transformer and the conformer and fit
+the random-feature LDA with the recommended configs (configs/recommended/) -> evaluate
+(the seed's table, with the baselines, and the ensemble weights and inference add-ons
+chosen on validation) -> predict a submission for the test split with those settings ->
+score it against the synthetic ground truth -> build a catalogue from the runs.
 Every step is skipped when its output is already there, and an interrupted training run
 resumes, so running the demo twice costs little the second time.
 """
@@ -25,9 +26,9 @@ from artistsim.embed import resolve_device
 from artistsim.evaluation.metrics import score_submission
 from artistsim.evaluation.report import evaluate, predict
 from artistsim.evaluation.submission import read_submission
-from artistsim.training.loop import train
+from artistsim.training.dispatch import train
 
-MODELS = ("transformer", "conformer")
+MODELS = ("transformer", "conformer", "rflda")
 
 
 def _step(name: str, fn: Callable[[], object], log: Callable[[str], None]) -> object:

@@ -103,14 +103,19 @@ def embed_windows(model: torch.nn.Module, source: FeatureSource, rows: np.ndarra
     return l2_normalise(sums)
 
 
-def ensemble(embeddings: list[np.ndarray], normalise: bool = True) -> np.ndarray:
+def ensemble(embeddings: list[np.ndarray], normalise: bool = True, weights: list[float] | None = None) -> np.ndarray:
     """Concatenate models' embeddings for one cosine search.
 
     With `normalise` (default) each model's embedding is L2-normalised first, so each
     contributes equally to the cosine; `normalise=False` concatenates them as given (the
-    seed concatenated raw outputs).
+    seed concatenated raw outputs). `weights` (one per model, chosen on validation by
+    `evaluation.inference.calibrate`) scale each part's share of the cosine; a model
+    weighted 0 is left out.
     """
-    parts = [l2_normalise(e) if normalise else e for e in embeddings]
+    weights = [1.0] * len(embeddings) if not weights else weights
+    if len(weights) != len(embeddings) or min(weights) < 0 or max(weights) <= 0:
+        raise ValueError(f"ensemble weights {weights} do not fit {len(embeddings)} models (>= 0, one above 0)")
+    parts = [w * (l2_normalise(e) if normalise else e) for e, w in zip(embeddings, weights) if w > 0]
     return l2_normalise(np.concatenate(parts, axis=1))
 
 

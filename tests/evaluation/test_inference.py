@@ -89,3 +89,54 @@ def test_settings_round_trip_and_match_only_the_same_runs(tmp_path):
     assert got == settings and np.array_equal(got_cohort, cohort)
     assert np.allclose(got_lda.transform(np.ones((1, 6))), lda.transform(np.ones((1, 6))))
     assert load_settings(tmp_path, ["a"]) is None and load_settings(tmp_path / "none", ["a", "b"]) is None
+
+
+def _members(rng, noise_member: bool, n_artists=40, per=5):
+    """Two informative runs (independent views of the artists) and a third that is noise or a weak view."""
+    labels = np.repeat(np.arange(n_artists), per)
+    parts = [_artists(rng, n_artists, per, 16, 1.6)[0] for _ in range(2)]
+    third = rng.normal(size=(len(labels), 16)).astype(np.float32) if noise_member else \
+        _artists(rng, n_artists, per, 16, 3.0)[0]
+    return FusionInputs([*parts, third], None), labels
+
+
+def test_ensemble_weights_drop_a_run_that_is_noise_and_never_lower_validation():
+    from artistsim.evaluation.inference import choose_member_weights
+
+    rng = np.random.default_rng(3)
+    val, val_labels = _members(rng, noise_member=True)
+    weights, plain, best = choose_member_weights(val, val_labels)
+    assert weights[2] == 0.0 and min(weights[:2]) > 0  # the noise run is left out, the informative ones kept
+    assert best > plain
+    assert best == pytest.approx(ndcg_at_k(rank_tracks(fuse(val, 0.0, weights), InferenceSettings(
+        rerank_threshold=None)), val_labels))
+    train, train_labels = _members(rng, noise_member=True, n_artists=60)
+    settings = calibrate(val, val_labels, train, train_labels, runs=["a", "b", "c"])
+    assert settings.member_weights == weights
+    assert settings.validation["plain"] <= settings.validation["members"] <= settings.validation["rerank"]
+
+
+def test_ensemble_weights_stay_equal_when_every_run_helps():
+    from artistsim.evaluation.inference import choose_member_weights
+
+    rng = np.random.default_rng(4)
+    parts = [_artists(rng, 40, 5, 16, 1.6)[0] for _ in range(3)]
+    labels = np.repeat(np.arange(40), 5)
+    weights, plain, best = choose_member_weights(FusionInputs(parts, None), labels)
+    assert best >= plain and min(weights) > 0
+    one, _, _ = choose_member_weights(FusionInputs(parts[:1], None), labels)
+    assert one == [1.0]
+
+
+def test_ensemble_weights_scale_each_part_and_leave_out_zeros():
+    from artistsim.embed import ensemble, l2_normalise
+
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(6, 4)), rng.normal(size=(6, 3))
+    np.testing.assert_allclose(ensemble([a, b], weights=[1.0, 0.0]), l2_normalise(a), atol=1e-6)
+    expected = l2_normalise(np.concatenate([l2_normalise(a), 0.5 * l2_normalise(b)], axis=1))
+    np.testing.assert_allclose(ensemble([a, b], weights=[1.0, 0.5]), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="do not fit"):
+        ensemble([a, b], weights=[0.0, 0.0])
+    with pytest.raises(ValueError, match="do not fit"):
+        ensemble([a, b], weights=[1.0])

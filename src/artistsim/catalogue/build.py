@@ -25,6 +25,7 @@ from artistsim.catalogue.store import UNKNOWN_ARTIST, CatalogueError, Manifest, 
 from artistsim.data.layout import FEATURE_DIM, DataError, check_shape
 from artistsim.data.splits import load_split
 from artistsim.embed import embed_full, embed_windows, ensemble, load_run, resolve_device
+from artistsim.evaluation.inference import load_settings
 
 CHECKPOINT = "best.pt"
 
@@ -71,23 +72,32 @@ class Embedder:
     window: int | None
     hop: int
     device: torch.device
+    weights: list[float] | None = None  # each run's weight in the ensemble (None: 1 each)
 
     @classmethod
     def load(cls, runs: list[str | Path], window: int | None = None, hop: int = 5,
-             device: str | None = None) -> Embedder:
+             device: str | None = None, weights: list[float] | None = None) -> Embedder:
+        """The runs, weighted by `weights`, or else as `evaluate` chose on validation for exactly these runs.
+
+        Why the saved weights: the catalogue's space is then the one `predict` ranks in
+        (a run that only lowered validation nDCG@100 is weighted down or left out).
+        """
         dev = resolve_device(device)
         models, records = [], []
         for run in runs:
             model, cfg = load_run(run, dev, CHECKPOINT.removesuffix(".pt"))
             models.append(model)
             records.append(run_record(run, cfg))
-        return cls(models, records, window, hop, dev)
+        if weights is None and len(runs) > 1:
+            saved = load_settings(Path(runs[0]), [Path(r).name for r in runs])
+            weights = (saved[0].member_weights or None) if saved is not None else None
+        return cls(models, records, window, hop, dev, weights)
 
     @classmethod
     def for_manifest(cls, manifest: Manifest, device: str | None = None) -> Embedder:
         """The embedder a catalogue was built with (its runs must still match their fingerprints)."""
         emb = cls.load([r["path"] for r in manifest.runs], manifest.embed.get("window"),
-                       manifest.embed.get("hop", 5), device)
+                       manifest.embed.get("hop", 5), device, manifest.embed.get("weights") or [1.0] * len(manifest.runs))
         for old, new in zip(manifest.runs, emb.runs):
             if old["sha256"] != new["sha256"]:
                 raise CatalogueError(f"run {old['path']} changed since the catalogue was built; rebuild it")
@@ -95,7 +105,8 @@ class Embedder:
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {"window": self.window, "hop": self.hop, "ensemble": len(self.models) > 1}
+        return {"window": self.window, "hop": self.hop, "ensemble": len(self.models) > 1,
+                "weights": self.weights or [1.0] * len(self.models)}
 
     def embed(self, source: Any, rows: np.ndarray, progress: bool | None = False) -> np.ndarray:
         """L2-normalised (ensembled) embeddings of `rows` of a feature source."""
@@ -105,7 +116,7 @@ class Embedder:
                 embs.append(embed_windows(model, source, rows, self.device, self.window, self.hop, progress=progress))
             else:
                 embs.append(embed_full(model, source, rows, self.device, progress=progress))
-        return ensemble(embs) if len(embs) > 1 else embs[0]
+        return ensemble(embs, weights=self.weights) if len(embs) > 1 else embs[0]
 
     def embed_arrays(self, tracks: list[np.ndarray]) -> np.ndarray:
         if not tracks:

@@ -79,9 +79,11 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from artistsim.training.loop import train
+    from artistsim.training.dispatch import train
 
-    config = args.config or packaged_config(f"{args.model}_seed.toml")
+    # the random-feature LDA has no published seed recipe: its default is the recommended config
+    default = "recommended/rflda.toml" if args.model == "rflda" else f"{args.model or 'transformer'}_seed.toml"
+    config = args.config or packaged_config(default)
     cfg = load_train_config(config)
     if args.model and cfg.model.kind != args.model:
         raise ConfigError(f"{config}: [model] kind is {cfg.model.kind!r} but --model {args.model} was given")
@@ -190,7 +192,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train an encoder through its curriculum")
     p.add_argument("data_dir")
-    p.add_argument("--model", choices=("transformer", "conformer"))
+    p.add_argument("--model", choices=("transformer", "conformer", "rflda"))
     p.add_argument("--config", help="TOML config (default: configs/MODEL_seed.toml)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true")

@@ -1,4 +1,4 @@
-"""Inference settings chosen on validation: LDA fusion, AS-norm, rerank threshold.
+"""Inference settings chosen on validation: ensemble weights, LDA fusion, AS-norm, rerank threshold.
 
 Why: each score-level add-on helps on some data and hurts on other data (the seed's fixed
 rerank threshold of 0.85 barely moved one held-out set), so none is applied blindly.
@@ -6,6 +6,10 @@ rerank threshold of 0.85 barely moved one held-out set), so none is applied blin
 only when it raises validation nDCG@100 (ties keep it off), so the chosen pipeline never
 scores below the plain ensemble on validation:
 
+0. each run's weight in the ensemble (`embed.ensemble`), from a grid, one run at a time
+   (a run that only lowers validation nDCG@100 gets weight 0 and is left out; the
+   runs of one ensemble can differ a lot by data: the random-feature LDA far ahead of
+   the encoders on one preset, far behind on another);
 1. fusion with the LDA baseline's embedding: [normalise(ensemble), w * normalise(LDA)],
    w from a grid (0 = off);
 2. AS-norm of the first search's candidate lists against a cohort of training-artist
@@ -40,6 +44,8 @@ from artistsim.search.scorenorm import artist_centroids, as_norm_lists
 # 0.07 nDCG@100 on validation and test alike, on a noisier 800-artist variant (0.3, 32) 0.10.
 LDA_GRID = tuple((r, c) for r in (1e-3, 0.01, 0.1, 0.3, 1.0) for c in (16, 32, 64, 128))
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+MEMBER_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # a run's weight in the ensemble; 1 each is the plain ensemble
+MEMBER_PASSES = 2  # rounds of one-run-at-a-time changes
 AS_NORM_TOP_K = (0, 20, 100)
 RERANK_THRESHOLDS = (None, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6)
 EXPANSION_DEPTHS = (0, 1, 2, 3, 5, 10)
@@ -57,6 +63,7 @@ class InferenceSettings:
     expansion_depth: int = 0  # weighted top-k query expansion (search/expansion.py); 0 = off
     runs: list[str] = field(default_factory=list)  # run folder names these were chosen for
     validation: dict[str, float] = field(default_factory=dict)  # nDCG@100 after each step
+    member_weights: list[float] = field(default_factory=list)  # per run, in `runs` order; empty = 1 each
 
 
 @dataclass
@@ -71,9 +78,12 @@ def tune_lda(fit_stats: np.ndarray, fit_labels: np.ndarray, val_stats: np.ndarra
              val_labels: np.ndarray, max_components: int = 1 << 30) -> tuple[LDA, float]:
     """The LDA (shrinkage, directions) of `LDA_GRID` scoring best on the validation artists."""
     best: tuple[LDA, float] | None = None
+    tried = set()
     for ridge, components in LDA_GRID:
-        if components > max_components:
+        components = min(components, max_components)  # a narrow embedding: its widest LDA in place of wider ones
+        if (ridge, components) in tried:
             continue
+        tried.add((ridge, components))
         lda = LDA(components, ridge).fit(fit_stats, fit_labels)
         score = ndcg_at_k(topk(centre_normalise(lda.transform(val_stats)), k=min(K, len(val_stats) - 1))[1],
                           val_labels)
@@ -83,9 +93,9 @@ def tune_lda(fit_stats: np.ndarray, fit_labels: np.ndarray, val_stats: np.ndarra
     return best
 
 
-def fuse(inputs: FusionInputs, lda_weight: float) -> np.ndarray:
-    """Ensemble of the runs (each L2-normalised), with the LDA part at `lda_weight` beside it."""
-    emb = ensemble(inputs.parts) if len(inputs.parts) > 1 else l2_normalise(inputs.parts[0])
+def fuse(inputs: FusionInputs, lda_weight: float, member_weights: list[float] | None = None) -> np.ndarray:
+    """Ensemble of the runs (each L2-normalised, weighted), with the LDA part at `lda_weight` beside it."""
+    emb = ensemble(inputs.parts, weights=member_weights) if len(inputs.parts) > 1 else l2_normalise(inputs.parts[0])
     if lda_weight <= 0 or inputs.lda is None:
         return emb
     return l2_normalise(np.concatenate([emb, lda_weight * l2_normalise(inputs.lda)], axis=1))
@@ -115,28 +125,59 @@ def _gather_scores(emb: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.where(idx >= 0, out, -np.inf)
 
 
-def cohort_for(train: FusionInputs, train_labels: np.ndarray, lda_weight: float) -> np.ndarray:
+def cohort_for(train: FusionInputs, train_labels: np.ndarray, lda_weight: float,
+               member_weights: list[float] | None = None) -> np.ndarray:
     """Centroids of the training artists in the fused space (AS-norm's cohort)."""
-    return artist_centroids(fuse(train, lda_weight), train_labels)[1]
+    return artist_centroids(fuse(train, lda_weight, member_weights), train_labels)[1]
+
+
+def choose_member_weights(val: FusionInputs, val_labels: np.ndarray) -> tuple[list[float], float, float]:
+    """(weights, plain nDCG@100, weighted nDCG@100) on validation: one run's weight at a time from MEMBER_WEIGHTS.
+
+    Starts from 1 each (the plain ensemble); a change is kept only when it raises
+    validation nDCG@100, so the result never scores below the plain ensemble there.
+    """
+    weights = [1.0] * len(val.parts)
+
+    def score(w: list[float]) -> float:
+        return ndcg_at_k(rank_tracks(fuse(val, 0.0, w), InferenceSettings(rerank_threshold=None)), val_labels)
+
+    plain = best = score(weights)
+    if len(weights) < 2:
+        return weights, plain, best
+    for _ in range(MEMBER_PASSES):
+        changed = False
+        for i in range(len(weights)):
+            for w in MEMBER_WEIGHTS:
+                trial = weights[:i] + [w] + weights[i + 1:]
+                if w == weights[i] or max(trial) <= 0:
+                    continue
+                s = score(trial)
+                if s > best:
+                    best, weights, changed = s, trial, True
+        if not changed:
+            break
+    return weights, plain, best
 
 
 def calibrate(val: FusionInputs, val_labels: np.ndarray, train: FusionInputs, train_labels: np.ndarray,
               runs: list[str] | None = None, log=None) -> InferenceSettings:
     """Choose fusion weight, AS-norm top-k and rerank threshold greedily on validation."""
     off = InferenceSettings(rerank_threshold=None, runs=list(runs or []))
+    off.member_weights, off.validation["plain"], best = choose_member_weights(val, val_labels)
+    off.validation["members"] = best
+    mw = off.member_weights
 
     def score(s: InferenceSettings, cohort: np.ndarray | None = None) -> float:
-        return ndcg_at_k(rank_tracks(fuse(val, s.lda_weight), s, cohort), val_labels)
+        return ndcg_at_k(rank_tracks(fuse(val, s.lda_weight, mw), s, cohort), val_labels)
 
-    best = score(off)
-    off.validation["plain"] = best
     weights = FUSION_WEIGHTS if val.lda is not None else (0.0,)
     for w in weights[1:]:
         trial = score(InferenceSettings(lda_weight=w, rerank_threshold=None))
         if trial > best:
             best, off.lda_weight = trial, w
     off.validation["fusion"] = best
-    cohort = cohort_for(train, train_labels, off.lda_weight)
+    cohort = cohort_for(train, train_labels, off.lda_weight, mw)
     for top_k in AS_NORM_TOP_K[1:]:
         trial = score(InferenceSettings(off.lda_weight, top_k, None), cohort)
         if trial > best:
@@ -153,7 +194,8 @@ def calibrate(val: FusionInputs, val_labels: np.ndarray, train: FusionInputs, tr
             best, off.rerank_threshold = trial, threshold
     off.validation["rerank"] = best
     if log is not None:
-        log(f"inference settings chosen on validation: LDA fusion weight {off.lda_weight}, AS-norm top-k "
+        log(f"inference settings chosen on validation: ensemble weights {mw}, LDA fusion weight {off.lda_weight}, "
+            f"AS-norm top-k "
             f"{off.as_norm_top_k or 'off'}, expansion depth {off.expansion_depth or 'off'}, "
             f"rerank threshold {off.rerank_threshold or 'off'} "
             f"(validation nDCG@100 {off.validation['plain']:.4f} -> {best:.4f})")
@@ -162,15 +204,17 @@ def calibrate(val: FusionInputs, val_labels: np.ndarray, train: FusionInputs, tr
 
 def component_scores(inputs: FusionInputs, labels: np.ndarray, settings: InferenceSettings,
                      cohort: np.ndarray | None) -> dict[str, float]:
-    """nDCG@100 after each chosen step in turn: plain, + fusion, + AS-norm, + expansion, + rerank."""
+    """nDCG@100 after each chosen step in turn: plain, + weights, + fusion, + AS-norm, + expansion, + rerank."""
     steps = {
         "plain": InferenceSettings(rerank_threshold=None),
+        "members": InferenceSettings(rerank_threshold=None),
         "fusion": InferenceSettings(settings.lda_weight, 0, None),
         "as_norm": InferenceSettings(settings.lda_weight, settings.as_norm_top_k, None),
         "expansion": InferenceSettings(settings.lda_weight, settings.as_norm_top_k, None, settings.expansion_depth),
         "rerank": settings,
     }
-    return {name: ndcg_at_k(rank_tracks(fuse(inputs, s.lda_weight), s, cohort), labels)
+    weights = {name: None if name == "plain" else settings.member_weights for name in steps}
+    return {name: ndcg_at_k(rank_tracks(fuse(inputs, s.lda_weight, weights[name]), s, cohort), labels)
             for name, s in steps.items()}
 
 

@@ -158,10 +158,11 @@ def calibrate_and_save(inputs: dict[str, FusionInputs], splits: list, train: Spl
     fit = FusionInputs([embed_split(m, train, fit_rows, device, opts, progress) for m, _ in loaded],
                        centre_normalise(lda.transform(np.concatenate(fit_stats, axis=1))))
     settings = calibrate(inputs["validation"], train.artists[splits[0][2]], fit, fit_labels, [r.name for r in runs])
-    cohort = cohort_for(fit, fit_labels, settings.lda_weight) if settings.as_norm_top_k else None
+    cohort = cohort_for(fit, fit_labels, settings.lda_weight, settings.member_weights) if settings.as_norm_top_k else None
     save_settings(runs[0], settings, lda if settings.lda_weight else None, cohort)
     out = Table()
     names = {"plain": "ensemble plain" if len(runs) > 1 else f"{runs[0].name} plain",
+             "members": f"+ ensemble weights ({', '.join(f'{w:g}' for w in settings.member_weights)})",
              "fusion": f"+ LDA fusion (weight {settings.lda_weight or 'off'})",
              "as_norm": f"+ AS-norm (cohort top-k {settings.as_norm_top_k or 'off'})",
              "expansion": f"+ weighted query expansion (depth {settings.expansion_depth or 'off'})",
@@ -169,7 +170,8 @@ def calibrate_and_save(inputs: dict[str, FusionInputs], splits: list, train: Spl
     for split_name, split, rows in splits:
         scores = component_scores(inputs[split_name], split.artists[rows], settings, cohort)
         for key, value in scores.items():
-            out.add(names[key], split_name, value)
+            if key != "members" or len(runs) > 1:  # one run has no ensemble weights to choose
+                out.add(names[key], split_name, value)
     return out
 
 
@@ -244,7 +246,8 @@ def predict(data_dir: str | Path, runs: list[str | Path], device: torch.device, 
         if lda is not None:
             lda_emb = centre_normalise(lda.transform(np.concatenate(pooled_stats(test.source, rows, progress=progress),
                                                                     axis=1)))
-        idx = rank_tracks(fuse(FusionInputs(embs, lda_emb), settings.lda_weight), settings, cohort)
+        idx = rank_tracks(fuse(FusionInputs(embs, lda_emb), settings.lda_weight, settings.member_weights), settings,
+                          cohort)
     else:
         emb = ensemble(embs) if len(embs) > 1 else embs[0]
         idx = rank(emb, use_rerank, threshold, index=index)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from artistsim.config import ConformerConfig, TransformerConfig
+from artistsim.config import ConformerConfig, RandomFeatureConfig, TransformerConfig
 from artistsim.models.conformer import ConformerEncoderModel, MaskedBatchNorm1d
 from artistsim.models.frontend import LDAFusedModel, PooledLDA, output_dim
 from artistsim.models.heads import (
@@ -17,6 +17,7 @@ from artistsim.models.heads import (
     build_pooling,
     padding_mask,
 )
+from artistsim.models.random_features import RandomFeatureLDA
 from artistsim.models.transformer import TransformerEncoderModel
 
 __all__ = [
@@ -34,17 +35,20 @@ __all__ = [
     "output_dim",
     "padding_mask",
     "PooledLDA",
+    "RandomFeatureLDA",
 ]
 
 
-def build_model(cfg: TransformerConfig | ConformerConfig) -> nn.Module:
+def build_model(cfg: TransformerConfig | ConformerConfig | RandomFeatureConfig) -> nn.Module:
     """The encoder a model config describes (with its LDA branch when `lda_branch` is on)."""
+    if isinstance(cfg, RandomFeatureConfig):
+        return RandomFeatureLDA(cfg)
     if isinstance(cfg, TransformerConfig):
         encoder: nn.Module = TransformerEncoderModel(cfg)
     elif isinstance(cfg, ConformerConfig):
         encoder = ConformerEncoderModel(cfg)
     else:
-        raise TypeError(f"expected TransformerConfig or ConformerConfig, got {type(cfg).__name__}")
+        raise TypeError(f"expected a TransformerConfig, ConformerConfig or RandomFeatureConfig, got {type(cfg).__name__}")
     return encoder if cfg.lda_branch == "off" else LDAFusedModel(encoder, cfg)
 
 
@@ -58,6 +62,9 @@ def describe(model: nn.Module) -> str:
     cfg = getattr(model, "cfg", None)
     if cfg is None:
         return f"{type(model).__name__}: {count_parameters(model):,} parameters"
+    if isinstance(cfg, RandomFeatureConfig):
+        return (f"random-feature LDA ({cfg.num_features} random features, embedding {cfg.embedding_dim}): "
+                f"fitted in closed form, no trainable parameters")
     return (
         f"{cfg.kind} encoder ({cfg.num_layers} layers, {cfg.pooling} pooling, "
         f"mask_padding={cfg.mask_padding}, embedding {output_dim(cfg)}"

@@ -35,6 +35,24 @@ def pooled_mean_std(x: Tensor, lengths: Tensor) -> Tensor:
     return torch.cat([mean, var.clamp_min(0.0).sqrt()], dim=1)
 
 
+def load_lda(proj: nn.Linear, mean: np.ndarray, components: np.ndarray, scale: float = 1.0) -> None:
+    """Make `proj` the fitted LDA x -> (x - mean) @ components, times `scale`; output rows beyond k are zero.
+
+    (`LDA.mean_` [in], `LDA.components_` [in, k], k <= proj.out_features.)
+    """
+    k = components.shape[1]
+    if components.shape[0] != proj.in_features or k > proj.out_features:
+        raise ValueError(f"LDA components of shape {components.shape} do not fit a "
+                         f"{proj.in_features} -> {proj.out_features} projection")
+    w = torch.zeros_like(proj.weight)
+    w[:k] = torch.as_tensor(components.T, dtype=w.dtype)
+    b = torch.zeros_like(proj.bias)
+    b[:k] = -torch.as_tensor(mean @ components, dtype=b.dtype)
+    with torch.no_grad():
+        proj.weight.copy_(w * scale)
+        proj.bias.copy_(b * scale)
+
+
 class PooledLDA(nn.Module):
     """Pooled statistics -> linear map (LDA-fitted), scaled by 1/sqrt(dim).
 
@@ -53,17 +71,7 @@ class PooledLDA(nn.Module):
 
     def set_lda(self, mean: np.ndarray, components: np.ndarray) -> None:
         """Load a fitted LDA (`LDA.mean_`, `LDA.components_` [2F, k]); k < out_dim pads with zeros."""
-        k = components.shape[1]
-        if components.shape[0] != self.proj.in_features or k > self.proj.out_features:
-            raise ValueError(f"LDA components of shape {components.shape} do not fit a "
-                             f"{self.proj.in_features} -> {self.proj.out_features} branch")
-        w = torch.zeros_like(self.proj.weight)
-        w[:k] = torch.as_tensor(components.T, dtype=w.dtype)
-        b = torch.zeros_like(self.proj.bias)
-        b[:k] = -torch.as_tensor(mean @ components, dtype=b.dtype)
-        with torch.no_grad():
-            self.proj.weight.copy_(w * self.scale)
-            self.proj.bias.copy_(b * self.scale)
+        load_lda(self.proj, mean, components, self.scale)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         return self.proj(pooled_mean_std(x, lengths))
