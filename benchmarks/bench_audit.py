@@ -317,15 +317,15 @@ def main() -> int:
         notes=f"{len(y):,} test tracks of {len(counts)} artists the model never saw ({int((counts < 5).sum())} "
               f"with fewer than 5 tracks); 3% of the labels ({planted_n}) moved to another artist chosen at random, "
               f"{len(seeds)} seeds; N = {planted_n}; single-track artists are ranked last (not judged) except by the "
-              f"plain margin. 'vs margin': mean paired difference over the same seeds. With the true labels only "
+              f"plain margin. 'vs margin': mean paired difference over the same seeds. With the true labels "
               f"{clean_top1(e, y):.0%} of these tracks are nearer their own artist's leave-one-out centroid than "
-              f"any other artist's, and audited with the true labels (nothing planted) {above10} clean tracks already look more "
-              f"suspect (default method) than the weakest 10% of the planted swaps, {above20} more than the weakest 20%: "
-              f"tracks the embedding places among another artist's tracks, which a ranking by how much better another "
-              f"artist explains a track cannot tell from a swap: the target needs embeddings that separate unseen "
-              f"artists better more than another ranking. Had the default judged every track by statistics from the "
-              f"true labels (an oracle that knows the swaps) it would reach {oracle:.3f}: that is all that cleaning the "
-              f"statistics (trimmed, re-weighted or iterated) could win.")]
+              f"any other artist's, and audited with the true labels (nothing planted) {above10} clean tracks already "
+              f"look more suspect (default method) than the weakest 10% of the planted swaps, {above20} more than the "
+              f"weakest 20%: tracks the embedding places among another artist's tracks, which no ranking by how much "
+              f"better another artist explains a track can tell from a swap (what the embedding, not the ranking, "
+              f"limits). Had the default judged every track by statistics from the true labels (an oracle that knows "
+              f"the swaps) it would reach {oracle:.3f}: that is all that cleaning the statistics (trimmed, re-weighted "
+              f"or iterated) could win.")]
     variants = {name: e} | (members(e, manifest.runs, manifest.embed.get("weights")) if len(runs) > 1 else {})
     _, e_seen, y_seen = catalogues["train"]
     rows = []
@@ -338,6 +338,7 @@ def main() -> int:
         heading=f"Audit precision by embedding ({name})",
         table=C.markdown_table(["embedding, catalogue", "margin", "predictive", "plda"], rows),
         notes=f"precision@N (mean over {len(seeds)} seeds). 'alone': that run's part of the ensemble embedding. "
+              f"'transformer+conformer': the two encoders without the random-feature LDA (the ensemble before it). "
               f"The train split ({len(y_seen):,} tracks of {len(np.unique(y_seen))} "
               f"artists, N = {n_seen}) holds the artists the models were trained on, except the 10% held out "
               f"for validation: how the audit does once the embedding knows the artists. Measured and not kept "
