@@ -97,7 +97,8 @@ class Embedder:
     def for_manifest(cls, manifest: Manifest, device: str | None = None) -> Embedder:
         """The embedder a catalogue was built with (its runs must still match their fingerprints)."""
         emb = cls.load([r["path"] for r in manifest.runs], manifest.embed.get("window"),
-                       manifest.embed.get("hop", 5), device, manifest.embed.get("weights") or [1.0] * len(manifest.runs))
+                       manifest.embed.get("hop", 5), device,
+                       manifest.embed.get("weights") or [1.0] * len(manifest.runs))  # built before weights: 1 each
         for old, new in zip(manifest.runs, emb.runs):
             if old["sha256"] != new["sha256"]:
                 raise CatalogueError(f"run {old['path']} changed since the catalogue was built; rebuild it")

@@ -190,10 +190,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_holdout(p)
     p.set_defaults(func=cmd_baseline)
 
-    p = sub.add_parser("train", help="train an encoder through its curriculum")
+    p = sub.add_parser("train", help="train an encoder through its curriculum (or fit the random-feature LDA)")
     p.add_argument("data_dir")
     p.add_argument("--model", choices=("transformer", "conformer", "rflda"))
-    p.add_argument("--config", help="TOML config (default: configs/MODEL_seed.toml)")
+    p.add_argument("--config", help="TOML config (default: configs/MODEL_seed.toml; for rflda, "
+                                     "configs/recommended/rflda.toml)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--device", default=None)

@@ -162,7 +162,8 @@ def choose_member_weights(val: FusionInputs, val_labels: np.ndarray) -> tuple[li
 
 def calibrate(val: FusionInputs, val_labels: np.ndarray, train: FusionInputs, train_labels: np.ndarray,
               runs: list[str] | None = None, log=None) -> InferenceSettings:
-    """Choose fusion weight, AS-norm top-k and rerank threshold greedily on validation."""
+    """Choose ensemble weights, fusion weight, AS-norm top-k, expansion depth and rerank threshold greedily
+    on validation."""
     off = InferenceSettings(rerank_threshold=None, runs=list(runs or []))
     off.member_weights, off.validation["plain"], best = choose_member_weights(val, val_labels)
     off.validation["members"] = best

@@ -158,7 +158,8 @@ def calibrate_and_save(inputs: dict[str, FusionInputs], splits: list, train: Spl
     fit = FusionInputs([embed_split(m, train, fit_rows, device, opts, progress) for m, _ in loaded],
                        centre_normalise(lda.transform(np.concatenate(fit_stats, axis=1))))
     settings = calibrate(inputs["validation"], train.artists[splits[0][2]], fit, fit_labels, [r.name for r in runs])
-    cohort = cohort_for(fit, fit_labels, settings.lda_weight, settings.member_weights) if settings.as_norm_top_k else None
+    cohort = (cohort_for(fit, fit_labels, settings.lda_weight, settings.member_weights)
+              if settings.as_norm_top_k else None)
     save_settings(runs[0], settings, lda if settings.lda_weight else None, cohort)
     out = Table()
     names = {"plain": "ensemble plain" if len(runs) > 1 else f"{runs[0].name} plain",

@@ -48,7 +48,8 @@ def build_model(cfg: TransformerConfig | ConformerConfig | RandomFeatureConfig) 
     elif isinstance(cfg, ConformerConfig):
         encoder = ConformerEncoderModel(cfg)
     else:
-        raise TypeError(f"expected a TransformerConfig, ConformerConfig or RandomFeatureConfig, got {type(cfg).__name__}")
+        raise TypeError(f"expected a TransformerConfig, ConformerConfig or RandomFeatureConfig, "
+                        f"got {type(cfg).__name__}")
     return encoder if cfg.lda_branch == "off" else LDAFusedModel(encoder, cfg)
 
 
