@@ -107,7 +107,6 @@ class RandomFeatureConfig:
     embedding_dim: int = 128
     components: tuple[int, ...] = (32, 64, 96, 128, 192, 256)
     fit_frames: int = 200_000  # frames sampled (whole tracks at random) for the principal directions
-    lda_branch: Literal["off"] = "off"  # no LDA branch: the model is one
 
 
 ModelConfig = Union[TransformerConfig, ConformerConfig, RandomFeatureConfig]

@@ -57,3 +57,22 @@ def test_equal_weights_without_settings_for_exactly_these_runs(setup, tmp_path):
     manifest, vectors = _build(tmp_path, data, [a, b], ["a", "other"], [1.0, 0.0])
     assert manifest is not None and manifest.embed["weights"] == [1.0, 1.0]
     np.testing.assert_allclose(vectors, ensemble(_member_embeddings(data, [a, b])), atol=1e-5)
+
+
+@pytest.mark.parametrize("weights", [[1.0], [0.0, 0.0], ["x", 1.0]])
+def test_manifest_weights_that_do_not_fit_its_runs_are_one_line_exit_2(setup, tmp_path, capsys, weights):
+    import json
+
+    from artistsim.cli import main
+
+    data, a, b = setup
+    build_catalogue(tmp_path / "cat", data, [a, b], ["train"], index="flat", progress=False)
+    manifest = tmp_path / "cat" / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    doc["embed"]["weights"] = weights
+    manifest.write_text(json.dumps(doc))
+    features = tmp_path / "q.npy"
+    np.save(features, np.random.default_rng(0).normal(size=(512, 20)).astype(np.float32))
+    assert main(["query", str(tmp_path / "cat"), "--features", str(features)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "embed.weights" in err[0] and "do not fit its 2 runs" in err[0]

@@ -140,3 +140,12 @@ def test_ensemble_weights_scale_each_part_and_leave_out_zeros():
         ensemble([a, b], weights=[0.0, 0.0])
     with pytest.raises(ValueError, match="do not fit"):
         ensemble([a, b], weights=[1.0])
+
+
+@pytest.mark.parametrize("weights", [[1.0], [0.0, 0.0], [1.0, -0.5]])
+def test_saved_ensemble_weights_that_do_not_fit_the_runs_name_the_file(tmp_path, weights):
+    from artistsim.data.layout import DataError
+
+    save_settings(tmp_path, InferenceSettings(runs=["a", "b"], member_weights=weights), None, None)
+    with pytest.raises(DataError, match=r"inference\.json: member_weights .* do not fit its 2 runs"):
+        load_settings(tmp_path, ["a", "b"])

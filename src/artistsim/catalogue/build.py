@@ -96,9 +96,13 @@ class Embedder:
     @classmethod
     def for_manifest(cls, manifest: Manifest, device: str | None = None) -> Embedder:
         """The embedder a catalogue was built with (its runs must still match their fingerprints)."""
+        weights = manifest.embed.get("weights") or [1.0] * len(manifest.runs)  # built before weights: 1 each
+        if (not isinstance(weights, list) or len(weights) != len(manifest.runs)
+                or not all(isinstance(w, (int, float)) and w >= 0 for w in weights) or max(weights) <= 0):
+            raise CatalogueError(f"manifest.json: embed.weights {weights!r} do not fit its {len(manifest.runs)} "
+                                 f"runs (one number >= 0 per run, one above 0)")
         emb = cls.load([r["path"] for r in manifest.runs], manifest.embed.get("window"),
-                       manifest.embed.get("hop", 5), device,
-                       manifest.embed.get("weights") or [1.0] * len(manifest.runs))  # built before weights: 1 each
+                       manifest.embed.get("hop", 5), device, [float(w) for w in weights])
         for old, new in zip(manifest.runs, emb.runs):
             if old["sha256"] != new["sha256"]:
                 raise CatalogueError(f"run {old['path']} changed since the catalogue was built; rebuild it")

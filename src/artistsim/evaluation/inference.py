@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from artistsim.atomic import atomic_path, atomic_write_text
+from artistsim.data.layout import DataError
 from artistsim.embed import ensemble, l2_normalise
 from artistsim.evaluation.baselines import LDA, centre_normalise
 from artistsim.evaluation.metrics import ndcg_at_k
@@ -240,6 +241,10 @@ def load_settings(run: Path, runs: list[str]) -> tuple[InferenceSettings, LDA | 
     settings = InferenceSettings(**json.loads(path.read_text()))
     if settings.runs != list(runs):
         return None
+    weights = settings.member_weights
+    if weights and (len(weights) != len(runs) or min(weights) < 0 or max(weights) <= 0):
+        raise DataError(f"{path}: member_weights {weights} do not fit its {len(runs)} runs "
+                        f"(one weight >= 0 per run, one above 0); run `artistsim evaluate` again")
     lda, cohort = None, None
     with np.load(run / ARRAYS_FILE, allow_pickle=False) as z:
         if "lda_mean" in z:

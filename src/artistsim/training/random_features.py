@@ -84,10 +84,11 @@ def pooled_features(model: RandomFeatureLDA, source: FeatureSource, rows: np.nda
 
 def fit_random_features(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
                         resume: bool = False, progress: bool | None = None, folds: int = 0, fold: int = 0,
-                        log=print, **_: object) -> tuple[RandomFeatureLDA, dict]:
+                        max_steps: int | None = None, log=print) -> tuple[RandomFeatureLDA, dict]:
     """Fit and write the run; returns the model and a summary like the trainer's (best_ndcg, epochs, seconds).
 
     `resume` refits (the fit is closed-form and deterministic); without it an existing run is refused.
+    `max_steps` (the trainer's cap on batches per epoch) has no meaning here: there are no batches.
     """
     mcfg = cfg.model
     assert isinstance(mcfg, RandomFeatureConfig)
