@@ -48,13 +48,13 @@ def frame_moments(source: FeatureSource, rows: np.ndarray, max_frames: int, seed
     rng = np.random.default_rng(seed)
     order = rng.permutation(rows)
     take = order[: max(1, int(np.searchsorted(np.cumsum(source.lengths[order]), max_frames, side="right")))]
-    sums, outer, n = None, None, 0
+    sums, outer, n = 0.0, 0.0, 0  # running first and second moments (arrays after the first batch)
     for start in range(0, len(take), BATCH_TRACKS):  # batches of tracks, vectorised inside
         x, lengths = full_batch(source, np.sort(take[start : start + BATCH_TRACKS]))
         valid = np.arange(x.shape[1])[None, :] < lengths[:, None]
         frames = x[valid].astype(np.float64)
-        sums = frames.sum(0) if sums is None else sums + frames.sum(0)
-        outer = frames.T @ frames if outer is None else outer + frames.T @ frames
+        sums = sums + frames.sum(0)
+        outer = outer + frames.T @ frames
         n += len(frames)
     centre = sums / n
     cov = outer / n - np.outer(centre, centre)
