@@ -61,6 +61,7 @@ from artistsim.data.audio import (
     decode_fragment,
     to_mono_16k,
 )
+from artistsim.data.provenance import Frontend
 
 N_FFT = 1024
 STFT_HOP = 300
@@ -95,6 +96,11 @@ DIM = 512
 # version is refused rather than silently mixed (artistsim.data.featurize).
 VERSION = 3
 assert FRAMES_PER_HOP * STFT_HOP == HOP and GROUPS["modulation"].stop == DIM
+
+
+def frontend() -> Frontend:
+    """This descriptor's provenance record (`artistsim.data.provenance`), written by featurize."""
+    return Frontend("dsp", str(VERSION), DIM, {"sample_rate": SAMPLE_RATE, "window": WINDOW, "hop": HOP})
 
 
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:

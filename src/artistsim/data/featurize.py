@@ -34,9 +34,10 @@ import pandas as pd
 
 from artistsim.atomic import atomic_write_text
 from artistsim.data.audio_inputs import PLAN_COLUMNS, display_path, list_inputs, make_plan
-from artistsim.data.descriptor import featurize_array, featurize_file
+from artistsim.data.descriptor import featurize_array, featurize_file, frontend
 from artistsim.data.featurize_worker import init_worker, process_track
 from artistsim.data.layout import DataError, progress_disabled
+from artistsim.data.provenance import write_frontend
 
 STATE_DIR = ".featurize"
 JOURNAL_COLUMNS = ("trackid", "status", "reason", "duration", "frames", "sha1")
@@ -278,6 +279,7 @@ def write_layout(out_dir: Path, plan: pd.DataFrame, summary: FeaturizeSummary) -
     artists = df[df["artistid"] >= 0].drop_duplicates("artistid").sort_values("artistid")
     _write_if_changed(out_dir / "artists.tsv", _tsv(artists[["artistid", "artist"]].assign(
         artist=artists["artist"].map(display_path))))
+    write_frontend(out_dir, frontend())  # which front end made these frames (train copies it into runs)
 
     summary.finalized = True
     summary.statuses = Counter(df["status"])
