@@ -18,7 +18,7 @@ from artistsim.data import synth_nuisance as nz
 from artistsim.data.synth import PRESETS, SynthError, SynthPreset, sample_split, split_plan
 
 TINY = SynthPreset(n_train_artists=8, n_test_artists=4)
-NEW = ("albums", "genres", "mixed", "holdout")
+NEW = ("albums", "genres", "mixed", "holdout", "holdout_wide")
 KNOBS = ("album_fx_scale", "genre_timbre", "generic_block", "gain_scale", "eq_scale", "p_duplicate")
 
 
@@ -75,6 +75,16 @@ def test_holdout_differs_in_structure() -> None:
     assert hold.counts.mean() < demo.counts.mean() - 1.0  # fewer tracks per artist
     assert (hold.lengths < 81).mean() > (demo.lengths < 81).mean() + 0.08  # more short tracks
     assert PRESETS["holdout"].d_style != PRESETS["demo"].d_style
+
+
+def test_holdout_wide_differs_in_structure_from_every_other_preset() -> None:
+    """The second held-back preset: many artists with few tracks, its own latent sizes."""
+    wide = split_plan("holdout_wide", 0, "train")
+    for name in ("demo", "albums", "genres", "mixed", "holdout"):
+        other = PRESETS[name]
+        assert (PRESETS["holdout_wide"].d_style, PRESETS["holdout_wide"].d_mean) != (other.d_style, other.d_mean)
+        assert wide.counts.mean() < split_plan(name, 0, "train").counts.mean() - 0.5, name
+    assert len(wide.counts) > len(split_plan("holdout", 0, "train").counts)
 
 
 def test_loudness_and_eq_are_per_track_channel_gains() -> None:

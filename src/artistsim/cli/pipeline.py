@@ -164,7 +164,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out_dir")
     p.add_argument("--preset", default="demo", choices=tuple(PRESETS),
                    help="demo; albums, genres, mixed (nuisance of real catalogues); "
-                        "holdout (never tuned on); small; full")
+                        "holdout, holdout_wide (never tuned on); small; full")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nested", action="store_true", help="train_features/train_features/ layout")
     p.add_argument("--overwrite", action="store_true")
