@@ -46,8 +46,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-HELD_OUT = "holdout"  # the preset never used for tuning
-ALL_PRESETS = ("demo", "albums", "genres", "mixed", HELD_OUT)
+HELD_OUT = ("holdout", "holdout_wide")  # the presets never used for tuning
+ALL_PRESETS = ("demo", "albums", "genres", "mixed", *HELD_OUT)
+NOTES = "quality_notes_*.md"  # measured sections written by hand (benchmarks/results/), appended to QUALITY.md
 DEMO_CONFIGS = ("transformer_demo.toml", "conformer_demo.toml")
 QUALITY_MD = C.ROOT / "QUALITY.md"
 
@@ -235,7 +236,7 @@ def _per_seed(values: list[float]) -> str:
 
 
 def _label(preset: str) -> str:
-    return f"**{preset}** (held back: never tuned on)" if preset == HELD_OUT else preset
+    return f"**{preset}** (held back: never tuned on)" if preset in HELD_OUT else preset
 
 
 def recipe_row(rows: dict) -> str | None:
@@ -308,7 +309,7 @@ def sections(summary: dict) -> list[C.Section]:
               "the pipeline `predict` applies: the inference add-ons chosen on validation by `evaluate` "
               "(LDA fusion, AS-norm, weighted query expansion, rerank threshold; each kept only when it "
               "raised validation nDCG@100), per preset below. "
-              f"`{HELD_OUT}` was never used to tune a generator knob or a method.")]
+              + " and ".join(f"`{h}`" for h in HELD_OUT) + " were never used to tune a generator knob or a method.")]
     for preset, p in summary.items():
         if not p["values"]:
             continue
@@ -356,8 +357,8 @@ def write_quality_md(result: dict, path: Path) -> None:
              "nDCG@100 with the competition's semantics; `validation` = the artists each run held out "
              "of the train split, `test` = the preset's test split. Presets: `demo` (the calibrated "
              "demo data), `albums`, `genres`, `mixed` (the nuisance of real catalogues: see "
-             "`artistsim.data.synth_nuisance`), and `holdout`, of another structure, **never used for "
-             "tuning**.", "",
+             "`artistsim.data.synth_nuisance`), and `holdout` and `holdout_wide`, of two other structures, "
+             "**never used for tuning**.", "",
              "Recipes: " + ", ".join(f"`{c}`" for c in result["extra"].get("configs", [])) + " (with more than "
              "one, `recipe` is their ensemble). Every figure is mean ± standard deviation over the seeds: "
              "read no difference smaller than about two of those as a gain.", ""]
@@ -369,6 +370,8 @@ def write_quality_md(result: dict, path: Path) -> None:
                   f"From `{earlier}` (`{other['command']}`, {other['machine']['date']}).", ""]
         for s in other["sections"]:
             parts.append(C.render_section(C.Section(**{**s, "load": tuple(s["load"]) if s["load"] else None})))
+    for notes in sorted((C.ROOT / "benchmarks" / "results").glob(NOTES)):  # hand-written measurements, kept
+        parts += [notes.read_text().rstrip(), ""]
     atomic_write_text(path, "\n".join(parts).rstrip() + "\n")
 
 

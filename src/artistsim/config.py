@@ -35,9 +35,15 @@ class TransformerConfig:
     num_layers: int = 3
     ffn_dim: int = 2048
     dropout: float = 0.1
-    pooling: Literal["mean", "attention"] = "mean"
+    # "stats" / "attentive_stats": mean and std over time (x-vector / ECAPA-TDNN); "netvlad" /
+    # "ghostvlad": residuals around vlad_clusters learned centres (+ ghost_clusters dropped).
+    pooling: Literal["mean", "attention", "stats", "attentive_stats", "netvlad", "ghostvlad"] = "mean"
+    vlad_clusters: int = 8
+    ghost_clusters: int = 2
     projector_hidden: int = 512
     embedding_dim: int = 128
+    # "batchnorm": a BatchNorm1d after the projector (models/heads.py: build_embedding_norm).
+    embedding_norm: Literal["none", "batchnorm"] = "none"
     # The seed neither masked padded frames in attention nor excluded them from pooling;
     # False reproduces it exactly.
     mask_padding: bool = True
@@ -69,9 +75,15 @@ class ConformerConfig:
     num_layers: int = 4
     depthwise_kernel: int = 31
     dropout: float = 0.1
-    pooling: Literal["mean", "attention"] = "mean"
+    # "stats" / "attentive_stats": mean and std over time (x-vector / ECAPA-TDNN); "netvlad" /
+    # "ghostvlad": residuals around vlad_clusters learned centres (+ ghost_clusters dropped).
+    pooling: Literal["mean", "attention", "stats", "attentive_stats", "netvlad", "ghostvlad"] = "mean"
+    vlad_clusters: int = 8
+    ghost_clusters: int = 2
     projector_hidden: int = 512
     embedding_dim: int = 128
+    # "batchnorm": a BatchNorm1d after the projector (models/heads.py: build_embedding_norm).
+    embedding_norm: Literal["none", "batchnorm"] = "none"
     mask_padding: bool = True
     # Pooled-statistics LDA branch (see models/frontend.py): "off" (the seed), "residual"
     # (embedding = LDA projection + encoder output, the encoder's last layer zero-initialised
@@ -137,6 +149,9 @@ class LossConfig:
     arcface_scale: float = 30.0
     subcenters: int = 3
     arcface_lr: float = 1e-2
+    # The margin grows linearly from 0 to arcface_margin_deg over this many epochs of the
+    # run (0 = the full margin from the first step), as speaker-verification recipes do.
+    margin_warmup_epochs: float = 0.0
     # kind "seed" plus a classifier over every training artist: seed + classifier_weight *
     # (sub-center) ArcFace. 0 (the default) is the seed's loss alone, unchanged.
     classifier_weight: float = 0.0
@@ -209,6 +224,13 @@ class TrainConfig:
     # the next stage starts from the best weights instead of that stage's (the log says
     # so). False is the seed: each stage starts from the previous stage's best.
     stage_fallback: bool = False
+    # Each stage's learning rates rise linearly from 0 over this many epochs (0 = off):
+    # every stage starts a fresh AdamW, whose first steps are the least reliable.
+    lr_warmup_epochs: float = 0.0
+    # Checkpoint averaging (SWA): the weights of the last stage's `swa_epochs` epochs that
+    # end at its best one are averaged; the average replaces best.pt only if it scores
+    # higher on validation. 0 = off.
+    swa_epochs: int = 0
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -276,6 +298,11 @@ def validate_train_config(cfg: TrainConfig, where: str = "config") -> None:
                                ("classifier", cfg.loss.classifier, ("arcface", "subcenter_arcface"))):
         if value not in known:
             raise ConfigError(f"{where}: {name} must be one of {known}, got {value!r}")
+    m = cfg.model
+    if m.vlad_clusters < 1 or m.ghost_clusters < 0:
+        raise ConfigError(f"{where}[model]: vlad_clusters must be >= 1 and ghost_clusters >= 0")
+    if cfg.loss.margin_warmup_epochs < 0 or cfg.lr_warmup_epochs < 0 or cfg.swa_epochs < 0:
+        raise ConfigError(f"{where}: margin_warmup_epochs, lr_warmup_epochs and swa_epochs must be >= 0")
     if cfg.loss.classifier_weight < 0:
         raise ConfigError(f"{where}[loss].classifier_weight must be >= 0")
     if cfg.loss.xbm_size < 0 or cfg.loss.xbm_weight < 0:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from artistsim.config import ConformerConfig
-from artistsim.models.heads import Projector, build_pooling, check_inputs, padding_mask
+from artistsim.models.heads import Projector, build_embedding_norm, build_pooling, check_inputs, padding_mask
 
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):
@@ -152,8 +152,9 @@ class ConformerEncoderModel(nn.Module):
         )
         # torchaudio's Conformer has no input projection; one is added only for d < input
         self.input_proj = nn.Linear(cfg.input_dim, d) if d != cfg.input_dim else nn.Identity()
-        self.pooling = build_pooling(cfg.pooling, d, cfg.mask_padding)
-        self.projector = Projector(d, cfg.projector_hidden, cfg.embedding_dim)
+        self.pooling = build_pooling(cfg.pooling, d, cfg.mask_padding, cfg.vlad_clusters, cfg.ghost_clusters)
+        self.projector = Projector(self.pooling.out_dim, cfg.projector_hidden, cfg.embedding_dim)
+        self.embedding_norm = build_embedding_norm(cfg.embedding_norm, cfg.embedding_dim)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         check_inputs(x, lengths, self.cfg.input_dim)
@@ -164,4 +165,4 @@ class ConformerEncoderModel(nn.Module):
         x = self.input_proj(x)
         for block in self.blocks:
             x = block(x, pad, self.cfg.mask_padding)
-        return self.projector(self.pooling(x, pad))
+        return self.embedding_norm(self.projector(self.pooling(x, pad)))

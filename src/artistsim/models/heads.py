@@ -2,13 +2,17 @@
 
 Why separate modules: every encoder turns frames into one vector the same way
 (pool over time, then project), so the pooling is swappable by name and the
-projector is the seed's exactly, whichever encoder sits underneath.
+projector is the seed's exactly, whichever encoder sits underneath. Every pooling
+module has an `out_dim` (the projector's input width): the statistics poolings of
+speaker verification return mean and standard deviation side by side (twice the width).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from artistsim.models.vlad import VLADPooling
 
 
 def padding_mask(lengths: Tensor, T: int) -> Tensor:
@@ -37,6 +41,27 @@ def check_inputs(x: Tensor, lengths: Tensor, input_dim: int) -> None:
         )
 
 
+STD_FLOOR = 1e-5  # variance floor: sqrt has an infinite slope at 0 (one-frame tracks)
+
+
+def masked_moments(x: Tensor, pad: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation over time of x [B, T, D], over real frames only.
+
+    pad [B, T] (True = padding) or None (every frame counts). Padding is zeroed with
+    masked_fill before any arithmetic so that non-finite garbage there stays out. The
+    variance is the biased one (a one-frame track has 0), floored at STD_FLOOR.
+    """
+    if pad is None:
+        mean = x.mean(dim=1)
+        var = (x * x).mean(dim=1) - mean * mean
+    else:
+        x = x.masked_fill(pad.unsqueeze(-1), 0.0)
+        count = (~pad).sum(dim=1, keepdim=True).to(x.dtype).clamp_min(1.0)
+        mean = x.sum(dim=1) / count
+        var = (x * x).sum(dim=1) / count - mean * mean
+    return mean, var.clamp_min(STD_FLOOR).sqrt()
+
+
 class MeanPooling(nn.Module):
     """Average over time.
 
@@ -44,9 +69,9 @@ class MeanPooling(nn.Module):
     depend on how much padding its batch needed; False is the seed (plain mean over T).
     """
 
-    def __init__(self, mask_padding: bool) -> None:
+    def __init__(self, mask_padding: bool, dim: int = 0) -> None:
         super().__init__()
-        self.mask_padding = mask_padding
+        self.mask_padding, self.out_dim = mask_padding, dim
 
     def forward(self, x: Tensor, pad: Tensor | None) -> Tensor:
         """x: [B, T, D]; pad: [B, T] True = padding (ignored unless mask_padding)."""
@@ -71,7 +96,7 @@ class AttentionPooling(nn.Module):
 
     def __init__(self, dim: int, mask_padding: bool, hidden: int = 128) -> None:
         super().__init__()
-        self.mask_padding = mask_padding
+        self.mask_padding, self.out_dim = mask_padding, dim
         self.score = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
 
     def forward(self, x: Tensor, pad: Tensor | None) -> Tensor:
@@ -89,13 +114,98 @@ class AttentionPooling(nn.Module):
         return f"mask_padding={self.mask_padding}"
 
 
-def build_pooling(name: str, dim: int, mask_padding: bool) -> nn.Module:
-    """Pooling module by config name: "mean" or "attention"."""
+class StatsPooling(nn.Module):
+    """Mean and standard deviation over time, side by side (the x-vector's pooling).
+
+    Why: how far a track's frames spread along each channel is artist signal a mean
+    throws away (the synthetic style lives in the frames' second moment), and the
+    speaker-verification networks that map frames to one vector per recording all keep
+    it. Over real frames only when mask_padding.
+    """
+
+    def __init__(self, dim: int, mask_padding: bool) -> None:
+        super().__init__()
+        self.mask_padding, self.out_dim = mask_padding, 2 * dim
+
+    def forward(self, x: Tensor, pad: Tensor | None) -> Tensor:
+        """x: [B, T, D]; pad: [B, T] True = padding -> [B, 2D]."""
+        mean, std = masked_moments(x, pad if self.mask_padding else None)
+        return torch.cat([mean, std], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"mask_padding={self.mask_padding}"
+
+
+class AttentiveStatsPooling(nn.Module):
+    """Attentive statistics pooling (ECAPA-TDNN): weighted mean and std, weights per channel.
+
+    Each frame is scored from itself and the track's global context (its unweighted mean
+    and std), one score per channel, and a softmax over the real frames gives each
+    channel its own weights: a channel can listen to the sections where it carries the
+    artist and skip generic runs, which one weight per frame cannot do channel by channel.
+    Padding gets zero weight and contributes nothing (masked before any arithmetic).
+    """
+
+    def __init__(self, dim: int, mask_padding: bool, hidden: int = 128) -> None:
+        super().__init__()
+        self.mask_padding, self.out_dim = mask_padding, 2 * dim
+        self.score = nn.Sequential(nn.Linear(3 * dim, hidden), nn.Tanh(), nn.Linear(hidden, dim))
+
+    def forward(self, x: Tensor, pad: Tensor | None) -> Tensor:
+        """x: [B, T, D]; pad: [B, T] True = padding -> [B, 2D]."""
+        pad = pad if self.mask_padding else None
+        if pad is not None:
+            x = x.masked_fill(pad.unsqueeze(-1), 0.0)
+        mean, std = masked_moments(x, pad)
+        T = x.shape[1]
+        context = torch.cat([x, mean.unsqueeze(1).expand(-1, T, -1), std.unsqueeze(1).expand(-1, T, -1)], dim=2)
+        scores = self.score(context)  # [B, T, D]
+        if pad is not None:
+            scores = scores.masked_fill(pad.unsqueeze(-1), float("-inf"))
+        weights = torch.softmax(scores, dim=1)
+        mu = (weights * x).sum(dim=1)
+        var = (weights * x * x).sum(dim=1) - mu * mu
+        return torch.cat([mu, var.clamp_min(STD_FLOOR).sqrt()], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"mask_padding={self.mask_padding}"
+
+
+POOLINGS = ("mean", "attention", "stats", "attentive_stats", "netvlad", "ghostvlad")
+
+
+def build_pooling(name: str, dim: int, mask_padding: bool, clusters: int = 8, ghost_clusters: int = 2) -> nn.Module:
+    """Pooling module by config name (POOLINGS); its `out_dim` is the projector's input width.
+
+    `clusters` / `ghost_clusters` are read by the VLAD poolings only (models/vlad.py).
+    """
     if name == "mean":
-        return MeanPooling(mask_padding)
+        return MeanPooling(mask_padding, dim)
     if name == "attention":
         return AttentionPooling(dim, mask_padding)
-    raise ValueError(f"unknown pooling {name!r}; expected 'mean' or 'attention'")
+    if name == "stats":
+        return StatsPooling(dim, mask_padding)
+    if name == "attentive_stats":
+        return AttentiveStatsPooling(dim, mask_padding)
+    if name in ("netvlad", "ghostvlad"):
+        return VLADPooling(dim, mask_padding, clusters, ghost_clusters if name == "ghostvlad" else 0)
+    raise ValueError(f"unknown pooling {name!r}; expected one of {POOLINGS}")
+
+
+def build_embedding_norm(kind: str, dim: int) -> nn.Module:
+    """What follows the projector: nothing ("none", the seed) or a BatchNorm1d ("batchnorm").
+
+    Why a batch norm on the embedding (as the x-vector and ECAPA-TDNN end): an untrained
+    encoder puts every track in a narrow cone (mean cosine 0.92 between tracks of the
+    demo), where a cosine classifier's gradients barely separate classes; centring and
+    scaling each dimension spreads the tracks over the sphere from the first step. In
+    eval mode it uses running statistics, so a track's embedding never depends on its batch.
+    """
+    if kind == "none":
+        return nn.Identity()
+    if kind == "batchnorm":
+        return nn.BatchNorm1d(dim)
+    raise ValueError(f"unknown embedding_norm {kind!r}; expected 'none' or 'batchnorm'")
 
 
 class Projector(nn.Module):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from artistsim.config import TransformerConfig
-from artistsim.models.heads import Projector, build_pooling, check_inputs, padding_mask
+from artistsim.models.heads import Projector, build_embedding_norm, build_pooling, check_inputs, padding_mask
 
 
 class TransformerEncoderModel(nn.Module):
@@ -38,8 +38,9 @@ class TransformerEncoderModel(nn.Module):
         # pays off when batches are mostly padding, and most tracks are full length.
         # The fused eval path still runs; tests check it agrees with training mode.
         self.encoder = nn.TransformerEncoder(layer, num_layers=cfg.num_layers, enable_nested_tensor=False)
-        self.pooling = build_pooling(cfg.pooling, cfg.d_model, cfg.mask_padding)
-        self.projector = Projector(cfg.d_model, cfg.projector_hidden, cfg.embedding_dim)
+        self.pooling = build_pooling(cfg.pooling, cfg.d_model, cfg.mask_padding, cfg.vlad_clusters, cfg.ghost_clusters)
+        self.projector = Projector(self.pooling.out_dim, cfg.projector_hidden, cfg.embedding_dim)
+        self.embedding_norm = build_embedding_norm(cfg.embedding_norm, cfg.embedding_dim)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         check_inputs(x, lengths, self.cfg.input_dim)
@@ -51,4 +52,4 @@ class TransformerEncoderModel(nn.Module):
             h = self.encoder(self.input_proj(x), src_key_padding_mask=pad)
         else:
             h = self.encoder(self.input_proj(x))
-        return self.projector(self.pooling(h, pad))
+        return self.embedding_norm(self.projector(self.pooling(h, pad)))

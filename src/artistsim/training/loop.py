@@ -13,14 +13,10 @@ averages gradients); rank 0 alone validates, logs and writes, and broadcasts its
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import queue
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,69 +27,21 @@ from tqdm.auto import tqdm
 
 from artistsim.atomic import atomic_path
 from artistsim.config import StageConfig, TrainConfig, to_dict
-from artistsim.data.layout import FeatureSource
-from artistsim.data.splits import SplitData, crop_indices, holdout_mask, load_split, take_batch
-from artistsim.embed import autocast, embed_full, load_checkpoint, restore
+from artistsim.data.splits import SplitData, holdout_mask, load_split
+from artistsim.embed import embed_full, load_checkpoint, restore
 from artistsim.evaluation.metrics import ndcg_at_k
 from artistsim.models import build_model, describe, output_dim
 from artistsim.search.exact import topk
 from artistsim.training.augment import augment_batch, resample_frames
+from artistsim.training.batches import CropLoader, forward_backward
 from artistsim.training.distributed import Dist, broadcast_float, broadcast_module, init_distributed, sync_loss_grads
 from artistsim.training.frontend import fit_lda_branch
 from artistsim.training.losses import build_loss
 from artistsim.training.resume import resume_checkpoint
 from artistsim.training.sampling import ArtistBatchSampler
+from artistsim.training.schedule import LinearWarmup, WeightAverage, margin_fraction
 
 CHECKPOINT_VERSION = 1
-
-
-# --------------------------------------------------------------------------- batches
-
-
-class CropLoader:
-    """Background-thread batch producer: cropping and gathering overlap the model's compute.
-
-    Gathering from the memory map and numpy indexing release the GIL, so one thread is
-    enough to keep the training thread busy on a 2-core machine.
-    """
-
-    def __init__(self, source: FeatureSource, batches: list[np.ndarray], labels: np.ndarray, crop: int,
-                 pad_mode: str, rng: np.random.Generator, prefetch: int = 2):
-        self.source, self.batches, self.labels = source, batches, labels
-        self.crop, self.pad_mode, self.rng = crop, pad_mode, rng
-        self.queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
-        self.thread = threading.Thread(target=self._work, daemon=True)
-        self.stop = threading.Event()
-
-    def _make(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        idx, true = crop_indices(self.source.lengths[rows], self.crop, self.rng, self.pad_mode)
-        x = take_batch(self.source, rows, idx, true, self.pad_mode)
-        return torch.from_numpy(x), torch.from_numpy(true), torch.from_numpy(self.labels[rows])
-
-    def _work(self) -> None:
-        try:
-            for rows in self.batches:
-                if self.stop.is_set():
-                    return
-                self.queue.put(self._make(rows))
-        except BaseException as exc:  # surfaced on the training thread
-            self.queue.put(exc)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        self.thread.start()
-        try:
-            for _ in self.batches:
-                item = self.queue.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self.stop.set()
-            while self.thread.is_alive():
-                try:
-                    self.queue.get(timeout=0.1)
-                except queue.Empty:
-                    pass
 
 
 # --------------------------------------------------------------------------- state
@@ -155,64 +103,10 @@ def make_optimizer(model: torch.nn.Module, loss_fn: torch.nn.Module, cfg: TrainC
 # --------------------------------------------------------------------------- steps
 
 
-def forward_backward(net: torch.nn.Module, loss_fn: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor,
-                     labels: torch.Tensor, device: torch.device, micro_batch_frames: int = 0) -> torch.Tensor:
-    """Loss of one batch, with its gradients accumulated into the parameters.
-
-    The pairwise losses need every embedding of the batch at once, but the encoder's
-    activations need not all be alive together. With `micro_batch_frames` > 0 and a larger
-    batch, micro-batches of that many frames (tracks x crop) run in two passes (the "gradient cache" idea): first every micro-batch
-    without a graph, giving the embeddings, the loss and d loss / d embeddings; then each
-    micro-batch again with a graph, replaying its random state so dropout draws the same
-    masks, and back-propagating its slice of that gradient. Peak memory is one
-    micro-batch's activations for one extra forward pass; the gradient is the full batch's
-    (exactly so for encoders without batch statistics; the Conformer's batch norm then
-    normalises per micro-batch).
-    """
-    micro_batch = max(1, micro_batch_frames // x.shape[1])
-    if micro_batch_frames <= 0 or len(x) <= micro_batch:
-        with autocast(device):
-            emb = net(x, lengths)
-        loss = loss_fn(emb.float(), labels)
-        loss.backward()
-        return loss
-    slices = [slice(i, i + micro_batch) for i in range(0, len(x), micro_batch)]
-    states, parts = [], []
-    with torch.no_grad():
-        for sl in slices:
-            states.append(_rng_state(device))
-            with autocast(device):
-                parts.append(net(x[sl], lengths[sl]).float())
-    emb = torch.cat(parts).requires_grad_()
-    loss = loss_fn(emb, labels)
-    loss.backward()
-    after = _rng_state(device)
-    sync = getattr(net, "no_sync", None)
-    for i, (sl, state) in enumerate(zip(slices, states)):
-        _set_rng_state(device, state)
-        last = i == len(slices) - 1
-        with (contextlib.nullcontext() if last or sync is None else sync()):
-            with autocast(device):
-                out = net(x[sl], lengths[sl]).float()
-            out.backward(emb.grad[sl])
-    _set_rng_state(device, after)
-    return loss.detach()
-
-
-def _rng_state(device: torch.device) -> tuple:
-    cpu = torch.get_rng_state()
-    return (cpu, torch.cuda.get_rng_state(device)) if device.type == "cuda" else (cpu,)
-
-
-def _set_rng_state(device: torch.device, state: tuple) -> None:
-    torch.set_rng_state(state[0])
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state[1], device)
-
-
 def train_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 loader: CropLoader, cfg: TrainConfig, stage: StageConfig, device: torch.device,
-                generator: torch.Generator, bar: tqdm | None, max_steps: int | None = None) -> float:
+                generator: torch.Generator, bar: tqdm | None, max_steps: int | None = None,
+                warmup: LinearWarmup | None = None) -> float:
     """One pass over the epoch's batches; returns the mean loss."""
     model.train()
     total, steps = 0.0, 0
@@ -225,6 +119,8 @@ def train_epoch(model: torch.nn.Module, loss_fn: torch.nn.Module, optimizer: tor
         optimizer.zero_grad(set_to_none=True)
         loss = forward_backward(model, loss_fn, x, lengths, labels, device, cfg.micro_batch_frames)
         sync_loss_grads(loss_fn)
+        if warmup is not None:
+            warmup.before_step()
         optimizer.step()
         total += float(loss.detach())
         steps += 1
@@ -339,7 +235,9 @@ def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: 
         if ckpt is not None and ckpt["optimizer"] is not None and ckpt["progress"]["stage"] == prog.stage:
             optimizer.load_state_dict(ckpt["optimizer"])
         ckpt = None
-        run_stage(net, model, loss_fn, optimizer, data, cfg, prog, out_dir, d, dev, progress, max_steps, log)
+        last = prog.stage == len(cfg.stages) - 1
+        swa = WeightAverage(cfg.swa_epochs, cfg.swa_epochs + cfg.patience) if cfg.swa_epochs and last else None
+        run_stage(net, model, loss_fn, optimizer, data, cfg, prog, out_dir, d, dev, progress, max_steps, log, swa)
         if d.main:  # the stage's best weights start the next stage (or the best so far, see stage_fallback)
             start = "stage_best.pt"
             if cfg.stage_fallback and prog.stage_best < prog.best:
@@ -360,8 +258,12 @@ def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: 
 def run_stage(net: torch.nn.Module, model: torch.nn.Module, loss_fn: torch.nn.Module,
               optimizer: torch.optim.Optimizer, data: TrainData, cfg: TrainConfig, prog: Progress,
               out_dir: Path, d: Dist, dev: torch.device, progress: bool | None, max_steps: int | None,
-              log) -> None:
-    """Epochs of one curriculum stage until max_epochs or `patience` epochs without gain."""
+              log, swa: WeightAverage | None = None) -> None:
+    """Epochs of one curriculum stage until max_epochs or `patience` epochs without gain.
+
+    With `swa`, each epoch's weights are kept and, at the end, the average of the window
+    ending at the stage's best epoch is a further candidate (`average_candidate`).
+    """
     stage = cfg.stages[prog.stage]
     sampler = ArtistBatchSampler(data.split.artists[data.train_rows], stage.artists_per_batch,
                                  seed=cfg.seed * 1000 + prog.stage, rank=d.rank, world_size=d.world_size)
@@ -376,6 +278,8 @@ def run_stage(net: torch.nn.Module, model: torch.nn.Module, loss_fn: torch.nn.Mo
                 f"the memory-efficient loss path")
     bar = tqdm(total=stage.max_epochs * steps, initial=prog.epoch * steps, disable=_disabled(progress, d),
                desc="Training", dynamic_ncols=True)
+    warmup = LinearWarmup(optimizer, round(cfg.lr_warmup_epochs * steps), prog.epoch * steps) \
+        if cfg.lr_warmup_epochs > 0 else None
     while prog.epoch < stage.max_epochs and prog.bad_epochs < cfg.patience:
         seed = epoch_seed(cfg, prog.stage, prog.epoch)
         torch.manual_seed(seed)
@@ -383,8 +287,11 @@ def run_stage(net: torch.nn.Module, model: torch.nn.Module, loss_fn: torch.nn.Mo
         batches = [data.train_rows[b] for b in sampler.batches(prog.epoch)]
         loader = CropLoader(data.split.source, batches, data.labels, stage.crop, cfg.pad_mode,
                             np.random.default_rng(seed), prefetch=max(1, cfg.num_workers) + 1)
+        for module in loss_fn.modules():  # margin warm-up (margin softmax heads, alone or beside the seed)
+            if hasattr(module, "set_margin_fraction"):
+                module.set_margin_fraction(margin_fraction(len(prog.history), cfg.loss.margin_warmup_epochs))
         t0 = time.time()
-        loss = train_epoch(net, loss_fn, optimizer, loader, cfg, stage, dev, generator, bar, max_steps)
+        loss = train_epoch(net, loss_fn, optimizer, loader, cfg, stage, dev, generator, bar, max_steps, warmup)
         score = validate(model, data.split, data.val_rows, dev, cfg.eval_batch_size) if d.main else 0.0
         score = broadcast_float(score, d, dev)
         prog.epoch += 1
@@ -401,14 +308,46 @@ def run_stage(net: torch.nn.Module, model: torch.nn.Module, loss_fn: torch.nn.Mo
                 save_checkpoint(out_dir / "best.pt", model, loss_fn, None, cfg, prog, data.label_ids)
             save_checkpoint(out_dir / "last.pt", model, loss_fn, optimizer, cfg, prog, data.label_ids)
             _log(out_dir, record)
+        if swa is not None:
+            swa.push(prog.epoch, model)
         prog.best = max(prog.best, score)
         bar.set_description(f"Training: stage: {prog.stage + 1}/{len(cfg.stages)}, crop: {stage.crop}, "
                             f"epoch: {prog.epoch}/{stage.max_epochs}, loss: {loss:.4f}, "
                             f"max_ndcg: {prog.stage_best:.4f}")
     bar.close()
+    if swa is not None and d.main:
+        average_candidate(model, loss_fn, swa, data, cfg, prog, out_dir, dev, log)
     if d.main:
         log(f"stage {prog.stage + 1}/{len(cfg.stages)} (crop {stage.crop}, lr {stage.lr:g}): "
             f"best validation nDCG@100 {prog.stage_best:.4f} after {prog.epoch} epoch(s)")
+
+
+def average_candidate(model: torch.nn.Module, loss_fn: torch.nn.Module, swa: WeightAverage, data: TrainData,
+                      cfg: TrainConfig, prog: Progress, out_dir: Path, dev: torch.device, log) -> None:
+    """Checkpoint averaging: the mean weights of the epochs ending at this stage's best one.
+
+    Kept (written as best.pt and stage_best.pt, which the next step loads) only if it
+    beats the best validation nDCG@100 so far; the log says which way it went.
+    """
+    scores = {r["epoch"]: r["val_ndcg"] for r in prog.history if r["stage"] == prog.stage + 1}
+    if not scores:
+        return
+    averaged = swa.average(max(scores, key=scores.get))
+    if averaged is None:
+        return
+    state, count = averaged
+    current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    score = validate(model, data.split, data.val_rows, dev, cfg.eval_batch_size)
+    _log(out_dir, {"stage": prog.stage + 1, "swa_epochs": count, "val_ndcg": score})
+    if score > prog.best:
+        log(f"checkpoint average of {count} epochs: validation nDCG@100 {score:.4f} > {prog.best:.4f}, kept")
+        prog.best = prog.stage_best = score
+        save_checkpoint(out_dir / "best.pt", model, loss_fn, None, cfg, prog, data.label_ids)
+        save_checkpoint(out_dir / "stage_best.pt", model, loss_fn, None, cfg, prog, data.label_ids)
+    else:
+        log(f"checkpoint average of {count} epochs: validation nDCG@100 {score:.4f} <= {prog.best:.4f}, not kept")
+    model.load_state_dict(current)
 
 
 def _disabled(progress: bool | None, d: Dist) -> bool | None:

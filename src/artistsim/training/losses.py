@@ -30,7 +30,7 @@ Definitions reproduced (PML 2.x, CosineSimilarity, so S = E E^T after L2 normali
   RNG state and a seeded run is reproducible across paths.
 
 `build_loss` maps `config.LossConfig` onto `SeedLoss`, an automatic switch between the
-two paths (`AutoSeedLoss`), or PML's ArcFace / SubCenterArcFace classifiers.
+two paths (`AutoSeedLoss`), or an (sub-center) ArcFace classifier (`margin.MarginSoftmax`).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from artistsim.training.chunked_loss import (
     SeedTermsFunction,
     check_inputs,
 )
+from artistsim.training.margin import MarginSoftmax
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "TERM_NAMES", "SeedLoss", "AutoSeedLoss", "SeedPlusClassifier", "SeedPlusMemory",
            "sample_triplets", "loss_path", "build_loss"]
@@ -267,8 +268,9 @@ def build_loss(cfg: LossConfig, num_classes: int, embedding_dim: int) -> torch.n
     kind "seed": SeedLoss (memory_efficient "always"/"never") or AutoSeedLoss ("auto",
     chunked above `memory_efficient_above` rows); `num_classes` is unused.
 
-    kind "arcface" / "subcenter_arcface": PML's ArcFaceLoss / SubCenterArcFaceLoss with
-    margin `arcface_margin_deg` (degrees) and scale `arcface_scale`. These hold trainable
+    kind "arcface" / "subcenter_arcface": `margin.MarginSoftmax` (PML's ArcFaceLoss /
+    SubCenterArcFaceLoss formula and weight layout, unit-norm class centres, a margin that
+    can warm up) with margin `arcface_margin_deg` (degrees) and scale `arcface_scale`. These hold trainable
     class weights (embedding_dim x num_classes[ x subcenters]): the trainer must put
     `loss.parameters()` in its own optimizer parameter group with lr `cfg.arcface_lr`,
     save them in checkpoints, and feed labels that are contiguous class indices
@@ -317,15 +319,8 @@ def build_loss(cfg: LossConfig, num_classes: int, embedding_dim: int) -> torch.n
                 f"{cfg.kind} needs num_classes >= 2 and embedding_dim >= 1, "
                 f"got {num_classes} and {embedding_dim}"
             )
-        common = dict(
-            num_classes=int(num_classes),
-            embedding_size=int(embedding_dim),
-            margin=cfg.arcface_margin_deg,
-            scale=cfg.arcface_scale,
-        )
-        if cfg.kind == "arcface":
-            return pml_losses.ArcFaceLoss(**common)
-        if cfg.subcenters < 1:
+        if cfg.kind == "subcenter_arcface" and cfg.subcenters < 1:
             raise ValueError(f"loss.subcenters must be >= 1, got {cfg.subcenters}")
-        return pml_losses.SubCenterArcFaceLoss(**common, sub_centers=int(cfg.subcenters))
+        return MarginSoftmax(int(num_classes), int(embedding_dim), cfg.arcface_margin_deg, cfg.arcface_scale,
+                             int(cfg.subcenters) if cfg.kind == "subcenter_arcface" else 1)
     raise ValueError(f"loss.kind must be 'seed', 'arcface' or 'subcenter_arcface', got {cfg.kind!r}")
