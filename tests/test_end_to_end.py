@@ -65,10 +65,13 @@ def test_train_evaluate_predict_beats_meanpool(synth_data, tmp_path, capsys):
     assert main(["-q", "train", data, "--model", "transformer", "--config", str(cfg), "--out", str(run)]) == 0
     capsys.readouterr()
     assert main(["-q", "evaluate", data, "--run", str(run)]) == 0
+    assert not (run / "settings").exists()  # evaluate reports; saving settings is an explicit step
+    capsys.readouterr()
+    assert main(["-q", "evaluate", data, "--run", str(run), "--save-settings"]) == 0
     table = capsys.readouterr().out
     assert "baseline: meanpool" in table and "test rerank" in table
     assert (run / "evaluation" / "report.md").exists() and (run / "evaluation" / "curves_run.png").exists()
-    assert (run / "inference.json").exists()  # settings chosen on validation, for predict
+    assert len(list((run / "settings").glob("*.json"))) == 1  # settings chosen on validation, for predict
     chosen_test = float(re.search(r"\| \+ rerank [^|]*\| [0-9.]+ \| ([0-9.]+) \|", table).group(1))
     sub = tmp_path / "submission.tsv"
     assert main(["-q", "predict", data, "--run", str(run), "--out", str(sub)]) == 0
