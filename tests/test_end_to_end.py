@@ -95,4 +95,4 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text('[model]\nkind = "transformer"\nd_modle = 3\n[[stages]]\nartists_per_batch = 2\ncrop = 10\nlr = 1e-3\n')
     assert main(["train", str(tmp_path), "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
-    assert "unknown key(s) ['d_modle']" in capsys.readouterr().err
+    assert "[model] d_modle: unknown key (did you mean 'd_model'?)" in capsys.readouterr().err
