@@ -110,3 +110,10 @@ def test_batchnorm_embedding_spreads_the_cone_of_an_untrained_encoder() -> None:
     assert isinstance(build_embedding_norm("none", 16), torch.nn.Identity)
     with pytest.raises(ValueError, match="embedding_norm"):
         build_embedding_norm("layernorm", 16)
+
+
+def test_batchnorm_embedding_takes_a_one_track_training_batch() -> None:
+    norm = build_embedding_norm("batchnorm", 4).train()
+    norm.running_mean.fill_(1.0)
+    out = norm(torch.full((1, 4), 3.0))
+    torch.testing.assert_close(out, torch.full((1, 4), 2.0 / (1 + norm.eps) ** 0.5))

@@ -10,6 +10,7 @@ speaker verification return mean and standard deviation side by side (twice the 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from artistsim.models.vlad import VLADPooling
@@ -192,6 +193,20 @@ def build_pooling(name: str, dim: int, mask_padding: bool, clusters: int = 8, gh
     raise ValueError(f"unknown pooling {name!r}; expected one of {POOLINGS}")
 
 
+class EmbeddingBatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d that normalises a one-track training batch with its running statistics.
+
+    A batch of whole artists can hold a single track (the last, short batch of an epoch
+    when one single-track artist is left over, or one micro-batch), where batch
+    statistics do not exist and nn.BatchNorm1d raises.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        if self.training and x.shape[0] < 2:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
 def build_embedding_norm(kind: str, dim: int) -> nn.Module:
     """What follows the projector: nothing ("none", the seed) or a BatchNorm1d ("batchnorm").
 
@@ -204,7 +219,7 @@ def build_embedding_norm(kind: str, dim: int) -> nn.Module:
     if kind == "none":
         return nn.Identity()
     if kind == "batchnorm":
-        return nn.BatchNorm1d(dim)
+        return EmbeddingBatchNorm(dim)
     raise ValueError(f"unknown embedding_norm {kind!r}; expected 'none' or 'batchnorm'")
 
 
