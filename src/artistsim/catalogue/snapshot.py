@@ -229,6 +229,8 @@ def open_snapshot(root: str | Path, manifest: Manifest | None = None) -> Snapsho
     # Exact search reads every row per query: held in memory. Under an index only trackid
     # lookups read rows, so the segment stays mapped (the index holds its own copy).
     main = read_segment(root, manifest.main, mmap=bool(manifest.index.get("file")))
+    # a plain ndarray view of the map: row gathers skip np.memmap's per-call bookkeeping
+    main = Part(np.asarray(main.embeddings), main.trackids, main.artists, main.stats)
     tail = read_tail(root, manifest)
     index = read_index(root, manifest)
     if index is not None and index.ntotal != len(main):
