@@ -40,7 +40,19 @@ SILENCE_RMS = 1e-4  # -80 dBFS: below this over the whole fragment the track is 
 _BLOCK = 1 << 20  # frames per read when a stream cannot seek
 
 # Reason codes of skipped tracks (tracks.tsv column `reason` starts with one of these).
-REASONS = ("unreadable", "unsupported_format", "empty", "too_short", "silent", "nan", "duplicate", "error")
+REASONS = ("unreadable", "unsupported_format", "empty", "too_short", "silent", "nan", "duplicate", "error",
+           "short_read", "implausible")
+
+# What a header may claim. Below 4 kHz nothing of the 16 kHz descriptor is left; above
+# 384 kHz no audio interface records. A day-long track is a header lying about its length
+# (a 1 Hz WAV of 64,000 samples claims 17.8 hours), not music.
+MIN_RATE, MAX_RATE = 4_000, 384_000
+MAX_DURATION = 24 * 3600.0
+# A decoder may deliver slightly fewer frames than the header's estimate (MP3 padding,
+# VBR without a seek table): shortfalls up to this share of the fragment, or SHORT_READ_FRAMES,
+# pass; more means the stream broke off (a corrupt or truncated file) and the track is bad.
+SHORT_READ_SHARE = 0.01
+SHORT_READ_FRAMES = 4096
 
 # Extensions looked for in a folder. libsndfile reads the first group; the second is
 # audio that it cannot read: listed as `unsupported_format` so the user sees it, not lost.
@@ -125,6 +137,21 @@ def check_signal(x: np.ndarray) -> int:
     return t
 
 
+def check_header(rate: int, n: int) -> None:
+    """AudioError("implausible") for a sample rate or duration no real recording has."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError("implausible", f"sample rate {rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
+    if n / rate > MAX_DURATION:
+        raise AudioError("implausible", f"the header claims {n / rate:,.0f} s, more than {MAX_DURATION:,.0f} s")
+
+
+def check_complete(got: int, wanted: int, rate: int) -> None:
+    """AudioError("short_read") when decoding stopped well before the frames the header promised."""
+    if wanted - got > max(SHORT_READ_FRAMES, SHORT_READ_SHARE * wanted):
+        raise AudioError("short_read", f"decoded {got / rate:.2f} s of the {wanted / rate:.2f} s the header "
+                                       f"promises (corrupt or truncated stream)")
+
+
 def centre_fragment(x: np.ndarray, rate: int) -> np.ndarray:
     """The fragment `fragment_of` picks, cut from samples already in memory."""
     frag = fragment_of(len(x), rate)
@@ -153,13 +180,17 @@ def decode_fragment(path: str | Path) -> Decoded:
             rate, n, channels = fh.samplerate, fh.frames, fh.channels
             if n <= 0 or channels <= 0:
                 raise AudioError("empty", "no audio samples")
+            check_header(rate, n)
             frag = fragment_of(n, rate)
             if fh.seekable():
                 fh.seek(frag.start)
             else:  # read and drop whole blocks up to the fragment, never the whole file
                 skip = frag.start
                 while skip > 0:
-                    skip -= len(fh.read(min(skip, _BLOCK), dtype="float32", always_2d=True))
+                    got = len(fh.read(min(skip, _BLOCK), dtype="float32", always_2d=True))
+                    if got == 0:
+                        break  # the stream ended early: reported below as a short read
+                    skip -= got
             data = fh.read(frag.length, dtype="float32", always_2d=True)
     except AudioError:
         raise
@@ -170,4 +201,5 @@ def decode_fragment(path: str | Path) -> Decoded:
         raise AudioError("unreadable", f"{type(exc).__name__}: {exc}") from None
     if len(data) == 0:
         raise AudioError("empty", "no audio samples could be read")
+    check_complete(len(data), frag.length, rate)
     return Decoded(samples=to_mono_16k(data, rate), duration=n / rate)
