@@ -10,7 +10,6 @@ searches on an index nobody mutates are thread-safe.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from artistsim.catalogue.manifest import file_sha256
 from artistsim.catalogue.store import UNKNOWN_ARTIST, CatalogueError, Manifest, Part, read_index, read_segment
 from artistsim.search.exact import search_prepared
 
@@ -30,14 +30,6 @@ NPROBE_PQ = 64
 RESCORE = 4  # IVF-PQ: candidates per wanted neighbour, re-scored exactly from the segment
 MAX_K = 1000
 SMALL_SEARCH = 2**22  # query x row pairs up to which exact search is one numpy product
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_runs(manifest: Manifest, root: Path) -> list[str]:
@@ -195,7 +187,7 @@ class Snapshot:
 
 def read_tail(root: Path, manifest: Manifest) -> Part:
     """The tail segments' rows, concatenated in memory (they are small by construction)."""
-    tails = [read_segment(root, s, mmap=False) for s in manifest.tail]
+    tails = [read_segment(root, s, mmap=False, dim=manifest.dim) for s in manifest.tail]
     d = manifest.dim
     return Part(np.concatenate([t.embeddings for t in tails]) if tails else np.empty((0, d), np.float32),
                 np.concatenate([t.trackids for t in tails]) if tails else np.empty(0, np.int64),
@@ -223,7 +215,7 @@ def open_snapshot(root: str | Path, manifest: Manifest | None = None) -> Snapsho
     manifest = manifest or Manifest.read(root)
     # Exact search reads every row per query: held in memory. Under an index only trackid
     # lookups read rows, so the segment stays mapped (the index holds its own copy).
-    main = read_segment(root, manifest.main, mmap=bool(manifest.index.get("file")))
+    main = read_segment(root, manifest.main, mmap=bool(manifest.index.get("file")), dim=manifest.dim)
     tail = read_tail(root, manifest)
     index = read_index(root, manifest)
     if index is not None and index.ntotal != len(main):

@@ -24,6 +24,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from artistsim.data.arrays import check_size, open_npy, read_header, read_npy_header
 from artistsim.data.errors import DataError
 from artistsim.data.ids import parse_ids
 from artistsim.data.paths import escaping_links, outside_allowed, outside_rows
@@ -196,58 +197,6 @@ def readable_root(data_dir: str | Path, split: str, rel_paths: list[str]) -> Pat
 # --------------------------------------------------------------------------- .npy files
 
 
-def _read_header(fh, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """(shape, fortran order, dtype) from an open .npy; DataError without quoting the bytes."""
-    try:
-        version = np.lib.format.read_magic(fh)
-    except (ValueError, EOFError):
-        raise DataError(f"{path}: not an .npy file (no NUMPY magic string)") from None
-    try:
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-    except (ValueError, OSError, EOFError, SyntaxError) as exc:
-        raise DataError(f"{path}: not a readable .npy file (bad or truncated header: {type(exc).__name__})") from None
-    if dtype.hasobject:
-        raise DataError(f"{path}: holds pickled Python objects (dtype object), not float features; "
-                        f"such files are never loaded")
-    return tuple(int(s) for s in shape), bool(fortran), dtype
-
-
-def _open_npy(path: Path):
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: feature file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a feature file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot open ({exc.strerror})") from None
-
-
-def _check_size(fh, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> int:
-    """Payload bytes the header promises; DataError when the file is shorter (truncated)."""
-    expected = int(np.prod(shape)) * dtype.itemsize
-    actual = os.fstat(fh.fileno()).st_size
-    if actual < fh.tell() + expected:
-        raise DataError(f"{path}: truncated: {actual} bytes, header promises {fh.tell() + expected}")
-    return expected
-
-
-def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of an .npy file from its header, checking the file is complete.
-
-    Reading the header only makes indexing 167k files cheap, and comparing the byte size
-    with the header catches truncated downloads without loading the data. Messages never
-    quote the file's bytes (a meta path may point at any file).
-    """
-    with _open_npy(path) as fh:
-        shape, _, dtype = _read_header(fh, path)
-        _check_size(fh, path, shape, dtype)
-    return shape, dtype
-
-
 def check_shape(shape: tuple[int, ...], where: Path | str) -> int:
     """Return T for a valid (512, T) shape; otherwise raise with what is wrong."""
     if len(shape) != 2:
@@ -273,12 +222,12 @@ def read_features(path: Path) -> np.ndarray:
     check covers the cast: a float64 value beyond float32's range is finite in the file
     but inf in a float32 store or model.
     """
-    with _open_npy(path) as fh:
-        shape, fortran, dtype = _read_header(fh, path)
+    with open_npy(path, "feature file") as fh:
+        shape, fortran, dtype = read_header(fh, path)
         check_shape(shape, path)
         if not np.issubdtype(dtype, np.floating):
             raise DataError(f"{path}: expected float features, got dtype {dtype}")
-        nbytes = _check_size(fh, path, shape, dtype)
+        nbytes = check_size(fh, path, shape, dtype)
         flat = np.frombuffer(fh.read(nbytes), dtype=dtype)
     arr = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
     if dtype.itemsize <= 4:  # float16 / float32: the cast cannot overflow
