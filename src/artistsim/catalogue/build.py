@@ -22,6 +22,7 @@ import torch
 from artistsim.catalogue.enrol import DEFAULT_METHOD, calibrate
 from artistsim.catalogue.snapshot import file_sha256, labelled, open_snapshot
 from artistsim.catalogue.store import UNKNOWN_ARTIST, CatalogueError, Manifest, Part, create, set_calibration
+from artistsim.data.arrays import check_values
 from artistsim.data.layout import FEATURE_DIM, DataError, check_shape
 from artistsim.data.splits import load_split
 from artistsim.embed import embed_full, embed_windows, ensemble, load_run, resolve_device
@@ -45,15 +46,15 @@ class ArraySource:
 
 
 def check_features(arr: Any, where: str) -> np.ndarray:
-    """A (512, T) float32 track, 1 <= T <= 81 and finite; DataError naming `where` otherwise."""
+    """A (512, T) float32 track, 1 <= T <= 81, finite and of plausible magnitude
+    (`artistsim.data.arrays.check_values`); DataError naming `where` otherwise."""
     try:
-        x = np.asarray(arr, dtype=np.float32)
-    except (TypeError, ValueError):
+        with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf: reported below
+            x = np.asarray(arr, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError):
         raise DataError(f"{where}: features must be a numeric array (512, T)") from None
     check_shape(tuple(x.shape), where)
-    if not np.isfinite(x).all():
-        raise DataError(f"{where}: {int((~np.isfinite(x)).sum())} NaN/Inf value(s)")
-    return x
+    return check_values(x, where)
 
 
 def run_record(run_dir: str | Path, cfg: Any) -> dict[str, Any]:

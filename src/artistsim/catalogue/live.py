@@ -23,7 +23,7 @@ from artistsim.catalogue.identify import ArtistModel, identify
 from artistsim.catalogue.snapshot import (MAX_K, Snapshot, check_runs, labelled, open_snapshot, reopen,
                                           search_settings)
 from artistsim.catalogue.store import MANIFEST, UNKNOWN_ARTIST, CatalogueError, Manifest, Part, append, check_part
-from artistsim.data.layout import MAX_FRAMES, DataError
+from artistsim.data.layout import MAX_FRAMES, read_features
 
 RERANK_THRESHOLD = 0.85
 
@@ -249,15 +249,9 @@ def _sum_vectors(snap: Snapshot, rows: np.ndarray, keep: np.ndarray) -> np.ndarr
 
 
 def load_features_file(path: str | Path) -> np.ndarray:
-    """A (512, T) .npy features file, checked."""
-    path = Path(path)
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npy file ({exc})") from None
-    return check_features(arr, str(path))
+    """A (512, T) .npy features file, checked (`artistsim.data.layout.read_features`: complete,
+    float, no pickles, finite; then `check_features`: magnitudes)."""
+    return check_features(read_features(Path(path)), str(path))
 
 
 def part_from(embeddings: np.ndarray, trackids: np.ndarray, artists: np.ndarray | None) -> Part:
