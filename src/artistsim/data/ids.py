@@ -106,6 +106,9 @@ def check_ids(values: object, where: str, name: str = "id", first_line: int | No
     With `first_line` (the file line of row 0, e.g. 2 below a header) the message reads
     "`where` line N: `name` ...", else "`where`: `name` number N ..." (N counts from 1).
     """
+    arr = np.asarray(values)
+    if arr.dtype.kind == "i" and (arr.size == 0 or arr.min() >= 0):  # the common case, one pass: a segment's ids
+        return arr.astype(np.int64, copy=False).reshape(-1)
     ids, reasons = parse_ids(values)
     bad = np.flatnonzero(reasons != None)  # noqa: E711 - elementwise over an object array
     if len(bad):
