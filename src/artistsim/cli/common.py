@@ -31,11 +31,11 @@ def add_embed(p: argparse.ArgumentParser) -> None:
 # catalogue behind, `--hop 0` never reaches a division.
 
 
-def _int_in(text: str, low: int, high: int | None, what: str) -> int:
+def _int_in(text: str, low: int, high: int | None) -> int:
     try:
         value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text[:40]!r}") from None
+    except ValueError:  # argparse's own wording for type=int
+        raise argparse.ArgumentTypeError(f"invalid int value: {text[:40]!r}") from None
     if value < low or (high is not None and value > high):
         bound = f"{low}..{high}" if high is not None else f">= {low}"
         raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
@@ -44,22 +44,22 @@ def _int_in(text: str, low: int, high: int | None, what: str) -> int:
 
 def positive_int(text: str) -> int:
     """An integer >= 1 (--k, --threads, --workers, --top ...)."""
-    return _int_in(text, 1, None, "the value")
+    return _int_in(text, 1, None)
 
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (0 meaning "automatic", as in featurize --workers)."""
-    return _int_in(text, 0, None, "the value")
+    return _int_in(text, 0, None)
 
 
 def window_frames(text: str) -> int:
     """A rolling-window length in frames: 1..81 (a track has at most 81)."""
-    return _int_in(text, 1, 81, "a window")
+    return _int_in(text, 1, 81)
 
 
 def port_number(text: str) -> int:
     """A TCP port, 1..65535."""
-    return _int_in(text, 1, 65535, "a port")
+    return _int_in(text, 1, 65535)
 
 
 def track_id(text: str) -> int:
