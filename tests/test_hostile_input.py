@@ -21,6 +21,8 @@ from hostile_cases import CASES, SECRET, Case, Workspace
 
 from artistsim.catalogue.build import build_catalogue
 from artistsim.cli import main
+from artistsim.data.descriptor import frontend
+from artistsim.data.provenance import write_frontend
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +30,8 @@ def base(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("hostile")
     data = write_tiny_dataset(root / "data", n_train_artists=6, tracks=4)
     run = write_run(root / "run")
+    for folder in (data, run):  # featurize's front end: the catalogue takes audio, whose faults are cases
+        write_frontend(folder, frontend())
     build_catalogue(root / "cat", data, [run], ["train"], index="flat", progress=False)
     build_catalogue(root / "hnsw", data, [run], ["train"], index="hnsw", progress=False)
     np.save(root / "4242.npy", np.random.default_rng(0).normal(size=(512, 30)).astype(np.float32))

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from artistsim.catalogue.integrity import check_catalogue
-from artistsim.catalogue.manifest import CatalogueError, Manifest, file_sha256
+from artistsim.catalogue.manifest import CatalogueError, Manifest
+from artistsim.runs import file_sha256
 from artistsim.catalogue.store import Part, append
 from artistsim.cli import main
 from catalogue_cases import make_catalogue, write_run
@@ -37,10 +38,10 @@ def _part(n: int, first_id: int, dim: int = 16) -> Part:
 
 def test_every_named_file_is_recorded_and_records_follow_the_generations(cat):
     m = Manifest.read(cat)
-    assert sorted(m.files) == sorted(m.named_files()) and m.index["file"] in m.files
+    assert sorted(m.files) == sorted(m.named_files(cat)) and m.index["file"] in m.files
     assert all(m.files[f]["sha256"] == file_sha256(cat / f) for f in m.files)
     new = append(cat, _part(3, 90_000), compact=False, checksums=True)
-    assert sorted(new.files) == sorted(new.named_files()) and len(new.tail) == 1
+    assert sorted(new.files) == sorted(new.named_files(cat)) and len(new.tail) == 1
     assert check_catalogue(cat).ok
 
 
@@ -85,7 +86,7 @@ def test_a_catalogue_written_before_records_still_opens_checks_and_grows(cat):
     path.write_text(json.dumps(d))
     assert check_catalogue(cat).ok
     new = append(cat, _part(2, 93_000), compact=False, checksums=True)
-    assert sorted(new.files) == sorted(new.named_files())  # records added as it grows
+    assert sorted(new.files) == sorted(new.named_files(cat))  # records added as it grows
 
 
 def test_negative_or_zero_vectors_are_never_stored(cat):

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from artistsim.catalogue.manifest import MANIFEST, CatalogueError, Manifest, file_sha256, verify_files
+from artistsim.catalogue.manifest import MANIFEST, CatalogueError, Manifest, verify_files
 from artistsim.catalogue.store import Part, read_index, read_segment
+from artistsim.runs import file_sha256
 
 
 @dataclass

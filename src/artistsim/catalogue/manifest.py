@@ -15,7 +15,6 @@ what has no record is checked by what it holds (shapes, dtypes, sizes that agree
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -24,24 +23,17 @@ from typing import Any
 
 from artistsim.data.errors import DataError
 from artistsim.data.paths import inside
+from artistsim.runs import file_sha256
 
 MANIFEST = "manifest.json"
 FORMAT = 1
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 SEGMENT_FILES = ("embeddings.npy", "trackids.npy", "artists.npy")
+STATS_FILE = "stats.npy"
 
 
 class CatalogueError(ValueError):
     """A catalogue that cannot be opened or changed as asked; the message says why."""
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_record(path: Path) -> dict[str, Any]:
@@ -61,6 +53,9 @@ class Manifest:
     main: str
     tail: list[str] = field(default_factory=list)
     calibration: dict[str, Any] | None = None
+    # the ranking pipeline: {"settings": {...}, "arrays": "pipeline-000001.npz"} (None: plain cosine)
+    pipeline: dict[str, Any] | None = None
+    frontend: dict[str, Any] | None = None  # the front end the runs were trained on (provenance record)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> size, sha256
 
     def to_json(self) -> str:
@@ -70,15 +65,24 @@ class Manifest:
     def segments(self) -> list[str]:
         return [self.main, *self.tail]
 
-    def named_files(self) -> list[str]:
-        """Every file this generation reads, relative to the catalogue's folder."""
+    def named_files(self, root: Path) -> list[str]:
+        """Every file this generation reads, relative to the catalogue's folder `root`.
+
+        A segment's stats.npy (AS-norm pipelines only) counts when recorded or present.
+        """
         names = [f"{s}/{f}" for s in self.segments() for f in SEGMENT_FILES]
-        return names + ([self.index["file"]] if self.index.get("file") else [])
+        stats = [f"{s}/{STATS_FILE}" for s in self.segments()]
+        names += [n for n in stats if n in self.files or (root / n).is_file()]
+        if self.index.get("file"):
+            names.append(self.index["file"])
+        if self.pipeline and self.pipeline.get("arrays"):
+            names.append(self.pipeline["arrays"])
+        return names
 
     def with_records(self, root: Path) -> Manifest:
         """This manifest recording every file it names: records kept, new files (and those of a
         catalogue written before records existed, verified by the caller) hashed now."""
-        files = {rel: self.files.get(rel) or file_record(root / rel) for rel in self.named_files()}
+        files = {rel: self.files.get(rel) or file_record(root / rel) for rel in self.named_files(root)}
         return Manifest(**{**self.__dict__, "files": files})
 
     @classmethod
@@ -132,13 +136,21 @@ def parse_manifest(d: Any, path: Path, root: Path) -> Manifest:
     cal = d.get("calibration")
     if cal is not None and (not isinstance(cal, dict) or not _is_number(cal.get("threshold"))):
         raise _problem(path, "calibration", "must be null or an object with a numeric threshold")
+    pipeline = d.get("pipeline")
+    if pipeline is not None and (not isinstance(pipeline, dict) or not isinstance(pipeline.get("settings", {}), dict)
+                                 or not isinstance(pipeline.get("arrays", ""), (str, type(None)))):
+        raise _problem(path, "pipeline", "must be null or an object with settings and an arrays file name")
+    if d.get("frontend") is not None and not isinstance(d["frontend"], dict):
+        raise _problem(path, "frontend", "must be null or an object")
     files = d.get("files", {})
     if not isinstance(files, dict) or not all(
             isinstance(r, dict) and _is_int(r.get("size")) and isinstance(r.get("sha256"), str) for r in files.values()):
         raise _problem(path, "files", "must map file names to {size, sha256}")
     manifest = Manifest(**{k: v for k, v in d.items() if k != "format"})
     for name, rel in [("main", manifest.main), *(("tail", t) for t in manifest.tail),
-                      *((("index.file", manifest.index["file"]),) if manifest.index.get("file") else ())]:
+                      *((("index.file", manifest.index["file"]),) if manifest.index.get("file") else ()),
+                      *((("pipeline.arrays", manifest.pipeline["arrays"]),)
+                        if manifest.pipeline and manifest.pipeline.get("arrays") else ())]:
         try:
             inside(root, rel, f"{path}: field {name!r}")
         except DataError as exc:
@@ -187,7 +199,7 @@ def verify_files(root: Path, manifest: Manifest, checksums: bool) -> list[str]:
     """Problems with the files a generation names: missing, another size, (with `checksums`)
     other bytes than recorded. Files without a record are only checked for presence."""
     problems = []
-    for rel in manifest.named_files():
+    for rel in manifest.named_files(root):
         path = root / rel
         if not path.is_file():
             problems.append(f"{path}: missing")

@@ -4,7 +4,11 @@ Layout of CATALOGUE_DIR:
 
     manifest.json        what the catalogue is *now*: generation, runs, settings, parts
     seg-000001/          a segment: embeddings.npy (n, d) float32, trackids.npy (n,)
-                         int64, artists.npy (n,) int64 (-1 = artist unknown)
+                         int64, artists.npy (n,) int64 (-1 = artist unknown), and
+                         stats.npy (n, 2) float32 when the pipeline uses AS-norm (each
+                         row's cohort mean and std, `artistsim.search.pipeline`)
+    pipeline-000001.npz  the ranking pipeline's arrays (LDA map, AS-norm cohort); its
+                         settings are in the manifest, so the catalogue ranks as `predict`
     seg-000002/ ...      tracks added later, one segment per `add`
     index-000001.faiss   the approximate index over the main segment (none when exact;
                          an "ivfpq" one is memory-mapped when opened, see `read_index`)
@@ -67,6 +71,7 @@ class Part:
     embeddings: np.ndarray
     trackids: np.ndarray
     artists: np.ndarray
+    stats: np.ndarray | None = None  # (n, 2) AS-norm cohort statistics, when the pipeline uses them
 
     def __len__(self) -> int:
         return len(self.trackids)
@@ -93,9 +98,14 @@ def writer_lock(root: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def check_part(embeddings: np.ndarray, trackids: np.ndarray, artists: np.ndarray, dim: int | None) -> Part:
+def check_part(embeddings: np.ndarray, trackids: np.ndarray, artists: np.ndarray, dim: int | None,
+               stats: np.ndarray | None = None) -> Part:
     """Validate the arrays of new tracks (shapes, finiteness, unique ids) as a Part."""
     e = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if stats is not None:
+        stats = np.ascontiguousarray(stats, dtype=np.float32)
+        if stats.shape != (len(e), 2) or not np.isfinite(stats).all():
+            raise CatalogueError(f"cohort statistics {stats.shape} do not fit {len(e)} tracks")
     t = np.asarray(trackids, dtype=np.int64).reshape(-1)
     a = np.asarray(artists, dtype=np.int64).reshape(-1)
     if e.ndim != 2 or e.shape[0] != len(t) or len(a) != len(t):
@@ -113,14 +123,16 @@ def check_part(embeddings: np.ndarray, trackids: np.ndarray, artists: np.ndarray
     uniq, counts = np.unique(t, return_counts=True)
     if (counts > 1).any():
         raise CatalogueError(f"duplicate trackid(s) among the new tracks: {uniq[counts > 1][:10].tolist()}")
-    return Part(e, t, a)
+    return Part(e, t, a, stats)
 
 
 def _write_segment(root: Path, name: str, part: Part) -> None:
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
-    for fname, arr in (("embeddings.npy", part.embeddings), ("trackids.npy", part.trackids),
-                       ("artists.npy", part.artists)):
+    arrays = [("embeddings.npy", part.embeddings), ("trackids.npy", part.trackids), ("artists.npy", part.artists)]
+    if part.stats is not None:
+        arrays.append(("stats.npy", part.stats))
+    for fname, arr in arrays:
         with atomic_path(folder / fname, suffix=".npy") as tmp:
             np.save(tmp, arr)
 
@@ -136,17 +148,19 @@ def read_segment(root: Path, name: str, mmap: bool = True, dim: int | None = Non
         e = load_array(folder / "embeddings.npy", dtypes=("float32",), ndim=2, what="segment file", mmap=mmap)
         t = load_array(folder / "trackids.npy", dtypes=("int64",), ndim=1, what="segment file")
         a = load_array(folder / "artists.npy", dtypes=("int64",), ndim=1, what="segment file")
+        st = (load_array(folder / "stats.npy", dtypes=("float32",), ndim=2, what="segment file")
+              if (folder / "stats.npy").is_file() else None)
         check_ids(t, f"{folder / 'trackids.npy'}", "trackid")
         check_ids(a[a != UNKNOWN_ARTIST], f"{folder / 'artists.npy'}", "artist")
     except DataError as exc:
         raise CatalogueError(f"catalogue damaged: {exc}") from None
-    if len(e) != len(t) or len(a) != len(t):
+    if len(e) != len(t) or len(a) != len(t) or (st is not None and st.shape != (len(t), 2)):
         raise CatalogueError(f"catalogue damaged: {folder}: arrays disagree: embeddings {e.shape}, "
-                             f"trackids {t.shape}, artists {a.shape}")
+                             f"trackids {t.shape}, artists {a.shape}" + (f", stats {st.shape}" if st is not None else ""))
     if dim is not None and e.shape[1] != dim:
         raise CatalogueError(f"catalogue damaged: {folder / 'embeddings.npy'}: dimension {e.shape[1]}, "
                              f"but {MANIFEST} field 'dim' says {dim}")
-    return Part(e, t, a)
+    return Part(e, t, a, st)
 
 
 def _build_index(x: np.ndarray, kind: str, seed: int = 0) -> Any:
@@ -216,6 +230,8 @@ def read_index(root: Path, manifest: Manifest) -> Any:
 def _sweep(root: Path, manifest: Manifest) -> None:
     """Remove segments and index files no manifest names (a killed writer's leftovers)."""
     keep = {manifest.main, *manifest.tail, MANIFEST, ".lock"}
+    if manifest.pipeline and manifest.pipeline.get("arrays"):
+        keep.add(manifest.pipeline["arrays"])
     if manifest.index.get("file"):
         keep.add(manifest.index["file"])
     for p in root.iterdir():
@@ -223,15 +239,21 @@ def _sweep(root: Path, manifest: Manifest) -> None:
             continue
         if p.is_dir() and p.name.startswith("seg-"):
             shutil.rmtree(p, ignore_errors=True)
-        elif p.name.startswith(("index-", f".{MANIFEST}.")) or (p.name.startswith(".") and ".tmp" in p.name):
+        elif (p.name.startswith(("index-", "pipeline-", f".{MANIFEST}."))
+              or (p.name.startswith(".") and ".tmp" in p.name)):
             p.unlink(missing_ok=True)
 
 
 def create(root: str | Path, part: Part, runs: list[dict[str, Any]], embed: dict[str, Any], index: str = "auto",
-           overwrite: bool = False) -> Manifest:
-    """Write a new catalogue (generation 1) from labelled or unlabelled tracks."""
+           overwrite: bool = False, pipeline: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None,
+           frontend: dict[str, Any] | None = None) -> Manifest:
+    """Write a new catalogue (generation 1) from labelled or unlabelled tracks.
+
+    `pipeline` is the ranking pipeline's (settings record, arrays), stored with the
+    generation so the catalogue ranks exactly as `predict` does for its runs.
+    """
     root = Path(root)
-    part = check_part(part.embeddings, part.trackids, part.artists, None)
+    part = check_part(part.embeddings, part.trackids, part.artists, None, part.stats)
     with writer_lock(root):
         if (root / MANIFEST).exists() and not overwrite:
             raise CatalogueError(f"{root}: a catalogue exists already; use `index add`, or --overwrite")
@@ -246,9 +268,15 @@ def create(root: str | Path, part: Part, runs: list[dict[str, Any]], embed: dict
             index_file = f"index-{gen:06d}.faiss"
             _write_index(root, index_file, built)
         params = {"hnsw_m": HNSW_M} if kind == "hnsw" else ({"nlist": int(built.nlist)} if kind == "ivf" else {})
+        record = None
+        if pipeline is not None:
+            record = {"settings": pipeline[0], "arrays": f"pipeline-{gen:06d}.npz"}
+            with atomic_path(root / record["arrays"], suffix=".npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, **pipeline[1])
         manifest = _commit(root, Manifest(gen, int(part.embeddings.shape[1]), runs, embed,
                                           {"kind": kind, "requested": index, "file": index_file, "params": params},
-                                          seg))
+                                          seg, pipeline=record, frontend=frontend))
         _sweep(root, manifest)
     return manifest
 
@@ -294,7 +322,10 @@ def append(root: str | Path, part: Part, compact: bool | None = None, checksums:
     root = Path(root)
     with writer_lock(root):
         manifest = Manifest.read(root)
-        part = check_part(part.embeddings, part.trackids, part.artists, manifest.dim)
+        part = check_part(part.embeddings, part.trackids, part.artists, manifest.dim, part.stats)
+        if (part.stats is None) != (not _has_stats(root, manifest)):
+            raise CatalogueError(f"{root}: new tracks must carry cohort statistics exactly when the catalogue's "
+                                 f"pipeline uses AS-norm")
         parts = verify_generation(root, manifest, checksums)
         clash = np.isin(part.trackids, np.concatenate([p.trackids for p in parts]))
         if clash.any():
@@ -315,10 +346,20 @@ def append(root: str | Path, part: Part, compact: bool | None = None, checksums:
     return new
 
 
-def _concat(root: Path, names: list[str]) -> Part:
-    parts = [read_segment(root, s, mmap=True) for s in names]  # verified by `append` first
+def _has_stats(root: Path, manifest: Manifest) -> bool:
+    return (root / manifest.main / "stats.npy").is_file()
+
+
+def concat_parts(parts: list[Part]) -> Part:
+    """One Part of several, in order (stats kept when every part has them)."""
+    stats = [p.stats for p in parts]
     return Part(np.concatenate([p.embeddings for p in parts]), np.concatenate([p.trackids for p in parts]),
-                np.concatenate([p.artists for p in parts]))
+                np.concatenate([p.artists for p in parts]),
+                np.concatenate(stats) if stats and all(s is not None for s in stats) else None)
+
+
+def _concat(root: Path, names: list[str]) -> Part:
+    return concat_parts([read_segment(root, s, mmap=True) for s in names])  # verified by `append` first
 
 
 def _merge_tail(root: Path, manifest: Manifest) -> Manifest:
