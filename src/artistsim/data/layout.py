@@ -17,7 +17,6 @@ Padding is never data: every batch carries the true lengths alongside the frames
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -25,6 +24,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from artistsim.data.errors import DataError
+from artistsim.data.ids import parse_ids
 from artistsim.data.paths import escaping_links, outside_allowed, outside_rows
 
 FEATURE_DIM = 512
@@ -37,15 +38,7 @@ META_COLUMNS = {
 GT_FILE = "test_gt.tsv"
 
 
-class DataError(ValueError):
-    """Bad input data: the message names the file or the meta row at fault."""
-
-
 # --------------------------------------------------------------------------- meta files
-
-_UINT_RE = r"\+?[0-9]+"
-_INT64_MAX = str(np.iinfo(np.int64).max)
-
 
 def meta_path(data_dir: str | Path, split: str) -> Path:
     """Path of a split's meta file, `train_meta.tsv` or `test_meta.tsv`."""
@@ -78,32 +71,11 @@ class TableScan:
 
 
 def _parse_ids(path: Path, df: pd.DataFrame, col: str, problems: list[str]) -> np.ndarray:
-    """Column `col` as int64 ids; rows that are not plain integers in [0, 2^63) become -1.
-
-    Strict on purpose: `1e3`, `1.0`, `inf`, `-5` and 20-digit numbers are rejected, not
-    rounded, cast or wrapped, and each bad row is named.
-    """
-    text = df[col].str.strip().str.lstrip("+")
-    ok = np.array(text.str.fullmatch(r"[0-9]{1,19}"), dtype=bool)
-    long = ok & (text.str.len().to_numpy() == 19)
-    if long.any():
-        ok[long] = (text[long] <= _INT64_MAX).to_numpy(dtype=bool)
-    values = np.full(len(df), -1, dtype=np.int64)
-    if ok.any():
-        values[ok] = text[ok].astype(np.int64).to_numpy()
-    for row in np.flatnonzero(~ok):
-        raw = df[col].iloc[row]
-        reason = "is empty" if not raw.strip() else _id_reason(raw.strip())
-        problems.append(f"{path}: line {row + 2}: column {col!r} {reason}, got {raw[:40]!r}")
+    """Column `col` as int64 ids (`artistsim.data.ids`); bad rows become -1, each one named."""
+    values, reasons = parse_ids(df[col])
+    for row in np.flatnonzero(reasons != None):  # noqa: E711 - elementwise over an object array
+        problems.append(f"{path}: line {row + 2}: column {col!r} {reasons[row]}")
     return values
-
-
-def _id_reason(raw: str) -> str:
-    if re.fullmatch(r"-[0-9]+", raw):
-        return "must be a non-negative integer"
-    if re.fullmatch(_UINT_RE, raw):
-        return "is beyond the 64-bit integer range"
-    return "must be a plain integer (no decimals, exponents, inf or nan)"
 
 
 def scan_tsv(path: Path, columns: tuple[str, ...], int_columns: tuple[str, ...]) -> TableScan:
@@ -121,8 +93,9 @@ def scan_tsv(path: Path, columns: tuple[str, ...], int_columns: tuple[str, ...])
         return TableScan(path, None, [f"{path}: cannot parse as tab-separated values: {reason}"])
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        found = [str(c)[:40] for c in df.columns[:10]]
-        return TableScan(path, None, [f"{path}: missing column(s) {missing}; found {found}"])
+        # Named, never quoted: the "header" may be the first line of any file (a link to /etc/shadow).
+        return TableScan(path, None, [f"{path}: missing column(s) {missing} (the first line must "
+                                      f"be the header {'<TAB>'.join(columns)})"])
     df = df[list(columns)].fillna("").reset_index(drop=True)  # short rows: missing fields are empty
     if df.empty:
         return TableScan(path, None, [f"{path}: no rows"])
