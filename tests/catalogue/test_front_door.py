@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -84,3 +85,71 @@ def test_allow_writes_on_a_public_host_and_a_bad_key_file_stop_serve(built, tmp_
     _, err = p.communicate(timeout=120)
     assert p.returncode == 2 and f"{keys}: line 3" in err and WRITER_KEY not in err, err
     assert len(err.strip().splitlines()) == 1
+
+
+# --- every former 500 is a 4xx naming the field (issue 20) ------------------------------------
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+JSON = {"content-type": "application/json"}
+HUGE = 3e38  # finite in float32, but its square overflows
+
+
+def _features(value: float | None = None) -> list:
+    return (features(1) if value is None else np.full((512, 30), value, dtype=np.float32)).tolist()
+
+
+# (method, path, request keywords, expected status, words of the one-line detail)
+FORMER_500S = [
+    ("get", "/tracks/1003/similar?k=", {}, 422, "k must be an integer"),
+    ("get", "/tracks/99999999999999999999/similar", {}, 422, "trackid is beyond the 64-bit"),
+    ("get", "/tracks/-3/similar", {}, 422, "trackid must be a non-negative"),
+    ("get", "/tracks/1003/similar?rerank=maybe", {}, 422, "rerank"),
+    ("post", "/tracks", {"json": {"trackid": 10**30, "features": _features()}}, 422, "trackid is beyond"),
+    ("post", "/tracks", {"json": {"trackid": 2**63, "features": _features()}}, 422, "trackid is beyond"),
+    ("post", "/tracks", {"json": {"trackid": -1, "features": _features()}}, 422, "trackid must be a non-negative"),
+    ("post", "/tracks", {"json": {"trackid": 1e3, "features": _features()}}, 422, "trackid must be a plain integer"),
+    ("post", "/tracks", {"json": {"trackid": True, "features": _features()}}, 422, "trackid must be a plain integer"),
+    ("post", "/tracks", {"json": {"trackid": 5, "artist": 10**30, "features": _features()}}, 422, "artist is beyond"),
+    ("post", "/tracks", {"json": {"trackid": 5, "artist": -7, "features": _features()}}, 422, "artist must be"),
+    ("post", "/tracks", {"data": {"trackid": str(10**30)}, "files": {"audio": ("a.wav", b"RIFF", "audio/wav")}},
+     422, "trackid is beyond"),
+    ("post", "/tracks", {"data": {"trackid": "5", "artist": "-1"}, "files": {"audio": ("a.wav", b"RIFF", "audio/wav")}},
+     422, "artist must be a non-negative"),
+    ("post", "/tracks", {"json": {"trackid": 5, "embedding": [HUGE] * 16}}, 422, "embedding holds values beyond"),
+    ("post", "/similar", {"content": DEEP, "headers": JSON}, 400, "not valid JSON"),
+    ("post", "/identify", {"content": DEEP, "headers": JSON}, 400, "not valid JSON"),
+    ("post", "/identify", {"content": b'{"features": [NaN, ' + DEEP + b"]}", "headers": JSON}, 400, "not valid JSON"),
+    ("post", "/similar", {"content": b"", "headers": JSON}, 400, "empty body"),
+    ("post", "/similar", {"content": b"--x\r\n", "headers": {"content-type": "multipart/form-data"}}, 400, "boundary"),
+    ("post", "/similar", {"files": {"audio": ("a." + "x" * 300, b"RIFF0000WAVEjunk", "audio/wav")}}, 422, "audio: "),
+    ("post", "/similar", {"files": {"audio": ("../../" + "y" * 300 + ".wav", b"RIFF0000WAVEjunk", "audio/wav")}},
+     422, "audio: "),
+    ("post", "/similar", {"json": {"embedding": [HUGE] * 16}}, 422, "embedding holds values beyond"),
+    ("post", "/identify", {"json": {"embedding": [1.0] * 15 + [HUGE]}}, 422, "embedding holds values beyond"),
+    ("post", "/similar", {"json": {"features": _features(HUGE)}}, 422, "features holds values beyond"),
+    ("post", "/identify", {"json": {"features": _features(1e7)}}, 422, "features holds values beyond"),
+    ("post", "/similar", {"json": {"features": _features(), "k": 10**30}}, 422, "k must be"),
+    ("post", "/similar", {"json": {"features": _features(), "k": [1]}}, 422, "k must be an integer"),
+    ("post", "/identify", {"json": {"features": _features(), "k": ""}}, 422, "k must be an integer"),
+]
+
+
+@pytest.fixture(scope="module")
+def anonymous_client(built, tmp_path_factory):
+    cat = tmp_path_factory.mktemp("former500") / "cat"
+    shutil.copytree(built, cat)
+    with client(cat, ApiKeys(allow_anonymous=True)) as c:
+        yield c
+
+
+@pytest.mark.parametrize("method,path,kw,status,words", FORMER_500S,
+                         ids=[f"{m} {p[:30]} {i}" for i, (m, p, *_) in enumerate(FORMER_500S)])
+def test_former_500s_are_4xx_with_a_one_line_detail(anonymous_client, method, path, kw, status, words):
+    c = anonymous_client
+    size = c.get("/health").json()["tracks"]
+    r = getattr(c, method)(path, **kw)
+    detail = r.json()["detail"]
+    assert r.status_code == status and words in detail, r.text[:300]
+    assert isinstance(detail, str) and "\n" not in detail and len(detail) < 300
+    assert "/tmp" not in detail and "xxxxxxxx" not in detail  # no server path, no client file name
+    assert c.get("/health").json()["tracks"] == size  # nothing was written

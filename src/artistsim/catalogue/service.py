@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
 import threading
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
@@ -43,10 +45,15 @@ from artistsim.catalogue.hotpath import HotPath, SimilarBatcher, neighbours_list
 from artistsim.catalogue.live import LiveCatalogue, NotFound, Unavailable, check_k, featurize_audio
 from artistsim.catalogue.snapshot import MAX_K
 from artistsim.catalogue.store import CatalogueError
+from artistsim.data.ids import ID_LIMIT, TOO_LARGE, check_id
 from artistsim.data.layout import DataError
 from artistsim.search._faiss import faiss_module
 
 MAX_BODY_BYTES = 32 * 2**20  # a 81-frame track as JSON is ~0.8 MB; audio files a few MB
+MAX_ABS_VALUE = 1e6  # features and embeddings beyond this are refused (`_finite_bounded`)
+MAX_LENIENT_BRACKETS = 600  # a features array has 513; the interpreter's recursion limit is 1000
+_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
 _INPUT_DOC = {
     "requestBody": {"content": {
         "application/json": {"schema": {"type": "object", "properties": {
@@ -80,15 +87,30 @@ async def _body(request: Request, limit: int) -> bytes:
     return body
 
 
-def _int(value: Any, name: str, default: int | None = None) -> int | None:
-    if value is None or value == "":
+def _int(value: Any, name: str, default: int | None = None) -> int:
+    """An integer request field (k), absent -> `default`; 422 naming the field for anything else."""
+    if value is None and default is not None:
         return default
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise BadInput(422, f"{name} must be an integer, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadInput(422, f"{name} must be an integer")
+    return value
+
+
+def _id(value: Any, name: str) -> int:
+    """A trackid / artist id through the one id check (`data.ids`): 422 naming the field.
+
+    orjson reads an integer beyond 64 bits as a float: such a float is named as too large.
+    """
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) >= ID_LIMIT:
+        raise BadInput(422, f"{name} {TOO_LARGE}")
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise BadInput(422, f"{name} must be an integer, got {value!r}") from None
+        return check_id(value, name)
+    except DataError as exc:
+        raise BadInput(422, str(exc)) from None
 
 
 async def read_input(request: Request, limit: int) -> tuple[dict[str, Any], Any]:
@@ -96,17 +118,13 @@ async def read_input(request: Request, limit: int) -> tuple[dict[str, Any], Any]
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
         await _body(request, limit)  # enforces the limit; starlette re-reads the cached body
-        form = await request.form()
+        form = await request.form(max_part_size=limit)
         upload = form.get("audio")
         if upload is None or isinstance(upload, str):
             raise BadInput(422, "multipart request without an 'audio' file field")
         fields = {k: v for k, v in form.items() if k != "audio"}
-        return fields, ("audio", (Path(upload.filename or "upload").suffix, await upload.read()))
-    raw = await _body(request, limit)
-    try:
-        data = orjson.loads(raw) if raw else None  # several times faster on a 512 x 81 features array
-    except orjson.JSONDecodeError:
-        data = _loads_lenient(raw)
+        return fields, ("audio", (upload_suffix(upload.filename), await upload.read()))
+    data = parse_json(await _body(request, limit))
     if not isinstance(data, dict):
         raise BadInput(422, "body must be a JSON object with 'features' or 'embedding' (or a multipart 'audio' file)")
     if "features" in data:
@@ -116,39 +134,94 @@ async def read_input(request: Request, limit: int) -> tuple[dict[str, Any], Any]
     raise BadInput(422, "body needs 'features' (512 x T array) or 'embedding' (or a multipart 'audio' file)")
 
 
-def _loads_lenient(raw: bytes) -> Any:
-    """Python's json reading of what orjson refused: NaN / Infinity literals pass, so that the
-    features check can name them; anything else is answered with 400 naming the problem."""
+def upload_suffix(filename: str | None) -> str:
+    """The upload's extension for its temporary file (a hint to the decoders), or "".
+
+    Only a short alphanumeric suffix is kept: the client's name never reaches the file
+    system (a 300-character suffix cannot be a file name; `../` has no business there).
+    """
+    suffix = Path(filename or "").suffix
+    return suffix if _SUFFIX.fullmatch(suffix) else ""
+
+
+def parse_json(raw: bytes) -> Any:
+    """The JSON body by orjson (depth-limited); 400 naming the problem for anything else.
+
+    Python's json reads what orjson refuses only for one purpose: NaN / Infinity
+    literals (what `json.dumps` writes) parse, so that the features check can name them.
+    It recurses without a depth limit of its own, so it is tried only on a body whose
+    count of brackets (an upper bound of its depth) is far below the interpreter's.
+    """
+    if not raw:
+        raise BadInput(400, "empty body: send a JSON object or a multipart 'audio' file")
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(400, f"body is not valid JSON ({exc})") from None
+        return orjson.loads(raw)  # several times faster on a 512 x 81 features array
+    except orjson.JSONDecodeError as exc:
+        error = str(exc)
+    if raw.count(b"[") + raw.count(b"{") <= MAX_LENIENT_BRACKETS:
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            pass
+    raise BadInput(400, f"body is not valid JSON ({error})")
+
+
+def _finite_bounded(x: np.ndarray, name: str) -> np.ndarray:
+    """`x` when every value is finite and |value| <= MAX_ABS_VALUE; 422 naming `name` otherwise.
+
+    Why a magnitude bound: values near float32's limit overflow when squared (a norm of
+    inf, a vector "normalised" to zeros or NaN scores), and no feature or embedding in
+    this domain comes near 1e6.
+    """
+    if not np.isfinite(x).all():
+        raise BadInput(422, f"{name} holds NaN or infinite values")
+    if x.size and float(np.abs(x).max()) > MAX_ABS_VALUE:
+        raise BadInput(422, f"{name} holds values beyond +-{MAX_ABS_VALUE:g}")
+    return x
 
 
 def _vector(cat: LiveCatalogue, kind: str, value: Any) -> np.ndarray:
     """One catalogue-space vector (1, d) from the input (embedding it when needed)."""
     if kind == "embedding":
         try:
-            v = np.asarray(value, dtype=np.float32)
-        except (TypeError, ValueError):
+            v = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
             raise BadInput(422, "embedding must be an array of numbers") from None
         if v.shape != (cat.snapshot.dim,):
             raise BadInput(422, f"embedding must have shape ({cat.snapshot.dim},), got {v.shape}")
-        if not np.isfinite(v).all():
-            raise BadInput(422, "embedding holds NaN or infinite values")
+        _finite_bounded(v, "embedding")
         norm = float(np.linalg.norm(v))
         if norm == 0.0:
             raise BadInput(422, "embedding is the zero vector")
-        return (v / norm)[None, :]
+        return (v / norm).astype(np.float32)[None, :]
     if kind == "audio":  # the decoders read files: the upload lives in a temporary one meanwhile
         suffix, data = value
-        with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+        with tempfile.NamedTemporaryFile(prefix="artistsim-upload-", suffix=suffix) as tmp:
             tmp.write(data)
             tmp.flush()
-            x = featurize_audio(tmp.name)
+            try:
+                x = featurize_audio(tmp.name)
+            except Unavailable:
+                raise
+            except (ValueError, OSError) as exc:  # bad audio: named as the field, not the server's temp path
+                reason = (str(exc) or type(exc).__name__).replace(tmp.name, "upload").splitlines()[0]
+                raise BadInput(422, f"audio: {reason}") from None
     else:
         x = check_features(value, "features")
-    return cat.embed([x])
+    _finite_bounded(x, "features")
+    vec = cat.embed([x])
+    if not np.isfinite(vec).all():
+        raise BadInput(422, "features give a non-finite embedding")
+    return vec
+
+
+def validation_line(exc: RequestValidationError) -> str:
+    """FastAPI's list of validation errors as the one line every 4xx body holds (first error named)."""
+    errors = exc.errors() or [{"loc": (), "msg": "invalid request"}]
+    first = errors[0]
+    field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body", "header")) or "request"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{field}: {first.get('msg', 'invalid')}{more}"
 
 
 def _json(body: dict[str, Any]) -> Response:
@@ -169,6 +242,10 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
     @app.exception_handler(BadInput)
     async def _bad(_: Request, exc: BadInput) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_line(exc)}, status_code=422)
 
     faiss = faiss_module()
     configured = threading.local()
@@ -207,7 +284,7 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
 
     @app.get("/tracks/{trackid}/similar")
     def similar_track(trackid: str, k: str = "100", rerank: bool = False) -> Response:
-        tid = _int(trackid, "trackid")
+        tid = _id(trackid, "trackid")
         kk = _int(k, "k")
 
         def run() -> dict[str, Any]:
@@ -255,10 +332,10 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
     @app.post("/tracks", status_code=201, openapi_extra=_INPUT_DOC)
     async def add_track(request: Request, who: str = Depends(require_writer)) -> dict[str, Any]:
         fields, (kind, value) = await read_input(request, max_body)
-        tid = _int(fields.get("trackid"), "trackid")
-        if tid is None:
+        if fields.get("trackid") is None:
             raise BadInput(422, "trackid is required to add a track")
-        artist = _int(fields.get("artist"), "artist")
+        tid = _id(fields["trackid"], "trackid")
+        artist = None if fields.get("artist") is None else _id(fields["artist"], "artist")
 
         def run() -> dict[str, Any]:
             vec = _vector(cat, kind, value)
