@@ -6,8 +6,15 @@ timeouts and the CLI's startup checks need a real `artistsim serve`.
 
 from __future__ import annotations
 
+import os
+import select
 import shutil
+import signal
+import socket
+import time
 from pathlib import Path
+
+import httpx
 
 import numpy as np
 import pytest
@@ -16,7 +23,8 @@ from fastapi.testclient import TestClient
 from artistsim.catalogue.auth import ApiKeys
 from artistsim.catalogue.live import LiveCatalogue
 from artistsim.catalogue.service import create_app
-from catalogue_cases import WRITER_KEY, cli, features, make_catalogue, write_run  # noqa: E402
+from catalogue_cases import (WRITER_KEY, Server, cli, features, free_port, gone, make_catalogue,  # noqa: E402
+                             wait_until, workers_of, write_run)
 from conftest import write_tiny_dataset  # noqa: E402
 
 
@@ -73,18 +81,6 @@ def test_allow_writes_on_loopback_writes_as_anonymous(writable):
     with client(writable, ApiKeys(allow_anonymous=True)) as c:
         r = add(c, 501)
         assert r.status_code == 201 and r.json()["added_by"] == "anonymous"
-
-
-def test_allow_writes_on_a_public_host_and_a_bad_key_file_stop_serve(built, tmp_path):
-    p = cli("serve", str(built), "--host", "0.0.0.0", "--port", "0", "--allow-writes")
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 2 and "--allow-writes" in err and len(err.strip().splitlines()) == 1, err
-    keys = tmp_path / "keys"
-    keys.write_text(f"# writers\nalice {WRITER_KEY}\n{WRITER_KEY}\n")
-    p = cli("serve", str(built), "--port", "0", "--api-key-file", str(keys))
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 2 and f"{keys}: line 3" in err and WRITER_KEY not in err, err
-    assert len(err.strip().splitlines()) == 1
 
 
 # --- every former 500 is a 4xx naming the field (issue 20) ------------------------------------
@@ -153,3 +149,137 @@ def test_former_500s_are_4xx_with_a_one_line_detail(anonymous_client, method, pa
     assert isinstance(detail, str) and "\n" not in detail and len(detail) < 300
     assert "/tmp" not in detail and "xxxxxxxx" not in detail  # no server path, no client file name
     assert c.get("/health").json()["tracks"] == size  # nothing was written
+
+
+# --- serve's options, timeouts, request ids ---------------------------------------------------
+
+BAD_OPTIONS = [
+    (["--port", "99999"], "--port must be in 0..65535"),
+    (["--port", "-1"], "--port must be in 0..65535"),
+    (["--threads", "0"], "--threads must be >= 1"),
+    (["--workers", "0"], "--workers must be >= 1"),
+    (["--idle-timeout", "0"], "--idle-timeout"),
+    (["--host", "0.0.0.0", "--allow-writes"], "--allow-writes serves keyless writes on loopback only"),
+]
+
+
+def test_bad_serve_options_are_one_line_before_anything_starts(built, tmp_path):
+    keys = tmp_path / "keys"
+    keys.write_text(f"# writers\nalice {WRITER_KEY}\n{WRITER_KEY}\n")
+    cases = [*BAD_OPTIONS, (["--api-key-file", str(keys)], f"{keys}: line 3")]
+    procs = [cli("serve", str(built), "--port", "0", *args) for args, _ in cases]  # together: each loads for seconds
+    for p, (args, words) in zip(procs, cases):
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 2 and words in err and len(err.strip().splitlines()) == 1 and not out, (args, err)
+        assert WRITER_KEY not in err
+
+
+def _first_stderr_line(proc, seconds: float = 60.0) -> str:
+    ready, _, _ = select.select([proc.stderr], [], [], seconds)
+    return proc.stderr.readline() if ready else ""
+
+
+def test_a_non_loopback_host_is_warned_about(built):
+    p = cli("serve", str(built), "--host", "0.0.0.0", "--port", str(free_port()))
+    try:
+        line = _first_stderr_line(p)
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+    assert "warning: --host 0.0.0.0 is not a loopback address" in line, line
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True when the server closes `sock` (EOF or reset) before `seconds` pass."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_slow_and_silent_clients_are_dropped_within_seconds(built):
+    with Server(built, "--header-timeout", "1", "--idle-timeout", "1", "--access-log") as s:
+        def connect() -> socket.socket:
+            return socket.create_connection(("127.0.0.1", s.port), timeout=5)
+
+        silent = [connect() for _ in range(12)]  # connect, send nothing
+        partial = connect()
+        partial.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        stalled = connect()  # headers complete, the body stops half way
+        stalled.sendall(b"POST /similar HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 1000\r\n\r\n{\"features\": [")
+        started = time.monotonic()
+        dribbler = connect()  # one header byte at a time, each well within any idle gap
+        for _ in range(6):
+            try:
+                dribbler.sendall(b"X")
+            except OSError:
+                break
+            time.sleep(0.3)
+        assert all(_closed_within(c, 5.0) for c in [*silent, partial, stalled, dribbler])
+        assert time.monotonic() - started < 8.0
+        big = connect()
+        big.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 100_000 + b"\r\n\r\n")
+        big.settimeout(5)
+        assert big.recv(100).startswith(b"HTTP/1.1 431")
+        # the server still answers, and counted what it dropped
+        r = httpx.get(s.url + "/health", headers={"X-Request-ID": "probe-42"})
+        assert r.status_code == 200 and r.headers["x-request-id"] == "probe-42"
+        generated = httpx.get(s.url + "/stats").headers["x-request-id"]
+        assert generated and generated != "probe-42"
+        text = httpx.get(s.url + "/metrics").text
+        assert 'artistsim_http_connections_dropped_total{reason="header_timeout"}' in text
+        assert 'artistsim_http_connections_dropped_total{reason="idle_timeout"} 1.0' in text
+        for c in [*silent, partial, stalled, dribbler, big]:
+            c.close()
+    log = s.proc.stderr.read()
+    assert "probe-42 GET /health 200" in log and f"{generated} GET /stats 200" in log, log
+
+
+# --- /metrics ---------------------------------------------------------------------------------
+
+def _count(text: str, route: str, method: str = "GET", status: str = "2xx") -> float:
+    """A request counter's value in a /metrics text (0 when absent)."""
+    want = f'artistsim_http_requests_total{{method="{method}",route="{route}",status="{status}"}} '
+    return sum(float(line[len(want):]) for line in text.splitlines() if line.startswith(want))
+
+
+def test_metrics_count_by_route_template_never_the_raw_path(built):
+    with client(built) as c:
+        before = c.get("/metrics").text
+        for tid in (1003, 1006, 1009):
+            assert c.get(f"/tracks/{tid}/similar", params={"k": 2}).status_code == 200  # the hot path
+        assert c.get("/tracks/1003/similar", params={"k": 2, "rerank": "true"}).status_code == 200  # the route
+        assert c.get("/tracks/77777/similar").status_code == 404
+        assert c.get("/no/such/path/12345").status_code == 404
+        assert c.post("/similar", json={"nothing": 1}).status_code == 422
+        after = c.get("/metrics")
+    text = after.text
+    assert after.headers["content-type"].startswith("text/plain")
+    route = "/tracks/{trackid}/similar"
+    assert _count(text, route) - _count(before, route) == 4
+    assert _count(text, route, status="4xx") - _count(before, route, status="4xx") == 1
+    assert _count(text, "unmatched", status="4xx") - _count(before, "unmatched", status="4xx") == 1
+    assert _count(text, "/similar", "POST", "4xx") - _count(before, "/similar", "POST", "4xx") == 1
+    assert "12345" not in text and "77777" not in text
+    assert f'artistsim_http_request_duration_seconds_count{{method="GET",route="{route}"}}' in text
+    assert "artistsim_catalogue_tracks 24.0" in text
+
+
+def test_metrics_add_up_over_workers_and_a_killed_parent_leaves_quiet_workers(built):
+    with Server(built, "--workers", "2") as s:
+        for _ in range(10):  # a fresh connection each: the kernel spreads them over both workers
+            assert httpx.get(s.url + "/tracks/1003/similar", params={"k": 2}).status_code == 200
+        scrapes = {_count(httpx.get(s.url + "/metrics").text, "/tracks/{trackid}/similar") for _ in range(4)}
+        assert scrapes == {10.0}  # whichever worker answers the scrape, it sums both
+        kids = workers_of(s.proc.pid)
+        os.kill(s.proc.pid, signal.SIGKILL)
+        s.proc.wait(timeout=10)
+        assert wait_until(lambda: all(gone(k) for k in kids))
+        err = s.proc.stderr.read()  # EOF once every worker has let go of the pipe
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

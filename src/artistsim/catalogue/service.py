@@ -1,18 +1,19 @@
 """The catalogue as an HTTP JSON API (FastAPI on uvicorn; OpenAPI docs at /docs).
 
     GET  /health                      liveness, generation and size
+    GET  /metrics                     Prometheus metrics (`artistsim.catalogue.observe`)
     GET  /stats                       the catalogue's figures and settings
     GET  /tracks/{trackid}/similar?k= the k tracks nearest to a catalogued track
     POST /similar                     same for new input: JSON {"features": [[...]] (512 x T)}
                                       or {"embedding": [...]}, or a multipart "audio" file
     POST /identify                    which artists made it (same inputs), "known" or not
     POST /tracks                      add a track: JSON {"trackid", "artist"?, "features"}
-                                      (or "embedding"), or multipart "audio" + "trackid"
+                                      (or "embedding"), or multipart "audio" + "trackid";
+                                      needs a writer's API key (`artistsim.catalogue.auth`)
 
-Why the bodies are read by hand rather than by a pydantic model: one endpoint takes
-either JSON or an uploaded file, and an oversized upload must be refused while reading
-(413), before it is held in memory. Every input error is a 4xx whose `detail` names the
-field and the problem; the server never answers a bad input with a 500.
+Bodies are read and checked by `artistsim.catalogue.inputs`: every input error is a 4xx
+whose `detail` is one line naming the field and the problem; the server never answers a
+bad input with a 500. docs/service.md states the whole promise (keys, limits, timeouts).
 
 Concurrency: handlers run in a thread pool; searches read an immutable snapshot, adds
 swap a new one in under a lock (`artistsim.catalogue.live`). The hot request, a plain
@@ -24,36 +25,34 @@ request looks at the manifest's modification time at most once a second.
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import GaugeMetricFamily
 
 from artistsim.catalogue.auth import ApiKeys, require_writer
 from artistsim.catalogue.build import check_features
 from artistsim.catalogue.hotpath import HotPath, SimilarBatcher, neighbours_list
+from artistsim.catalogue.inputs import (MAX_BODY_BYTES, BadInput, finite_bounded, id_field, int_field, read_input,
+                                        validation_line)
 from artistsim.catalogue.live import LiveCatalogue, NotFound, Unavailable, check_k, featurize_audio
+from artistsim.catalogue.observe import Observe, metrics_text
 from artistsim.catalogue.snapshot import MAX_K
 from artistsim.catalogue.store import CatalogueError
-from artistsim.data.ids import ID_LIMIT, TOO_LARGE, check_id
 from artistsim.data.layout import DataError
 from artistsim.search._faiss import faiss_module
 
-MAX_BODY_BYTES = 32 * 2**20  # a 81-frame track as JSON is ~0.8 MB; audio files a few MB
-MAX_ABS_VALUE = 1e6  # features and embeddings beyond this are refused (`_finite_bounded`)
-MAX_LENIENT_BRACKETS = 600  # a features array has 513; the interpreter's recursion limit is 1000
-_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
-_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
+__all__ = ["MAX_BODY_BYTES", "BadInput", "app_from_settings", "create_app"]
+
 _INPUT_DOC = {
     "requestBody": {"content": {
         "application/json": {"schema": {"type": "object", "properties": {
@@ -66,120 +65,6 @@ _INPUT_DOC = {
             "artist": {"type": "integer"}, "k": {"type": "integer"}}}}}}}
 
 
-class BadInput(Exception):
-    def __init__(self, status: int, detail: str):
-        self.status, self.detail = status, detail
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BadInput(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadInput(413, f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    request._body = body  # starlette's form() and json() read this cache instead of the spent stream
-    return body
-
-
-def _int(value: Any, name: str, default: int | None = None) -> int:
-    """An integer request field (k), absent -> `default`; 422 naming the field for anything else."""
-    if value is None and default is not None:
-        return default
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadInput(422, f"{name} must be an integer")
-    return value
-
-
-def _id(value: Any, name: str) -> int:
-    """A trackid / artist id through the one id check (`data.ids`): 422 naming the field.
-
-    orjson reads an integer beyond 64 bits as a float: such a float is named as too large.
-    """
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) >= ID_LIMIT:
-        raise BadInput(422, f"{name} {TOO_LARGE}")
-    try:
-        return check_id(value, name)
-    except DataError as exc:
-        raise BadInput(422, str(exc)) from None
-
-
-async def read_input(request: Request, limit: int) -> tuple[dict[str, Any], Any]:
-    """(fields, input): ("features", (512, T) array), ("embedding", (d,)) or ("audio", (suffix, bytes))."""
-    ctype = request.headers.get("content-type", "")
-    if ctype.startswith("multipart/form-data"):
-        await _body(request, limit)  # enforces the limit; starlette re-reads the cached body
-        form = await request.form(max_part_size=limit)
-        upload = form.get("audio")
-        if upload is None or isinstance(upload, str):
-            raise BadInput(422, "multipart request without an 'audio' file field")
-        fields = {k: v for k, v in form.items() if k != "audio"}
-        return fields, ("audio", (upload_suffix(upload.filename), await upload.read()))
-    data = parse_json(await _body(request, limit))
-    if not isinstance(data, dict):
-        raise BadInput(422, "body must be a JSON object with 'features' or 'embedding' (or a multipart 'audio' file)")
-    if "features" in data:
-        return data, ("features", data["features"])
-    if "embedding" in data:
-        return data, ("embedding", data["embedding"])
-    raise BadInput(422, "body needs 'features' (512 x T array) or 'embedding' (or a multipart 'audio' file)")
-
-
-def upload_suffix(filename: str | None) -> str:
-    """The upload's extension for its temporary file (a hint to the decoders), or "".
-
-    Only a short alphanumeric suffix is kept: the client's name never reaches the file
-    system (a 300-character suffix cannot be a file name; `../` has no business there).
-    """
-    suffix = Path(filename or "").suffix
-    return suffix if _SUFFIX.fullmatch(suffix) else ""
-
-
-def parse_json(raw: bytes) -> Any:
-    """The JSON body by orjson (depth-limited); 400 naming the problem for anything else.
-
-    Python's json reads what orjson refuses only for one purpose: NaN / Infinity
-    literals (what `json.dumps` writes) parse, so that the features check can name them.
-    It recurses without a depth limit of its own, so it is tried only on a body whose
-    count of brackets (an upper bound of its depth) is far below the interpreter's.
-    """
-    if not raw:
-        raise BadInput(400, "empty body: send a JSON object or a multipart 'audio' file")
-    try:
-        return orjson.loads(raw)  # several times faster on a 512 x 81 features array
-    except orjson.JSONDecodeError as exc:
-        error = str(exc)
-    if raw.count(b"[") + raw.count(b"{") <= MAX_LENIENT_BRACKETS:
-        try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            pass
-    raise BadInput(400, f"body is not valid JSON ({error})")
-
-
-def _finite_bounded(x: np.ndarray, name: str) -> np.ndarray:
-    """`x` when every value is finite and |value| <= MAX_ABS_VALUE; 422 naming `name` otherwise.
-
-    Why a magnitude bound: values near float32's limit overflow when squared (a norm of
-    inf, a vector "normalised" to zeros or NaN scores), and no feature or embedding in
-    this domain comes near 1e6.
-    """
-    if not np.isfinite(x).all():
-        raise BadInput(422, f"{name} holds NaN or infinite values")
-    if x.size and float(np.abs(x).max()) > MAX_ABS_VALUE:
-        raise BadInput(422, f"{name} holds values beyond +-{MAX_ABS_VALUE:g}")
-    return x
-
-
 def _vector(cat: LiveCatalogue, kind: str, value: Any) -> np.ndarray:
     """One catalogue-space vector (1, d) from the input (embedding it when needed)."""
     if kind == "embedding":
@@ -189,7 +74,7 @@ def _vector(cat: LiveCatalogue, kind: str, value: Any) -> np.ndarray:
             raise BadInput(422, "embedding must be an array of numbers") from None
         if v.shape != (cat.snapshot.dim,):
             raise BadInput(422, f"embedding must have shape ({cat.snapshot.dim},), got {v.shape}")
-        _finite_bounded(v, "embedding")
+        finite_bounded(v, "embedding")
         norm = float(np.linalg.norm(v))
         if norm == 0.0:
             raise BadInput(422, "embedding is the zero vector")
@@ -208,20 +93,11 @@ def _vector(cat: LiveCatalogue, kind: str, value: Any) -> np.ndarray:
                 raise BadInput(422, f"audio: {reason}") from None
     else:
         x = check_features(value, "features")
-    _finite_bounded(x, "features")
+    finite_bounded(x, "features")
     vec = cat.embed([x])
     if not np.isfinite(vec).all():
         raise BadInput(422, "features give a non-finite embedding")
     return vec
-
-
-def validation_line(exc: RequestValidationError) -> str:
-    """FastAPI's list of validation errors as the one line every 4xx body holds (first error named)."""
-    errors = exc.errors() or [{"loc": (), "msg": "invalid request"}]
-    first = errors[0]
-    field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body", "header")) or "request"
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{field}: {first.get('msg', 'invalid')}{more}"
 
 
 def _json(body: dict[str, Any]) -> Response:
@@ -238,6 +114,7 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
     app = FastAPI(title="artistsim catalogue", description="Which tracks are by the same artist as this one?")
     app.state.auth = auth if auth is not None else ApiKeys()
     app.add_middleware(HotPath, batcher=SimilarBatcher(cat, search_threads))
+    app.add_middleware(Observe, routes=lambda: app.routes)  # added last: the outermost, sees every answer
 
     @app.exception_handler(BadInput)
     async def _bad(_: Request, exc: BadInput) -> JSONResponse:
@@ -277,6 +154,15 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
         snap = cat.snapshot
         return {"status": "ok", "generation": snap.generation, "tracks": snap.size}
 
+    @app.get("/metrics", response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics: requests and latency per route (every worker's), the catalogue's size."""
+        snap = cat.snapshot
+        gauges = [GaugeMetricFamily("artistsim_catalogue_tracks", "Tracks in the catalogue", value=snap.size),
+                  GaugeMetricFamily("artistsim_catalogue_generation", "The catalogue's generation",
+                                    value=snap.generation)]
+        return Response(metrics_text(gauges), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/stats")
     def stats() -> dict[str, Any]:
         cat.maybe_refresh()
@@ -284,8 +170,8 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
 
     @app.get("/tracks/{trackid}/similar")
     def similar_track(trackid: str, k: str = "100", rerank: bool = False) -> Response:
-        tid = _id(trackid, "trackid")
-        kk = _int(k, "k")
+        tid = id_field(trackid, "trackid")
+        kk = int_field(k, "k")
 
         def run() -> dict[str, Any]:
             check_k(kk)
@@ -303,7 +189,7 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
     @app.post("/similar", openapi_extra=_INPUT_DOC)
     async def similar(request: Request) -> Response:
         fields, (kind, value) = await read_input(request, max_body)
-        kk = _int(fields.get("k"), "k", 100)
+        kk = int_field(fields.get("k"), "k", 100)
         rerank = str(fields.get("rerank", False)).lower() in ("true", "1")
 
         def run() -> dict[str, Any]:
@@ -315,7 +201,7 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
     @app.post("/identify", openapi_extra=_INPUT_DOC)
     async def identify(request: Request) -> dict[str, Any]:
         fields, (kind, value) = await read_input(request, max_body)
-        kk = _int(fields.get("k"), "k", 5)
+        kk = int_field(fields.get("k"), "k", 5)
 
         def run() -> dict[str, Any]:
             if not 1 <= kk <= MAX_K:
@@ -334,8 +220,8 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
         fields, (kind, value) = await read_input(request, max_body)
         if fields.get("trackid") is None:
             raise BadInput(422, "trackid is required to add a track")
-        tid = _id(fields["trackid"], "trackid")
-        artist = None if fields.get("artist") is None else _id(fields["artist"], "artist")
+        tid = id_field(fields["trackid"], "trackid")
+        artist = None if fields.get("artist") is None else id_field(fields["artist"], "artist")
 
         def run() -> dict[str, Any]:
             vec = _vector(cat, kind, value)
