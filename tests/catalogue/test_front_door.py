@@ -161,11 +161,13 @@ def test_former_500s_are_4xx_with_a_one_line_detail(anonymous_client, method, pa
 
 # --- serve's options, timeouts, request ids ---------------------------------------------------
 
+# (arguments, words of the one-line error): the option is named (argparse's types or
+# server.check_options, whichever refuses it first)
 BAD_OPTIONS = [
-    (["--port", "99999"], "--port must be in 0..65535"),
-    (["--port", "-1"], "--port must be in 0..65535"),
-    (["--threads", "0"], "--threads must be >= 1"),
-    (["--workers", "0"], "--workers must be >= 1"),
+    (["--port", "99999"], "--port"),
+    (["--port", "-1"], "--port"),
+    (["--threads", "0"], "--threads"),
+    (["--workers", "0"], "--workers"),
     (["--idle-timeout", "0"], "--idle-timeout"),
     (["--host", "0.0.0.0", "--allow-writes"], "--allow-writes serves keyless writes on loopback only"),
 ]
@@ -175,11 +177,27 @@ def test_bad_serve_options_are_one_line_before_anything_starts(built, tmp_path):
     keys = tmp_path / "keys"
     keys.write_text(f"# writers\nalice {WRITER_KEY}\n{WRITER_KEY}\n")
     cases = [*BAD_OPTIONS, (["--api-key-file", str(keys)], f"{keys}: line 3")]
-    procs = [cli("serve", str(built), "--port", "0", *args) for args, _ in cases]  # together: each loads for seconds
+    port = str(free_port())  # overridden by a case's own --port (argparse keeps the last)
+    procs = [cli("serve", str(built), "--port", port, *args) for args, _ in cases]  # together: each loads for seconds
     for p, (args, words) in zip(procs, cases):
         out, err = p.communicate(timeout=120)
         assert p.returncode == 2 and words in err and len(err.strip().splitlines()) == 1 and not out, (args, err)
-        assert WRITER_KEY not in err
+        assert WRITER_KEY not in err and "Traceback" not in err
+
+
+def test_serve_options_are_checked_by_the_library_too():
+    from artistsim.catalogue.server import check_options
+
+    good = {"port": 0, "threads": 1, "workers": 1, "search_threads": None, "max_body": 1, "header_timeout": 5.0,
+            "idle_timeout": 5.0}
+    check_options(**good)  # --port 0: a free port
+    for field, value, words in [("port", 65536, "--port must be in 0..65535"), ("port", -1, "--port"),
+                                ("threads", 0, "--threads must be >= 1"), ("workers", 0, "--workers"),
+                                ("search_threads", 0, "--search-threads"), ("max_body", 0, "--max-body-mb"),
+                                ("header_timeout", float("nan"), "--header-timeout"),
+                                ("idle_timeout", 1e9, "--idle-timeout")]:
+        with pytest.raises(ValueError, match=words):
+            check_options(**{**good, field: value})
 
 
 def _first_stderr_line(proc, seconds: float = 60.0) -> str:
