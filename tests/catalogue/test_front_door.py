@@ -6,6 +6,7 @@ timeouts and the CLI's startup checks need a real `artistsim serve`.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import shutil
@@ -53,7 +54,8 @@ def add(c: TestClient, tid: int, headers: dict[str, str] | None = None):
 
 # --- who may write --------------------------------------------------------------------------
 
-def test_writes_need_a_valid_key(writable):
+def test_writes_need_a_valid_key(writable, caplog):
+    caplog.set_level(logging.INFO, logger="artistsim.serve")
     with client(writable, ApiKeys({"alice": WRITER_KEY})) as c:
         r = add(c, 501)
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer" and "API key" in r.json()["detail"]
@@ -62,8 +64,10 @@ def test_writes_need_a_valid_key(writable):
         r = add(c, 501, {"Authorization": "Basic " + WRITER_KEY})  # only the Bearer scheme carries a key
         assert r.status_code == 401
         assert c.get("/health").json()["tracks"] == 24  # nothing was written
-        r = add(c, 501, {"Authorization": f"Bearer {WRITER_KEY}"})
-        assert r.status_code == 201 and r.json()["added_by"] == "alice"
+        r = add(c, 501, {"Authorization": f"Bearer {WRITER_KEY}", "X-Request-ID": "add-501"})
+        assert r.status_code == 201 and r.json()["added_by"] == "alice" and r.headers["x-request-id"] == "add-501"
+        assert any(m.startswith("add-501 POST /tracks 201 ") and m.endswith(" by alice") for m in caplog.messages)
+        assert not any(WRITER_KEY in m for m in caplog.messages)
         r = add(c, 502, {"X-API-Key": WRITER_KEY})
         assert r.status_code == 201 and r.json()["added_by"] == "alice"
         # reads stay open
