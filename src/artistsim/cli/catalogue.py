@@ -197,11 +197,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from artistsim.catalogue.server import WorkerError, serve
+    from artistsim.catalogue.auth import keys_from_options
+    from artistsim.catalogue.server import WorkerError, check_options, serve
 
+    check_options(args.port, args.threads, args.workers, args.search_threads, args.max_body_mb,
+                  args.header_timeout, args.idle_timeout)
+    auth = keys_from_options(args.api_key_file, args.allow_writes, args.host)
     try:
         serve(args.catalogue, args.host, args.port, args.device, args.threads, args.max_body_mb * 2**20,
-              args.search_threads, args.workers)
+              args.search_threads, args.workers, auth, args.header_timeout, args.idle_timeout, args.access_log)
     except WorkerError as exc:
         print(f"artistsim serve: error: {exc}", file=sys.stderr)
         return 1
@@ -294,5 +298,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="server processes on one socket, sharing the memory-mapped index "
                         "(throughput: one per core; each takes in the others' adds within a second)")
     p.add_argument("--max-body-mb", type=positive_int, default=32)
+    p.add_argument("--api-key-file", metavar="FILE",
+                   help="keys allowed to write (POST /tracks ...): lines 'NAME KEY'; also ARTISTSIM_API_KEY")
+    p.add_argument("--allow-writes", action="store_true",
+                   help="without any key, let anyone write (loopback --host only)")
+    # catalogue.connections.HEADER_TIMEOUT / IDLE_TIMEOUT, spelled out so that --help imports nothing heavy
+    p.add_argument("--header-timeout", type=float, default=5.0,
+                   help="seconds a request's headers may take to arrive (slow clients are dropped)")
+    p.add_argument("--idle-timeout", type=float, default=5.0,
+                   help="seconds an idle kept-alive connection, or a stalled request body, is held")
+    p.add_argument("--access-log", action="store_true", help="a line per request on stderr, with its request id")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_serve)

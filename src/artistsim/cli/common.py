@@ -58,8 +58,8 @@ def window_frames(text: str) -> int:
 
 
 def port_number(text: str) -> int:
-    """A TCP port, 1..65535."""
-    return _int_in(text, 1, 65535)
+    """A TCP port, 0..65535 (0: the system picks a free one, and serve prints it)."""
+    return _int_in(text, 0, 65535)
 
 
 def track_id(text: str) -> int:
