@@ -22,6 +22,8 @@ from artistsim.config import ConfigError, TrainConfig, load_train_config, to_dic
 from artistsim.config_check import ranged
 
 PACKAGED = sorted((Path(__file__).resolve().parents[1] / "src" / "artistsim" / "configs").rglob("*.toml"))
+# configs QUALITY.md's measurements name (benchmarks/configs/): they must keep loading too
+PACKAGED += sorted((Path(__file__).resolve().parents[1] / "benchmarks" / "configs").glob("*.toml"))
 
 VALID: dict[str, Any] = {
     "val_fraction": 0.3, "patience": 2, "eval_batch_size": 16,
