@@ -42,6 +42,9 @@ class EncoderConfig:
     embedding_dim: int = ranged(128, "x >= 1")
     # "batchnorm": a BatchNorm1d after the projector (models/heads.py: build_embedding_norm).
     embedding_norm: Literal["none", "batchnorm"] = "none"
+    # "lda": the input projection starts as a frame-level LDA of the training artists
+    # (training/frontend.py: init_input_from_lda); needs d_model < input_dim.
+    input_init: Literal["random", "lda"] = "random"
     # The seed neither masked padded frames in attention nor excluded them from pooling;
     # False reproduces it exactly.
     mask_padding: bool = True

@@ -1,8 +1,14 @@
-"""Fitting the LDA branch of a model (models/frontend.py) on the training rows, once.
+"""Fitting a model's LDA parts on the training rows, once, before training.
 
-Why here: the fit reads the training split's pooled statistics (the same `pooled_stats`
-and `LDA` as the LDA baseline, so an untrained "residual" model reproduces that baseline's
-ranking), which is the trainer's business, not the model's.
+- The LDA branch (models/frontend.py): on the training split's pooled statistics (the
+  same `pooled_stats` and `LDA` as the LDA baseline, so an untrained "residual" model
+  reproduces that baseline's ranking).
+- An LDA-initialised input layer (`[model] input_init = "lda"`): the encoder's input
+  projection starts as a frame-level LDA (artists as classes), so the first layer passes on
+  the channel combinations that vary between artists more than within one, instead of
+  random ones. The rest of the projection's rows (past the LDA's directions) stay random.
+
+Why here: both read the training split, which is the trainer's business, not the model's.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from artistsim.data.splits import SplitData
+from artistsim.data.splits import SplitData, full_batch
 from artistsim.evaluation.baselines import LDA, pooled_stats
 from artistsim.evaluation.inference import tune_lda
 
@@ -43,3 +49,45 @@ def fit_lda_branch(model: torch.nn.Module, split: SplitData, rows: np.ndarray, l
         lda = LDA(n_components=min(components or width, width), ridge=ridge).fit(stats, labels)
     branch.set_lda(lda.mean_, lda.components_)
     return lda
+
+
+INPUT_LDA_FRAMES = 50_000  # frames (whole tracks drawn at random) for the input layer's LDA
+_TRACKS_PER_READ = 256
+
+
+def sample_frames(split: SplitData, rows: np.ndarray, labels: np.ndarray, max_frames: int,
+                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(frames [n, F], each frame's label) of whole tracks of `rows` drawn at random up to `max_frames`."""
+    order = np.random.default_rng(seed).permutation(len(rows))
+    counts = np.cumsum(split.source.lengths[rows[order]])
+    order = np.sort(order[: max(1, int(np.searchsorted(counts, max_frames, side="right")))])
+    frames, frame_labels = [], []
+    for start in range(0, len(order), _TRACKS_PER_READ):
+        pick = order[start : start + _TRACKS_PER_READ]
+        x, lengths = full_batch(split.source, rows[pick])
+        valid = np.arange(x.shape[1])[None, :] < lengths[:, None]
+        frames.append(x[valid])
+        frame_labels.append(np.repeat(labels[pick], lengths))
+    return np.concatenate(frames), np.concatenate(frame_labels)
+
+
+def init_input_from_lda(model: torch.nn.Module, split: SplitData, rows: np.ndarray, labels: np.ndarray,
+                        seed: int = 0, max_frames: int = INPUT_LDA_FRAMES, ridge: float = 1e-3) -> int:
+    """Set the encoder's input projection to frame-level LDA directions; returns how many.
+
+    Each direction is scaled so that the projected training frames have unit variance
+    along it, and the bias centres them, the scale a freshly initialised layer has.
+    """
+    base = model.module if hasattr(model, "module") else model
+    proj = getattr(base, "input_proj", None) or getattr(getattr(base, "encoder", None), "input_proj", None)  # LDAFusedModel
+    if not isinstance(proj, torch.nn.Linear):
+        raise ValueError("input_init = \"lda\" needs an input projection: set the model's d_model below input_dim")
+    frames, frame_labels = sample_frames(split, rows, labels, max_frames, seed)
+    lda = LDA(n_components=proj.out_features, ridge=ridge).fit(frames, frame_labels)
+    projected = lda.transform(frames)
+    comps = lda.components_ / np.maximum(projected.std(axis=0), 1e-12)
+    k = comps.shape[1]
+    with torch.no_grad():
+        proj.weight[:k] = torch.from_numpy(comps.T.astype(np.float32))
+        proj.bias[:k] = torch.from_numpy((-lda.mean_ @ comps).astype(np.float32))
+    return k
