@@ -342,7 +342,7 @@ def main() -> int:
               f"The train split ({len(y_seen):,} tracks of {len(np.unique(y_seen))} "
               f"artists, N = {n_seen}) holds the artists the models were trained on, except the 10% held out "
               f"for validation: how the audit does once the embedding knows the artists. Measured and not kept "
-              f"(README, Catalogue): kNN label votes, softmax label probability, AS-norm or z-norm of the track's "
+              f"(docs/experiments.md, "The catalogue audit"): kNN label votes, softmax label probability, AS-norm or z-norm of the track's "
               f"scores, within-artist whitening, LDA fusion, a second round with the most suspect tracks left out of "
               f"or moved to their suspected artist."))
     sections.append(identification_section(manifest.calibration, e, y, name))

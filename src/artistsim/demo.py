@@ -81,5 +81,5 @@ def run_demo(out_dir: Path, device: str | None = None, progress: bool | None = N
     catalogue = out_dir / "catalogue"
     _step("index build", lambda: build_catalogue(catalogue, data, runs, ["train", "test"], device=device,
                                                  overwrite=True, progress=progress), log)
-    log(f"catalogue {catalogue}: `artistsim query|identify|audit|serve {catalogue}` (README, Catalogue)")
+    log(f"catalogue {catalogue}: `artistsim query|identify|audit|serve {catalogue}` (docs/catalogue.md)")
     return {"table": table.rows, "submission_ndcg": score}
