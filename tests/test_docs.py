@@ -43,3 +43,10 @@ def test_every_docs_page_is_in_the_nav():
     listed = pages_of(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"])
     pages = {p.name for p in (ROOT / "docs").glob("*.md")}
     assert pages == listed, f"not in nav: {sorted(pages - listed)}; missing: {sorted(listed - pages)}"
+
+
+def test_generated_pages_match_the_results_files():
+    """docs/benchmarks.md and docs/quality.md are rendered from benchmarks/results/, never edited by hand."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.report", "--check"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr

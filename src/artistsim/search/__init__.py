@@ -2,3 +2,8 @@
 indexes (`ann`), the seed's threshold query-expansion rerank (`rerank`), and adaptive
 score normalisation against a cohort of artist centroids (`scorenorm`).
 """
+
+from artistsim.search._faiss import available_cpus, omp_threads
+
+# The thread plumbing is public for callers that time FAISS beside artistsim (benchmarks).
+__all__ = ["available_cpus", "omp_threads"]
