@@ -44,19 +44,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cli(*args: str, **kw) -> subprocess.Popen:
+def cli(*args: str, launcher: list[str] | None = None, **kw) -> subprocess.Popen:
+    """`artistsim ARGS` in a subprocess; `launcher` replaces `python -m artistsim` (a patched entry point)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "artistsim", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen([*(launcher or [sys.executable, "-m", "artistsim"]), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
 class Server:
     """`artistsim serve` in a subprocess on a free loopback port, stopped on exit."""
 
-    def __init__(self, catalogue: Path, *extra: str):
+    def __init__(self, catalogue: Path, *extra: str, launcher: list[str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = cli("serve", str(catalogue), "--host", "127.0.0.1", "--port", str(self.port), *extra)
+        self.proc = cli("serve", str(catalogue), "--host", "127.0.0.1", "--port", str(self.port), *extra,
+                        launcher=launcher)
 
     def __enter__(self) -> Server:
         for _ in range(300):  # up to ~60 s on a loaded machine; returns as soon as it answers

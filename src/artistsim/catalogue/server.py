@@ -134,7 +134,7 @@ def worker_main(settings: dict[str, Any], host: str, port: int, parent: int) -> 
     except Exception as exc:  # one line, as from the CLI; the supervisor stops the server
         print(f"artistsim serve: worker {os.getpid()}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
-    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, headers=[("x-worker", str(os.getpid()))])
     uvicorn.Server(config).run(sockets=[sock])
 
 
