@@ -7,7 +7,9 @@ docs/quality.md); a renamed heading or a moved page breaks a link silently on Gi
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +52,45 @@ def test_generated_pages_match_the_results_files():
     proc = subprocess.run([sys.executable, "-m", "benchmarks.report", "--check"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+# README's headline figures that come from a results file: (file, table heading, row, column,
+# the text README shows). README is written by hand; this keeps it from drifting.
+PER_PRESET = "Test nDCG@100 per preset: the trained recipe against LDA"
+ADD_ONS, MARGIN = "recipe + add-ons", "margin over LDA (paired), + add-ons"
+REAL = "Retrieval quality on real music"
+README_FIGURES = [
+    ("quality_recommended_more.json", PER_PRESET, "demo", "LDA", "0.2816"),
+    ("quality.json", PER_PRESET, "albums", "LDA", "0.444 ± 0.010"),
+    ("quality.json", PER_PRESET, "albums", ADD_ONS, "0.566 ± 0.046"),
+    ("quality.json", PER_PRESET, "albums", MARGIN, "+0.123 ± 0.053"),
+    ("quality.json", PER_PRESET, "holdout", "LDA", "0.497 ± 0.034"),
+    ("quality.json", PER_PRESET, "holdout", ADD_ONS, "0.713 ± 0.013"),
+    ("quality.json", PER_PRESET, "holdout", MARGIN, "+0.217 ± 0.023"),
+    ("quality_rflda.json", PER_PRESET, "holdout", "LDA", "| 0.485 |"),
+    ("quality_rflda.json", PER_PRESET, "holdout", ADD_ONS, "| 0.704 |"),
+    ("quality_rflda.json", PER_PRESET, "holdout", MARGIN, "+0.219"),
+    ("featurize.json", REAL, "baseline lda", "test nDCG@100", "0.554"),
+    ("featurize.json", REAL, "baseline meanpool", "test nDCG@100", "0.626"),
+    ("featurize.json", REAL, "random ranking", "test nDCG@100", "0.443"),
+]
+
+
+def table_cell(result: dict, heading: str, row: str, column: str) -> str:
+    """The cell of a result's markdown table whose first column contains `row`."""
+    table = next(s["table"] for s in result["sections"] if s["heading"] == heading)
+    lines = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.splitlines()]
+    header, rows = lines[0], lines[2:]
+    return next(r[header.index(column)] for r in rows if row in r[0])
+
+
+@pytest.mark.parametrize("name,heading,row,column,shown", README_FIGURES)
+def test_readme_headline_figures_match_their_results_files(name, heading, row, column, shown):
+    readme = (ROOT / "README.md").read_text()
+    assert shown in readme, f"README no longer shows {shown!r}: update README_FIGURES with it"
+    result = json.loads((ROOT / "benchmarks" / "results" / name).read_text())
+    numbers = [float(x) for x in re.findall(r"[+-]?\d+\.\d+", table_cell(result, heading, row, column))]
+    for text in re.findall(r"[+-]?\d+\.\d+", shown):  # each figure README prints, at its precision
+        measured = numbers.pop(0)
+        assert abs(float(text) - measured) <= 0.5 * 10 ** -len(text.split(".")[1]) + 1e-9, (
+            f"README shows {text} for {row} / {column}; {name} holds {measured}")
