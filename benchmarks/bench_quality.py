@@ -43,12 +43,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from benchmarks import common as C
 
 HELD_OUT = ("holdout", "holdout_wide")  # the presets never used for tuning
 ALL_PRESETS = ("demo", "albums", "genres", "mixed", *HELD_OUT)
-NOTES = "quality_notes_*.md"  # measured sections written by hand (benchmarks/results/), appended to QUALITY.md
+NOTES = "quality_notes_*.md"  # measured sections written by hand (benchmarks/results/), appended to the quality page
 DEMO_CONFIGS = ("transformer_demo.toml", "conformer_demo.toml")
 QUALITY_MD = C.ROOT / "QUALITY.md"
 

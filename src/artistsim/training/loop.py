@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+import artistsim.training.tblog as tblog
 from artistsim.config import StageConfig, TrainConfig, to_dict
 from artistsim.data.splits import SplitData, holdout_mask, load_split
 from artistsim.embed import embed_full, load_checkpoint, restore
@@ -166,6 +167,7 @@ def prepare_data(data_dir: str | Path, cfg: TrainConfig, folds: int = 0, fold: i
 def _log(out_dir: Path, record: dict) -> None:
     with (out_dir / "metrics.jsonl").open("a") as fh:
         fh.write(json.dumps(record) + "\n")
+    tblog.record(out_dir, record)  # the same scalars for TensorBoard, in the same folder
 
 
 def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, **kwargs) -> dict:
@@ -252,6 +254,7 @@ def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: 
             save_checkpoint(out_dir / "last.pt", model, loss_fn, None, cfg, prog, data.label_ids)
     summary = {"best_ndcg": prog.best, "epochs": len(prog.history), "seconds": round(time.time() - started, 1)}
     if d.main:
+        tblog.close(out_dir)
         log(f"done: best validation nDCG@100 {prog.best:.4f} after {len(prog.history)} epochs; {out_dir}/best.pt")
     return model, summary
 
