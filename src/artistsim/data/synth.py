@@ -61,11 +61,10 @@ per-track shift of all channels, `noise` an independent per-channel, per-frame t
   what drowns the style signal in per-channel statistics such as the std.
 
 ## Nuisance presets (`synth_nuisance`)
-`albums`, `genres`, `mixed`, `holdout` and `holdout_wide` keep about the demo's sizes and add
-the nuisance of real catalogues (studio/album recording effects, genre timbre, long generic
-blocks, loudness and EQ, near-duplicates), off in `demo`. On `albums` a linear LDA beats the
-demo recipe; `holdout` and `holdout_wide` (two other structures, knobs fixed before any model
-ran on them) are never used for tuning. docs/quality.md holds the measured table per preset.
+`albums`, `genres`, `mixed`, `holdout`, `holdout_wide` keep about the demo's sizes and add the
+nuisance of real catalogues (studio/album effects, genre timbre, long generic blocks, loudness,
+EQ, near-duplicates), off in `demo`. On `albums` a linear LDA beats the demo recipe; `holdout`
+and `holdout_wide` (other structures, knobs fixed before any model ran) are never tuned on.
 
 ## Calibration (demo preset, test split; figures measured with a scratch script)
 nDCG@100 with competition semantics (cosine, self excluded, single-track queries skipped):
