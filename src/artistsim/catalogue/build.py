@@ -36,7 +36,8 @@ class ArraySource:
     def __init__(self, tracks: list[np.ndarray]):
         self.lengths = np.array([t.shape[1] for t in tracks], dtype=np.int64)
         width = int(self.lengths.max()) if len(tracks) else 1
-        self.frames = np.zeros((len(tracks), width, FEATURE_DIM), dtype=np.float32)
+        dim = tracks[0].shape[0] if len(tracks) else FEATURE_DIM  # D of the tracks themselves
+        self.frames = np.zeros((len(tracks), width, dim), dtype=np.float32)
         for i, t in enumerate(tracks):  # one copy per track, at most a few per request
             self.frames[i, : t.shape[1]] = t.T
 
