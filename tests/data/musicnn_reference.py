@@ -9,7 +9,7 @@ against it by tests/data/test_musicnn.py. Re-create it with:
     /tmp/tfref/venv/bin/pip install 'tensorflow-cpu==2.15.*' 'numpy<2' librosa soundfile
     /tmp/tfref/venv/bin/pip install --no-deps musicnn==0.1.0
     /tmp/tfref/venv/bin/python tests/data/musicnn_reference.py write   # the fixture
-    /tmp/tfref/venv/bin/python tests/data/musicnn_reference.py speed   # windows/s, 1 thread
+    /tmp/tfref/venv/bin/python tests/data/musicnn_reference.py speed [PATCHES.npy]  # 1 thread
 
 The graph is musicnn's own (`musicnn.models.define_model`) and its log-mel is musicnn's own
 (`musicnn.extractor.batch_data`, librosa), but the checkpoint is restored without the
@@ -107,18 +107,22 @@ def write(models: tuple[str, ...] = ("MSD_musicnn", "MTT_musicnn")) -> None:
     print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size} bytes)")
 
 
-def speed(model: str = "MSD_musicnn", batch: int = 16, repeats: int = 3) -> float:
-    """Windows per second of the TF graph on one thread (batches of `batch` 3 s windows)."""
+def speed(patches: str | None = None, model: str = "MSD_musicnn", batch: int = 16) -> float:
+    """Seconds the TF graph takes (one thread, batches of `batch`) for the (N, 187, 96) windows in
+    `patches` (.npy; default 48 random windows), graph building and a warm-up batch excluded."""
+    data = (np.load(patches) if patches else np.random.default_rng(0).uniform(0, 3, (48, 187, 96))).astype(np.float32)
     sess, x, is_training, tensors = _graph(model, 187)
-    data = np.random.default_rng(0).uniform(0, 3, (batch, 187, 96)).astype(np.float32)
-    sess.run(tensors["mean_pool"], feed_dict={x: data, is_training: False})
+    sess.run(tensors["mean_pool"], feed_dict={x: data[:batch], is_training: False})
     start = time.perf_counter()
-    for _ in range(repeats):
-        sess.run([tensors["mean_pool"], tensors["max_pool"]], feed_dict={x: data, is_training: False})
-    rate = batch * repeats / (time.perf_counter() - start)
-    print(json.dumps({"tf_windows_per_s": rate, "batch": batch, "threads": 1}))
-    return rate
+    for a in range(0, len(data), batch):
+        sess.run([tensors["mean_pool"], tensors["max_pool"]], feed_dict={x: data[a : a + batch], is_training: False})
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "windows": len(data), "tf_windows_per_s": len(data) / seconds}))
+    return seconds
 
 
 if __name__ == "__main__":
-    {"write": write, "speed": speed}[sys.argv[1] if len(sys.argv) > 1 else "write"]()
+    if len(sys.argv) > 1 and sys.argv[1] == "speed":
+        speed(sys.argv[2] if len(sys.argv) > 2 else None)
+    else:
+        write()
