@@ -96,8 +96,10 @@ def pool(name: str, stride: int) -> Path:
         done[str(path)] = (artist, f.mean(1), f.std(1))
         if len(done) % 10 == 0 or i == len(rows) - 1:
             keys = sorted(done)
-            np.savez(out, paths=np.array(keys), artists=np.array([done[k][0] for k in keys]),
+            tmp = out.with_suffix(".tmp.npz")  # renamed into place: `quality` may read it meanwhile
+            np.savez(tmp, paths=np.array(keys), artists=np.array([done[k][0] for k in keys]),
                      mean=np.stack([done[k][1] for k in keys]), std=np.stack([done[k][2] for k in keys]))
+            os.replace(tmp, out)
             print(f"{name}: {len(done)}/{len(rows)} tracks, {time.perf_counter() - start:.0f} s", flush=True)
     return out
 
@@ -123,9 +125,22 @@ def scores(mean: np.ndarray, std: np.ndarray, labels: np.ndarray, seeds: int = 3
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
+def _read(path: Path, tries: int = 5) -> dict[str, np.ndarray]:
+    """A cache read whole (retried: a pool started before the atomic rename rewrites it in place)."""
+    for attempt in range(tries):
+        try:
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, __import__("zipfile").BadZipFile):
+            if attempt == tries - 1:
+                raise
+            time.sleep(2)
+    raise AssertionError("unreachable")
+
+
 def quality() -> str:
-    caches = sorted(CACHE.glob("*_stride*.npz"))
-    loaded = {c.stem: np.load(c) for c in caches}
+    caches = sorted(c for c in CACHE.glob("*_stride*.npz") if not c.name.endswith(".tmp.npz"))
+    loaded = {c.stem: _read(c) for c in caches}
     common = set.intersection(*(set(z["paths"]) for z in loaded.values())) if loaded else set()
     rows = []
     for stem, z in loaded.items():
