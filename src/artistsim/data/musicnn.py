@@ -100,6 +100,7 @@ def log_mel(x, device=None):
 # --------------------------------------------------------------------------- the network
 
 
+@functools.lru_cache(maxsize=1)
 def _module_class():
     """The nn.Module, defined lazily so importing this module does not import torch."""
     import torch
