@@ -45,19 +45,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cli(*args: str, **kw) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+# The key test servers accept for writes (through ARTISTSIM_API_KEY, name "env"), and its header.
+WRITER_KEY = "test-writer-key-0123456789"
+WRITER = {"Authorization": f"Bearer {WRITER_KEY}"}
+
+
+def cli(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "artistsim", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
 class Server:
-    """`artistsim serve` in a subprocess on a free loopback port, stopped on exit."""
+    """`artistsim serve` in a subprocess on a free loopback port, stopped on exit.
 
-    def __init__(self, catalogue: Path, *extra: str):
+    Writes need `WRITER` headers (the key comes by ARTISTSIM_API_KEY) unless `env` says otherwise.
+    """
+
+    def __init__(self, catalogue: Path, *extra: str, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = cli("serve", str(catalogue), "--host", "127.0.0.1", "--port", str(self.port), *extra)
+        env = {"ARTISTSIM_API_KEY": WRITER_KEY} if env is None else env
+        self.proc = cli("serve", str(catalogue), "--host", "127.0.0.1", "--port", str(self.port), *extra, env=env)
 
     def __enter__(self) -> Server:
         for _ in range(300):  # up to ~60 s on a loaded machine; returns as soon as it answers
@@ -82,3 +91,26 @@ class Server:
 
 def features(seed: int, frames: int = 30) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(512, frames)).astype(np.float32)
+
+
+def workers_of(pid: int) -> list[int]:
+    """The supervisor's worker processes (multiprocessing's resource tracker left out)."""
+    kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir() for k in (t / "children").read_text().split()]
+    return [k for k in kids if "spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")]
+
+
+def gone(pid: int) -> bool:
+    """True once pid has exited (a zombie counts: it no longer runs)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def wait_until(check, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()

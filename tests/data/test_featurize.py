@@ -236,3 +236,18 @@ def test_an_unknown_front_end_is_one_line(tmp_path):
     with pytest.raises(DataError, match="unknown front end 'vggish'; choose from dsp, musicnn-msd"):
         featurize_dataset(manifest, tmp_path / "out", FeaturizeOptions(workers=1, frontend="vggish"))
     assert not (tmp_path / "out").exists()
+
+
+def test_outside_paths_are_featurized_only_when_allowed(tmp_path, capsys):
+    """A manifest naming ../x.wav is refused (exit 2, nothing written) unless --allow-outside-paths."""
+    sf.write(tmp_path / "outside.wav", tone(440, 3), 16_000)
+    (tmp_path / "music").mkdir()
+    sf.write(tmp_path / "music" / "a.wav", tone(330, 3), 16_000)
+    manifest = tmp_path / "music" / "m.tsv"
+    manifest.write_text("path\na.wav\n../outside.wav\n")
+    out = tmp_path / "out"
+    assert main(["-q", "featurize", str(manifest), str(out), "--workers", "1"]) == 2
+    assert "m.tsv: line 3" in capsys.readouterr().err and not out.exists()
+    assert main(["-q", "--allow-outside-paths", "featurize", str(manifest), str(out), "--workers", "1",
+                 "--test-fraction", "0"]) == 0
+    assert (_tracks(out)["status"] == "ok").all()

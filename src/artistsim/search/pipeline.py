@@ -175,14 +175,17 @@ def weighted_sum(searcher: Searcher, q: np.ndarray, rows: np.ndarray, weights: n
                  normalise: bool = True) -> np.ndarray:
     """q + sum_j weights[:, j] * e[rows[:, j]] (float64; rows < 0 add nothing), L2-normalised if asked.
 
-    The loop runs over list positions, never over queries. Ranking by the dot product with
+    Vectorised over queries and positions. Ranking by the dot product with
     the plain sum is ranking by cosine with it; left unnormalised, exact ties stay exact.
     """
     acc = np.asarray(q, np.float64).copy()
-    for j in range(rows.shape[1]):
-        present = rows[:, j] >= 0
-        w = np.where(present, weights[:, j], 0.0)[:, None]
-        acc += w * searcher.vectors(np.maximum(rows[:, j], 0)).astype(np.float64)
+    w = np.where(rows >= 0, weights, 0.0)
+    step = max(1, _GATHER // max(1, rows.shape[1] * q.shape[1]))
+    for start in range(0, len(rows), step):  # blocks of queries: one gather each, bounded
+        sl = slice(start, start + step)
+        vec = searcher.vectors(np.maximum(rows[sl], 0).ravel()).reshape(*rows[sl].shape, -1)
+        # a sum over a middle axis adds the list positions in order, for any block size
+        acc[sl] += (w[sl, :, None] * vec.astype(np.float64)).sum(axis=1)
     return _normalise(acc) if normalise else acc
 
 
