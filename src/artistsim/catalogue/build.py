@@ -40,9 +40,9 @@ def check_features(arr: Any, where: str, dim: int | None = None) -> np.ndarray:
             x = np.asarray(arr, dtype=np.float32)
     except (TypeError, ValueError, OverflowError):
         raise DataError(f"{where}: features must be a numeric array (D, T)") from None
-    check_shape(tuple(x.shape), where, x.shape[0] if x.ndim == 2 and dim is not None else FEATURE_DIM)
-    if dim is not None and x.shape[0] != dim:
+    if dim is not None and x.ndim == 2 and dim not in x.shape:
         raise DataError(f"{where}: features are {x.shape[0]}-d but the catalogue's runs take {dim}-d frames")
+    check_shape(tuple(x.shape), where, FEATURE_DIM if dim is None else dim)
     return check_values(x, where)
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from artistsim.data import descriptor
-from artistsim.data.audio import HOP, SAMPLE_RATE, WINDOW, centre_fragment, check_signal, decode_fragment, to_mono_16k
+from artistsim.data.audio import (HOP, SAMPLE_RATE, WINDOW, AudioError, centre_fragment, check_signal, decode_fragment,
+                                  to_mono_16k)
 from artistsim.data.provenance import Frontend
 
 DEFAULT = "dsp"
@@ -129,5 +130,10 @@ def featurize_array(samples: np.ndarray, sample_rate: int, name: str = DEFAULT) 
 
 
 def featurize_file(path: str | Path, name: str = DEFAULT) -> np.ndarray:
-    """An audio file -> (D, T) float32; decodes only the fragment used. AudioError if bad."""
-    return describe(decode_fragment(path).samples, name)
+    """An audio file -> (D, T) float32; decodes only the fragment used. AudioError naming the file if bad."""
+    if name == "dsp":
+        return descriptor.featurize_file(path)
+    try:
+        return describe(decode_fragment(path).samples, name)
+    except AudioError as exc:
+        raise AudioError(exc.reason, f"{path}: bad audio ({exc.reason}): {exc}") from None
