@@ -29,7 +29,7 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,7 @@ class Manifest:
     main: str
     tail: list[str] = field(default_factory=list)
     calibration: dict[str, Any] | None = None
+    names: str | None = None  # names-GENERATION.json: artist names, source files (`catalogue.names`)
 
     def to_json(self) -> str:
         d = {"format": FORMAT, **self.__dict__}
@@ -237,12 +238,14 @@ def _sweep(root: Path, manifest: Manifest) -> None:
     keep = {manifest.main, *manifest.tail, MANIFEST, ".lock"}
     if manifest.index.get("file"):
         keep.add(manifest.index["file"])
+    if manifest.names:
+        keep.add(manifest.names)
     for p in root.iterdir():
         if p.name in keep:
             continue
         if p.is_dir() and p.name.startswith("seg-"):
             shutil.rmtree(p, ignore_errors=True)
-        elif p.name.startswith(("index-", f".{MANIFEST}.")) or (p.name.startswith(".") and ".tmp" in p.name):
+        elif p.name.startswith(("index-", "names-", f".{MANIFEST}.")) or (p.name.startswith(".") and ".tmp" in p.name):
             p.unlink(missing_ok=True)
 
 
@@ -345,3 +348,69 @@ def set_calibration(root: str | Path, calibration: dict[str, Any]) -> Manifest:
         new = Manifest(**{**manifest.__dict__, "generation": manifest.generation + 1, "calibration": calibration})
         atomic_write_text(root / MANIFEST, new.to_json())
     return new
+
+
+def set_names(root: str | Path, make_text: Callable[[Manifest], str]) -> Manifest:
+    """Write `make_text(current manifest)` as a new names file named by a new generation."""
+    root = Path(root)
+    with writer_lock(root):
+        manifest = Manifest.read(root)
+        gen = manifest.generation + 1
+        name = f"names-{gen:06d}.json"
+        atomic_write_text(root / name, make_text(manifest))
+        new = Manifest(**{**manifest.__dict__, "generation": gen, "names": name})
+        atomic_write_text(root / MANIFEST, new.to_json())
+        _sweep(root, new)
+    return new
+
+
+def relabel(root: str | Path, trackids: np.ndarray, artists: np.ndarray) -> Manifest:
+    """A new generation in which each of `trackids` is labelled with the matching `artists`.
+
+    Files a manifest names are never changed: each segment holding a relabelled track is
+    written anew under a new name, its embeddings and trackids hard-linked (copied where
+    links are impossible) and a new artists array written. The index stays valid (the
+    same vectors in the same order) and is kept. Unknown trackids are refused.
+    """
+    root = Path(root)
+    tids = np.asarray(trackids, dtype=np.int64).reshape(-1)
+    new_artists = np.asarray(artists, dtype=np.int64).reshape(-1)
+    if len(tids) != len(new_artists) or len(np.unique(tids)) != len(tids):
+        raise CatalogueError("relabel needs one new artist per trackid, each trackid once")
+    with writer_lock(root):
+        manifest = Manifest.read(root)
+        gen = manifest.generation + 1
+        found = np.zeros(len(tids), dtype=bool)
+        renamed: dict[str, str] = {}
+        for i, seg in enumerate([manifest.main, *manifest.tail]):
+            seg_ids = np.load(root / seg / "trackids.npy")
+            hit = np.isin(tids, seg_ids)
+            if not hit.any():
+                continue
+            found |= hit
+            labels = np.load(root / seg / "artists.npy")
+            order = np.argsort(seg_ids, kind="stable")
+            labels[order[np.searchsorted(seg_ids, tids[hit], sorter=order)]] = new_artists[hit]
+            renamed[seg] = f"seg-{gen:06d}r{i}"
+            _relabelled_segment(root, seg, renamed[seg], labels)
+        if not found.all():
+            raise CatalogueError(f"trackid(s) not in the catalogue: {tids[~found][:10].tolist()}")
+        new = Manifest(**{**manifest.__dict__, "generation": gen, "main": renamed.get(manifest.main, manifest.main),
+                          "tail": [renamed.get(s, s) for s in manifest.tail]})
+        atomic_write_text(root / MANIFEST, new.to_json())
+        _sweep(root, new)
+    return new
+
+
+def _relabelled_segment(root: Path, old: str, new: str, artists: np.ndarray) -> None:
+    folder = root / new
+    folder.mkdir(parents=True, exist_ok=True)
+    for fname in ("embeddings.npy", "trackids.npy"):
+        (folder / fname).unlink(missing_ok=True)  # a killed relabel's leftover
+        try:
+            os.link(root / old / fname, folder / fname)
+        except OSError:
+            with atomic_path(folder / fname, suffix=".npy") as tmp:
+                shutil.copyfile(root / old / fname, tmp)
+    with atomic_path(folder / "artists.npy", suffix=".npy") as tmp:
+        np.save(tmp, artists)

@@ -11,10 +11,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from artistsim.cli.common import progress
+
+if TYPE_CHECKING:
+    from artistsim.catalogue.names import Names
 
 LOOPING = frozenset({"index"})  # embedding batches: keep freed memory for reuse
 # Outputs checked before any work (cli.check_outputs); `index`'s catalogue folder is
@@ -43,6 +47,7 @@ def _print_calibration(cal: dict | None) -> None:
 def cmd_index_build(args: argparse.Namespace) -> int:
     from artistsim.catalogue.build import build_catalogue
 
+    names = _names(args)
     manifest = build_catalogue(args.catalogue, args.data, args.run, _split_list(args.split), args.index,
                                args.window, args.hop, args.device, args.overwrite, progress(args), args.far)
     if manifest is None:  # a torchrun rank other than 0: its share went to rank 0
@@ -53,6 +58,34 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     print(f"wrote {args.catalogue}: {snap.size} tracks, dim {snap.dim}, index {manifest.index['kind']} "
           f"(asked {manifest.index['requested']}), generation {manifest.generation}")
     _print_calibration(manifest.calibration)
+    _keep_names(args, names)
+    return 0
+
+
+def _names(args: argparse.Namespace) -> Names:
+    """The names of --data's featurize tables / --names, read (and checked) before any embedding."""
+    from artistsim.catalogue.names import gather
+
+    return gather(args.data, args.names, args.audio_root)
+
+
+def _keep_names(args: argparse.Namespace, names: Names) -> None:
+    """Keep the artist names and source files in the catalogue (a new generation)."""
+    from artistsim.catalogue.names import describe, keep
+
+    if keep(args.catalogue, names) is not None:
+        d = describe(names)
+        print(f"names: {d['artists']} artist names, {d['tracks']} tracks ({d['with_path']} with a source file)")
+
+
+def cmd_index_relabel(args: argparse.Namespace) -> int:
+    from artistsim.catalogue.corrections import apply
+    from artistsim.catalogue.snapshot import open_snapshot
+
+    if not Path(args.corrections).is_file():
+        raise ValueError(f"{args.corrections}: file not found")
+    new, n = apply(args.catalogue, args.corrections, open_snapshot(args.catalogue))
+    print(f"relabelled {n} tracks: generation {new.generation}" if new else "no label changes: catalogue unchanged")
     return 0
 
 
@@ -84,6 +117,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     from artistsim.catalogue.store import Manifest, append
 
     manifest = Manifest.read(Path(args.catalogue))
+    known = _names(args)
     embedder = Embedder.for_manifest(manifest, args.device)
     if args.data:
         part = dataset_part(embedder, args.data, _split_list(args.split), progress(args))
@@ -98,6 +132,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
         part = part_from(embedder.embed_arrays(tracks), ids, artists)
     new = append(args.catalogue, part, compact=True if args.compact else None)
     print(f"added {len(part)} tracks to {args.catalogue}: generation {new.generation}")
+    _keep_names(args, known)
     return 0
 
 
@@ -196,6 +231,13 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None)
 
 
+def _add_names(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--names", metavar="TSV", help="artist names and source files: columns trackid and any of "
+                   "path, duration, artistid, artist (default: --data's tracks.tsv / artists.tsv when present)")
+    p.add_argument("--audio-root", metavar="DIR", help="the folder relative source paths start from (the folder "
+                   "featurize read); the server plays audio only from inside it")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's verbs to the `artistsim` parser."""
     from artistsim.catalogue.store import INDEX_KINDS
@@ -215,6 +257,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--far", type=float, default=0.01, help="identification's target false-accept rate")
     p.add_argument("--device", default=None)
     p.add_argument("--overwrite", action="store_true")
+    _add_names(p)
     p.set_defaults(func=cmd_index_build)
 
     p = isub.add_parser("add", help="add tracks without rebuilding")
@@ -225,7 +268,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--artist", type=int, default=None, help="artist of the added files, when known")
     p.add_argument("--compact", action="store_true", help="merge every added track into the main index now")
     _add_inputs(p)
+    _add_names(p)
     p.set_defaults(func=cmd_index_add)
+
+    p = isub.add_parser("relabel", help="apply curators' decisions (corrections.tsv) as a new generation")
+    p.add_argument("catalogue")
+    p.add_argument("corrections", help="TSV: trackid, old_artist, new_artist, decision (confirm/move/skip), who, when")
+    p.set_defaults(func=cmd_index_relabel)
 
     for name, fn, helptext in (("query", cmd_query, "tracks by the same artist as a given one"),
                                ("identify", cmd_identify, "which catalogued artist made a track")):

@@ -1,0 +1,106 @@
+"""Curators' decisions on the audit's suspects, and applying them as a new generation.
+
+Why a file of decisions rather than relabelling at once: a review is a trail (who
+decided what, when), several curators review at the same time, and a label changes
+only when someone applies the decisions (`artistsim index relabel`, or the review
+page's "apply"). `corrections.tsv` in the catalogue folder holds one line per decision:
+
+    trackid  old_artist  new_artist  decision  who  when
+
+decision: "confirm" (the label is right: new = old), "move" (to new_artist) or "skip"
+(decide later: changes nothing). Each append rewrites the file atomically under the
+catalogue's writer lock, so a kill leaves the file with or without the line, never half
+of it. Applying takes each track's last confirm-or-move decision and relabels the
+tracks whose label differs from it (`store.relabel`): applying twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from artistsim.atomic import atomic_write_text
+from artistsim.catalogue.snapshot import Snapshot
+from artistsim.catalogue.store import UNKNOWN_ARTIST, CatalogueError, Manifest, relabel, writer_lock
+
+CORRECTIONS = "corrections.tsv"
+COLUMNS = ("trackid", "old_artist", "new_artist", "decision", "who", "when")
+DECISIONS = ("confirm", "move", "skip")
+
+
+def record(root: str | Path, trackid: int, old: int, new: int, decision: str, who: str) -> dict[str, str]:
+    """Append one decision to the catalogue's corrections.tsv (atomically); returns the row."""
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
+    if decision == "move" and new == old:
+        raise ValueError(f"track {trackid} is already labelled {old}: nothing to move")
+    if decision != "move":
+        new = old
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    who = "".join(ch for ch in who if ch.isprintable() and ch not in "\t\n\r") or "?"
+    row = {"trackid": str(trackid), "old_artist": str(old), "new_artist": str(new), "decision": decision,
+           "who": who, "when": when}
+    root = Path(root)
+    path = root / CORRECTIONS
+    with writer_lock(root):
+        text = path.read_text(encoding="utf-8") if path.exists() else "\t".join(COLUMNS) + "\n"
+        if not text.endswith("\n"):
+            text += "\n"
+        atomic_write_text(path, text + "\t".join(row[c] for c in COLUMNS) + "\n")
+    return row
+
+
+def read(path: str | Path) -> pd.DataFrame:
+    """The decisions of a corrections file, checked (one-line errors naming the row and field)."""
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c.endswith(("id", "artist")) else str) for c in COLUMNS})
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise CatalogueError(f"{path}: not a readable TSV ({exc})") from None
+    for col in ("trackid", "new_artist", "decision"):
+        if col not in df.columns:
+            raise CatalogueError(f"{path}: no '{col}' column (columns: {', '.join(COLUMNS)})")
+    for col in ("trackid", "old_artist", "new_artist"):
+        if col not in df.columns:
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = np.flatnonzero(values.isna().to_numpy() | (values != values.round()).to_numpy())
+        if len(bad):
+            raise CatalogueError(f"{path}: row {int(bad[0]) + 2}: {col} is not an integer")
+        df[col] = values.astype(np.int64)
+    bad = np.flatnonzero(~df["decision"].isin(DECISIONS).to_numpy())
+    if len(bad):
+        raise CatalogueError(f"{path}: row {int(bad[0]) + 2}: decision must be one of {', '.join(DECISIONS)}")
+    return df
+
+
+def decided(df: pd.DataFrame) -> np.ndarray:
+    """Trackids with any decision (the review page no longer shows them)."""
+    return np.unique(df["trackid"].to_numpy(dtype=np.int64))
+
+
+def pending(df: pd.DataFrame, snapshot: Snapshot) -> tuple[np.ndarray, np.ndarray]:
+    """(trackids, new artists) whose last confirm-or-move decision differs from the label now."""
+    acted = df[df["decision"] != "skip"].drop_duplicates("trackid", keep="last")
+    tids = acted["trackid"].to_numpy(dtype=np.int64)
+    new = acted["new_artist"].to_numpy(dtype=np.int64)
+    rows = snapshot.rows_of(tids)
+    if (rows < 0).any():
+        raise CatalogueError(f"{CORRECTIONS}: trackid {int(tids[rows < 0][0])} is not in the catalogue")
+    change = snapshot.artists()[rows] != new
+    if (new[change] == UNKNOWN_ARTIST).any():
+        raise CatalogueError(f"{CORRECTIONS}: a track cannot be moved to artist {UNKNOWN_ARTIST} (unknown)")
+    return tids[change], new[change]
+
+
+def apply(root: str | Path, path: str | Path, snapshot: Snapshot) -> tuple[Manifest | None, int]:
+    """Relabel the catalogue by the decisions in `path`: (new manifest or None when nothing changes, tracks)."""
+    tids, new = pending(read(path), snapshot)
+    if len(tids) == 0:
+        return None, 0
+    return relabel(root, tids, new), len(tids)
