@@ -44,19 +44,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cli(*args: str, **kw) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+# The key test servers accept for writes (through ARTISTSIM_API_KEY, name "env"), and its header.
+WRITER_KEY = "test-writer-key-0123456789"
+WRITER = {"Authorization": f"Bearer {WRITER_KEY}"}
+
+
+def cli(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "artistsim", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
 class Server:
-    """`artistsim serve` in a subprocess on a free loopback port, stopped on exit."""
+    """`artistsim serve` in a subprocess on a free loopback port, stopped on exit.
 
-    def __init__(self, catalogue: Path, *extra: str):
+    Writes need `WRITER` headers (the key comes by ARTISTSIM_API_KEY) unless `env` says otherwise.
+    """
+
+    def __init__(self, catalogue: Path, *extra: str, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = cli("serve", str(catalogue), "--host", "127.0.0.1", "--port", str(self.port), *extra)
+        env = {"ARTISTSIM_API_KEY": WRITER_KEY} if env is None else env
+        self.proc = cli("serve", str(catalogue), "--host", "127.0.0.1", "--port", str(self.port), *extra, env=env)
 
     def __enter__(self) -> Server:
         for _ in range(300):  # up to ~60 s on a loaded machine; returns as soon as it answers

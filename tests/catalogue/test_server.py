@@ -13,7 +13,7 @@ import pytest
 
 httpx = pytest.importorskip("httpx")
 
-from catalogue_cases import Server, cli, features, make_catalogue, write_run  # noqa: E402
+from catalogue_cases import WRITER, Server, cli, features, make_catalogue, write_run  # noqa: E402
 from conftest import write_tiny_dataset  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def test_workers_answer_and_see_each_others_adds_at_once(built, tmp_path):
     with Server(cat, "--workers", "2") as s:
         assert wait_until(lambda: len(workers_of(s.proc.pid)) == 2)
         assert httpx.get(s.url + "/stats").json()["search"]["method"] == "hnsw"
-        r = httpx.post(s.url + "/tracks", json={"trackid": 9001, "artist": 3, "features": features(4).tolist()})
+        r = httpx.post(s.url + "/tracks", json={"trackid": 9001, "artist": 3, "features": features(4).tolist()}, headers=WRITER)
         assert r.status_code == 201
         # a fresh connection per request: the kernel spreads them over both workers, and the
         # one that did not add the track must still know it at once (not after its 1 s look)
@@ -64,7 +64,7 @@ def test_workers_answer_and_see_each_others_adds_at_once(built, tmp_path):
             r = httpx.get(s.url + "/tracks/9001/similar", params={"k": 3})
             assert r.status_code == 200 and len(r.json()["neighbours"]) == 3
         assert httpx.get(s.url + "/tracks/424242/similar").status_code == 404
-        r = httpx.post(s.url + "/tracks", json={"trackid": 9001, "features": features(4).tolist()})
+        r = httpx.post(s.url + "/tracks", json={"trackid": 9001, "features": features(4).tolist()}, headers=WRITER)
         assert r.status_code == 409  # the duplicate is refused whichever worker answers
 
 

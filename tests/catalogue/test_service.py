@@ -11,7 +11,7 @@ import pytest
 
 httpx = pytest.importorskip("httpx")
 
-from catalogue_cases import Server, features, make_catalogue, write_run  # noqa: E402
+from catalogue_cases import WRITER, Server, features, make_catalogue, write_run  # noqa: E402
 from conftest import write_tiny_dataset  # noqa: E402
 
 
@@ -149,12 +149,12 @@ def test_add_then_find_then_refuse_duplicate(built, tmp_path):
     cat = tmp_path / "cat"
     shutil.copytree(built[0], cat)
     with Server(cat) as s:
-        r = httpx.post(s.url + "/tracks", json={"trackid": 77, "artist": 5, "features": features(9).tolist()})
+        r = httpx.post(s.url + "/tracks", json={"trackid": 77, "artist": 5, "features": features(9).tolist()}, headers=WRITER)
         assert r.status_code == 201 and r.json()["tracks"] == 41
         assert httpx.get(s.url + "/tracks/77/similar", params={"k": 2}).status_code == 200
-        r = httpx.post(s.url + "/tracks", json={"trackid": 77, "features": features(9).tolist()})
+        r = httpx.post(s.url + "/tracks", json={"trackid": 77, "features": features(9).tolist()}, headers=WRITER)
         assert r.status_code == 409 and "77" in r.json()["detail"]
-        r = httpx.post(s.url + "/tracks", json={"features": features(9).tolist()})
+        r = httpx.post(s.url + "/tracks", json={"features": features(9).tolist()}, headers=WRITER)
         assert r.status_code == 422 and "trackid" in r.json()["detail"]
     with Server(cat) as s:  # the add was persisted
         assert httpx.get(s.url + "/health").json()["tracks"] == 41
@@ -173,7 +173,7 @@ def test_concurrent_adds_and_queries_see_whole_tracks(built, tmp_path):
             with httpx.Client(base_url=s.url) as c:
                 for i in range(15):
                     tid = 5000 + i
-                    r = c.post("/tracks", json={"trackid": tid, "features": features(100 + i).tolist()})
+                    r = c.post("/tracks", json={"trackid": tid, "features": features(100 + i).tolist()}, headers=WRITER)
                     if r.status_code != 201:
                         errors.append(r.text)
                     added.append(tid)

@@ -32,6 +32,7 @@ from typing import Any
 
 import uvicorn
 
+from artistsim.catalogue.auth import ApiKeys
 from artistsim.catalogue.live import LiveCatalogue
 from artistsim.catalogue.service import MAX_BODY_BYTES, app_from_settings
 from artistsim.search._faiss import available_cpus
@@ -49,7 +50,7 @@ class WorkerError(RuntimeError):
 
 def serve(root: str | Path, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
           threads: int = 1, max_body: int = MAX_BODY_BYTES, search_threads: int | None = None,
-          workers: int = 1) -> None:
+          workers: int = 1, auth: ApiKeys | None = None) -> None:
     """Open the catalogue and serve it until interrupted.
 
     `threads` caps torch's and FAISS's own threads per request of the thread-pool routes:
@@ -67,7 +68,7 @@ def serve(root: str | Path, host: str = "127.0.0.1", port: int = 8000, device: s
         raise ValueError(f"--workers must be >= 1, got {workers}")
     lanes = search_threads or max(1, available_cpus() // workers)
     settings = {"root": str(Path(root).resolve()), "device": device, "threads": threads, "max_body": max_body,
-                "search_threads": lanes}
+                "search_threads": lanes, "auth": auth}
     if workers == 1:
         app = app_from_settings(settings)
         sock = bound_socket(host, port)

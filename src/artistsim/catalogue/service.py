@@ -33,10 +33,11 @@ from typing import Any
 
 import numpy as np
 import orjson
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from artistsim.catalogue.auth import ApiKeys, require_writer
 from artistsim.catalogue.build import check_features
 from artistsim.catalogue.hotpath import HotPath, SimilarBatcher, neighbours_list
 from artistsim.catalogue.live import LiveCatalogue, NotFound, Unavailable, check_k, featurize_audio
@@ -156,9 +157,13 @@ def _json(body: dict[str, Any]) -> Response:
 
 
 def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_threads: int | None = None,
-               threads: int = 1) -> FastAPI:
-    """The FastAPI application serving `cat` (`search_threads`: see `SimilarBatcher`; `threads`: `serve`)."""
+               threads: int = 1, auth: ApiKeys | None = None) -> FastAPI:
+    """The FastAPI application serving `cat` (`search_threads`: see `SimilarBatcher`; `threads`: `serve`).
+
+    `auth`: who may call the mutating endpoints (`artistsim.catalogue.auth`; None: nobody).
+    """
     app = FastAPI(title="artistsim catalogue", description="Which tracks are by the same artist as this one?")
+    app.state.auth = auth if auth is not None else ApiKeys()
     app.add_middleware(HotPath, batcher=SimilarBatcher(cat, search_threads))
 
     @app.exception_handler(BadInput)
@@ -248,7 +253,7 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
         return await run_in_threadpool(guard, run)
 
     @app.post("/tracks", status_code=201, openapi_extra=_INPUT_DOC)
-    async def add_track(request: Request) -> dict[str, Any]:
+    async def add_track(request: Request, who: str = Depends(require_writer)) -> dict[str, Any]:
         fields, (kind, value) = await read_input(request, max_body)
         tid = _int(fields.get("trackid"), "trackid")
         if tid is None:
@@ -258,7 +263,7 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
         def run() -> dict[str, Any]:
             vec = _vector(cat, kind, value)
             generation = cat.add(vec, np.array([tid]), None if artist is None else np.array([artist]))
-            return {"trackid": tid, "generation": generation, "tracks": cat.snapshot.size}
+            return {"trackid": tid, "generation": generation, "tracks": cat.snapshot.size, "added_by": who}
 
         return await run_in_threadpool(guard, run)
 
@@ -274,4 +279,4 @@ def app_from_settings(settings: dict[str, Any]) -> FastAPI:
     if faiss is not None:
         faiss.omp_set_num_threads(settings["threads"])  # this thread's (opening the index); pool threads set their own
     cat = LiveCatalogue(settings["root"], settings["device"])
-    return create_app(cat, settings["max_body"], settings["search_threads"], settings["threads"])
+    return create_app(cat, settings["max_body"], settings["search_threads"], settings["threads"], settings.get("auth"))

@@ -214,11 +214,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from artistsim.catalogue.auth import keys_from_options
     from artistsim.catalogue.server import WorkerError, serve
 
+    auth = keys_from_options(args.api_key_file, args.allow_writes, args.host)
     try:
         serve(args.catalogue, args.host, args.port, args.device, args.threads, args.max_body_mb * 2**20,
-              args.search_threads, args.workers)
+              args.search_threads, args.workers, auth)
     except WorkerError as exc:
         print(f"artistsim serve: error: {exc}", file=sys.stderr)
         return 1
@@ -319,5 +321,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="server processes on one socket, sharing the memory-mapped index "
                         "(throughput: one per core; each takes in the others' adds within a second)")
     p.add_argument("--max-body-mb", type=int, default=32)
+    p.add_argument("--api-key-file", metavar="FILE",
+                   help="keys allowed to write (POST /tracks ...): lines 'NAME KEY'; also ARTISTSIM_API_KEY")
+    p.add_argument("--allow-writes", action="store_true",
+                   help="without any key, let anyone write (loopback --host only)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_serve)
