@@ -43,6 +43,7 @@ from artistsim.catalogue.hotpath import HotPath, SimilarBatcher, neighbours_list
 from artistsim.catalogue.live import LiveCatalogue, NotFound, Unavailable, check_k, featurize_audio
 from artistsim.catalogue.snapshot import MAX_K
 from artistsim.catalogue.store import CatalogueError
+from artistsim.catalogue.ui import mount_ui
 from artistsim.data.layout import DataError
 from artistsim.search._faiss import faiss_module
 
@@ -267,6 +268,7 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
 
         return await run_in_threadpool(guard, run)
 
+    mount_ui(app, cat)  # the curator pages under /ui (artistsim.catalogue.ui)
     return app
 
 

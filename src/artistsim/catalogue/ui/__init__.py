@@ -1,0 +1,58 @@
+"""Pages for the people who curate a catalogue, served by `artistsim serve` under /ui.
+
+    GET  /ui                      the catalogue at a glance, go to a track or an artist
+    GET  /ui/tracks/{trackid}     the track, its ranked neighbours, its audio
+    GET  /ui/artists/{artist}     the artist's tracks, nearest artists, others' closest tracks
+    GET  /ui/audit                the audit's suspects, a page at a time, to confirm / move / skip
+    POST /ui/audit/decide         record a decision (key needed)
+    POST /ui/audit/apply          relabel by the decisions: a new generation (key needed)
+    GET  /ui/identify, POST       who made an uploaded audio or features file
+    GET  /ui/map                  the artists' centroids in 2-D, the audit's suspects marked
+    GET  /ui/audio/{trackid}      the track's source file (range requests), from the source folders only
+    GET  /ui/static/...           the pages' script and style sheet (shipped in the package)
+
+Same process, same catalogue as the JSON API (`artistsim.catalogue.service` mounts
+these with `mount_ui`); see docs/curate.md for a walk-through.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from artistsim.catalogue.live import LiveCatalogue, Unavailable
+from artistsim.catalogue.ui import pages, review
+from artistsim.catalogue.ui.mapview import SIZE, picture
+from artistsim.catalogue.ui.render import PageRoute, page
+from artistsim.catalogue.ui.state import CuratorState
+
+
+def _map_router(cat: LiveCatalogue, state: CuratorState) -> APIRouter:
+    r = APIRouter(route_class=PageRoute)
+
+    @r.get("/ui/map", response_class=HTMLResponse)
+    def map_page(request: Request) -> HTMLResponse:
+        cat.maybe_refresh()
+        snap = cat.snapshot
+        table = state.artists(snap)
+        try:
+            audited = state.review(snap)
+        except Unavailable:  # a single labelled artist: nothing to suspect
+            audited = None
+        pic = state.cached("map", snap, lambda: picture(snap, table, audited, state.names()))
+        return page(request, "map.html", picture=pic, size=SIZE, generation=snap.generation)
+
+    return r
+
+
+def mount_ui(app: FastAPI, cat: LiveCatalogue) -> CuratorState:
+    """Add the curator pages and their static files to `app` (returns their per-generation caches)."""
+    state = CuratorState(cat)
+    static = resources.files("artistsim.catalogue.ui") / "static"
+    app.mount("/ui/static", StaticFiles(directory=str(static)), name="ui-static")
+    for part in (pages.router(cat, state), review.router(cat, state), _map_router(cat, state)):
+        app.include_router(part, include_in_schema=False)
+    return state
