@@ -10,6 +10,10 @@
     GET  /ui/map                  the artists' centroids in 2-D, the audit's suspects marked
     GET  /ui/audio/{trackid}      the track's source file (range requests), from the source folders only
     GET  /ui/static/...           the pages' script and style sheet (shipped in the package)
+    GET  /tracks/{trackid}        (JSON) what the catalogue knows of one track: artist, name, file
+
+The JSON route sits with the pages because it answers the same question as the track
+page (what is this track filed under, now?), from the same names.
 
 Same process, same catalogue as the JSON API (`artistsim.catalogue.service` mounts
 these with `mount_ui`); see docs/curate.md for a walk-through.
@@ -19,14 +23,15 @@ from __future__ import annotations
 
 from importlib import resources
 
+import numpy as np
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from artistsim.catalogue.live import LiveCatalogue, Unavailable
 from artistsim.catalogue.ui import pages, review
 from artistsim.catalogue.ui.mapview import SIZE, picture
-from artistsim.catalogue.ui.render import PageRoute, page
+from artistsim.catalogue.ui.render import PageRoute, page, status_of
 from artistsim.catalogue.ui.state import CuratorState
 
 
@@ -48,6 +53,32 @@ def _map_router(cat: LiveCatalogue, state: CuratorState) -> APIRouter:
     return r
 
 
+def _track_json(cat: LiveCatalogue, state: CuratorState) -> APIRouter:
+    r = APIRouter()
+
+    @r.get("/tracks/{trackid}")
+    def track(trackid: str) -> JSONResponse:
+        try:
+            tid = int(trackid)
+        except ValueError:
+            return JSONResponse({"detail": "trackid must be an integer"}, status_code=422)
+        cat.maybe_refresh()
+        snap = cat.snapshot
+        try:
+            _, rows = cat.vectors_of(np.array([tid]), snap)
+        except ValueError as exc:
+            status, message = status_of(exc) or (422, str(exc))
+            return JSONResponse({"detail": message}, status_code=status)
+        names = state.names()
+        artist = int(snap.artists()[rows[0]])
+        path, duration = names.tracks.get(tid, (None, None))
+        return JSONResponse({"trackid": tid, "artist": artist if artist >= 0 else None,
+                             "artist_name": names.artist(artist), "path": path, "duration": duration,
+                             "generation": snap.generation})
+
+    return r
+
+
 def mount_ui(app: FastAPI, cat: LiveCatalogue) -> CuratorState:
     """Add the curator pages and their static files to `app` (returns their per-generation caches)."""
     state = CuratorState(cat)
@@ -55,4 +86,5 @@ def mount_ui(app: FastAPI, cat: LiveCatalogue) -> CuratorState:
     app.mount("/ui/static", StaticFiles(directory=str(static)), name="ui-static")
     for part in (pages.router(cat, state), review.router(cat, state), _map_router(cat, state)):
         app.include_router(part, include_in_schema=False)
+    app.include_router(_track_json(cat, state))
     return state
