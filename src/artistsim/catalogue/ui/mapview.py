@@ -58,8 +58,8 @@ def _scale(xy: np.ndarray, lo: np.ndarray, span: np.ndarray) -> np.ndarray:
 
 
 def colour(artist: int) -> str:
-    """A stable colour per artist id (golden-angle hues, so neighbours in id differ)."""
-    return f"hsl({(int(artist) * 137.508) % 360:.0f}, 65%, 48%)"
+    """A stable colour per artist id (Knuth's multiplicative hash of the id as the hue)."""
+    return f"hsl({(int(artist) * 2654435761 % 2**32) / 2**32 * 360:.0f}, 65%, 48%)"
 
 
 def picture(snap: Snapshot, table: Artists, review: Review | None, names: Names) -> Picture:
