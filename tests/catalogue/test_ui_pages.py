@@ -179,6 +179,22 @@ def test_identify_an_uploaded_features_file(client):
     assert client.post("/ui/identify", data={"x": "1"}).status_code == 422
 
 
+def test_identify_an_uploaded_audio_file(client, built):
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    t = np.arange(3 * 22050) / 22050
+    sf.write(buf, (0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 22050, format="WAV")
+    html = client.post("/ui/identify", files={"upload": ("song.wav", buf.getvalue())}).text
+    assert 'id="verdict"' in html and "song.wav" in html
+    short = (built["audio"] / f"{built['first']}.wav").read_bytes()  # 1 s: shorter than one window
+    r = client.post("/ui/identify", files={"upload": ("short.wav", short)})
+    assert r.status_code == 422 and "shorter than one window" in r.text
+    assert client.post("/ui/identify", files={"upload": ("song.wav", b"RIFF....garbage")}).status_code == 422
+
+
 def test_map_draws_every_artist_and_marks_suspects(client, built):
     html = client.get("/ui/map").text
     assert html.count("<circle") == len(set(built["artists"]))

@@ -4,7 +4,8 @@ Why cached: the artist centroids, the audit's ranking and the map read every lab
 track (seconds at a million tracks); the pages that show them are opened again and
 again between two changes of the catalogue. Each is computed on first need for the
 snapshot's generation and kept until the generation moves (an add, a relabel); one lock
-keeps two requests from computing the same thing twice. Track pages need none of it:
+per value keeps two requests from computing the same thing twice (and a long audit from
+holding up a page that only needs the names). Track pages need none of it:
 they read the snapshot and the names only, which keeps them fast at any size.
 """
 
@@ -63,14 +64,14 @@ class CuratorState:
     def __init__(self, cat: LiveCatalogue, audit_method: str = "plda"):
         self.cat = cat
         self.audit_method = audit_method
-        self._lock = threading.Lock()
+        self._locks = {key: threading.Lock() for key in ("names", "artists", "review", "map")}
         self._cache: dict[str, tuple[Any, Any]] = {}
 
     def _cached(self, key: str, stamp: Any, make: Callable[[], T]) -> T:
         hit = self._cache.get(key)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-        with self._lock:
+        with self._locks[key]:
             hit = self._cache.get(key)
             if hit is not None and hit[0] == stamp:
                 return hit[1]
