@@ -225,3 +225,30 @@ def _npy(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr)
     return buf.getvalue()
+
+
+def test_a_slow_audit_is_computed_in_the_background(built, monkeypatch):
+    import threading
+
+    from artistsim.catalogue.ui import state as state_module
+
+    release = threading.Event()
+    real = state_module._review
+
+    def slow(snap, method):
+        release.wait(30)
+        return real(snap, method)
+
+    monkeypatch.setattr(state_module, "_review", slow)
+    monkeypatch.setattr(state_module, "AUDIT_WAIT", 0.05)
+    client = client_for(built["catalogue"])
+    waiting = client.get("/ui/audit")
+    assert waiting.status_code == 200 and 'id="computing"' in waiting.text and 'http-equiv="refresh"' in waiting.text
+    assert "suspect-mark" not in client.get("/ui/map").text  # the map is drawn meanwhile, without suspects
+    release.set()
+    for _ in range(600):  # the background thread finishes; the next page shows the ranking
+        html = client.get("/ui/audit").text
+        if 'id="computing"' not in html:
+            break
+    assert f'id="suspect-{built["planted"]}"' in html
+    assert "suspect-mark" in client.get("/ui/map").text

@@ -44,10 +44,11 @@ def _map_router(cat: LiveCatalogue, state: CuratorState) -> APIRouter:
         snap = cat.snapshot
         table = state.artists(snap)
         try:
-            audited = state.review(snap)
+            audited = state.review(snap)  # None while it is computed: the map without its suspects
         except Unavailable:  # a single labelled artist: nothing to suspect
             audited = None
-        pic = state.cached("map", snap, lambda: picture(snap, table, audited, state.names()))
+        pic = state.cached("map", (snap.generation, audited is not None),
+                           lambda: picture(snap, table, audited, state.names()))
         return page(request, "map.html", picture=pic, size=SIZE, generation=snap.generation)
 
     return r

@@ -55,8 +55,13 @@ def _row(snap: Snapshot, table: Artists, names: Names, tid: int, suspected: int,
 
 def _review_page(cat: LiveCatalogue, state: CuratorState, number: int, size: int) -> dict[str, Any]:
     snap = cat.snapshot
-    review = state.review(snap)
     log = corrections.read(cat.root / corrections.CORRECTIONS)
+    pending, _ = corrections.pending(log, snap)
+    review = state.review(snap)
+    if review is None:
+        return {"computing": round(state.audit_seconds()), "rows": [], "page": 1, "pages": 1, "size": size,
+                "open": 0, "decided": len(corrections.decided(log)), "pending": len(pending), "start": 0,
+                "method": state.audit_method, "generation": snap.generation}
     res = review.audit
     open_ = np.isfinite(res.suspicion) & ~np.isin(review.trackids, corrections.decided(log))
     todo = np.flatnonzero(open_)
@@ -66,8 +71,7 @@ def _review_page(cat: LiveCatalogue, state: CuratorState, number: int, size: int
     table, names = state.artists(snap), state.names()
     rows = [_row(snap, table, names, int(review.trackids[i]), int(res.suspected[i]), float(res.suspicion[i]))
             for i in mine]
-    pending, _ = corrections.pending(log, snap)
-    return {"rows": rows, "page": number, "pages": pages, "size": size, "open": len(todo),
+    return {"computing": None, "rows": rows, "page": number, "pages": pages, "size": size, "open": len(todo),
             "decided": len(corrections.decided(log)), "pending": len(pending), "start": (number - 1) * size,
             "method": state.audit_method, "generation": snap.generation}
 

@@ -7,24 +7,51 @@ snapshot's generation and kept until the generation moves (an add, a relabel); o
 per value keeps two requests from computing the same thing twice (and a long audit from
 holding up a page that only needs the names). Track pages need none of it:
 they read the snapshot and the names only, which keeps them fast at any size.
+
+The audit scores every labelled track against every artist: minutes on a large
+catalogue, longer than a browser waits for a page. It runs in a background thread,
+started by the first page that asks; a page waits up to AUDIT_WAIT seconds for it (a
+small catalogue's audit is ready by then) and otherwise says it is being computed.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
 
 from artistsim.catalogue.audit import Audit, audit
 from artistsim.catalogue.live import LiveCatalogue, Unavailable
 from artistsim.catalogue.names import Names, read_names
 from artistsim.catalogue.snapshot import Snapshot, labelled
-from artistsim.search.scorenorm import artist_centroids
 
 T = TypeVar("T")
+AUDIT_WAIT = 3.0  # seconds a page waits for the audit before answering "being computed"
+
+
+class Job:
+    """A value computed in a background thread for one generation."""
+
+    def __init__(self, generation: int, make: Callable[[], Any]):
+        self.generation = generation
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: Exception | None = None
+        threading.Thread(target=self._run, args=(make,), name="artistsim-audit", daemon=True).start()
+
+    def _run(self, make: Callable[[], Any]) -> None:
+        try:
+            self.value = make()
+        except Exception as exc:  # handed to the page that asks next (a 4xx for the user's catalogue)
+            self.error = exc
+        finally:
+            self.done.set()
 
 
 @dataclass(frozen=True)
@@ -66,6 +93,7 @@ class CuratorState:
         self.audit_method = audit_method
         self._locks = {key: threading.Lock() for key in ("names", "artists", "review", "map")}
         self._cache: dict[str, tuple[Any, Any]] = {}
+        self._audit: Job | None = None
 
     def _cached(self, key: str, stamp: Any, make: Callable[[], T]) -> T:
         hit = self._cache.get(key)
@@ -86,25 +114,36 @@ class CuratorState:
     def artists(self, snap: Snapshot) -> Artists:
         return self._cached("artists", snap.generation, lambda: _artists(snap))
 
-    def review(self, snap: Snapshot) -> Review:
-        return self._cached("review", snap.generation, lambda: _review(snap, self.audit_method))
+    def review(self, snap: Snapshot, wait: float | None = None) -> Review | None:
+        """The generation's audit, or None while it is still being computed (started on first ask)."""
+        with self._locks["review"]:
+            job = self._audit
+            if job is None or job.generation != snap.generation:
+                job = self._audit = Job(snap.generation, lambda: _review(snap, self.audit_method))
+        job.done.wait(AUDIT_WAIT if wait is None else wait)
+        if job.error is not None:
+            raise job.error
+        return job.value
 
-    def cached(self, key: str, snap: Snapshot, make: Callable[[], T]) -> T:
-        """Any other per-generation value (the map's picture)."""
-        return self._cached(key, snap.generation, make)
+    def audit_seconds(self) -> float:
+        """How long the audit being computed has run."""
+        job = self._audit
+        return time.monotonic() - job.started if job is not None else 0.0
+
+    def cached(self, key: str, stamp: Any, make: Callable[[], T]) -> T:
+        """Any other value computed once per `stamp` (the map's picture: generation, audit ready)."""
+        return self._cached(key, stamp, make)
 
 
 def _artists(snap: Snapshot) -> Artists:
     rows = labelled(snap)
     if len(rows) == 0:
         raise Unavailable("the catalogue has no labelled tracks: no artists to show")
-    labels = snap.artists()[rows]
-    vectors = snap.vectors(rows)
-    ids, centroids = artist_centroids(vectors, labels)
-    inverse = np.searchsorted(ids, labels)
-    sums = np.zeros((len(ids), snap.dim), dtype=np.float64)
-    np.add.at(sums, inverse, vectors)
-    return Artists(ids, centroids, sums.astype(np.float32), np.bincount(inverse, minlength=len(ids)))
+    ids, inverse = np.unique(snap.artists()[rows], return_inverse=True)
+    sums = torch.zeros((len(ids), snap.dim), dtype=torch.float64)  # one scatter-add, no loop over artists
+    sums.index_add_(0, torch.from_numpy(inverse.astype(np.int64)), torch.from_numpy(snap.vectors(rows)).double())
+    centroids = torch.nn.functional.normalize(sums, dim=1).float().numpy()
+    return Artists(ids, centroids, sums.float().numpy(), np.bincount(inverse, minlength=len(ids)))
 
 
 def _review(snap: Snapshot, method: str) -> Review:
