@@ -123,7 +123,7 @@ def run_case(n: int, d: int, seed_queries: int, repeats: int = 1, log=C.log) -> 
     method alike instead of whichever happened to run at that moment.
     """
     from artistsim.search.exact import topk
-    from artistsim.search.rerank import rerank
+    from artistsim.search.pipeline import InferenceSettings, PipelineState, rank_all
 
     x = make_embeddings(n, d)
     flops = 2.0 * n * n * d
@@ -158,8 +158,9 @@ def run_case(n: int, d: int, seed_queries: int, repeats: int = 1, log=C.log) -> 
     res["seed"] = C.Timing(t.wall * scale, t.cpu * scale, t.load_before, t.load_after)
     res["seed_sample"] = len(sample)
     res["agree_seed"] = float(np.mean([np.isin(idx[q], idx_seed[i]).mean() for i, q in enumerate(sample)]))
-    log(f"N={n} d={d}: rerank")
-    t, reranked = C.time_call(lambda: rerank(x, scores, idx, threshold=0.85, k=K))
+    log(f"N={n} d={d}: rerank (the pipeline's search + rerank steps)")
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    t, reranked = C.time_call(lambda: rank_all(xn, PipelineState(InferenceSettings(rerank_threshold=0.85)), K))
     res["rerank"] = t
     res["expanded"] = float(((scores > 0.85) & (idx >= 0)).any(axis=1).mean())
     res["rerank_changed"] = float((reranked != idx).any(axis=1).mean())

@@ -65,10 +65,13 @@ def test_train_evaluate_predict_beats_meanpool(synth_data, tmp_path, capsys):
     assert main(["-q", "train", data, "--model", "transformer", "--config", str(cfg), "--out", str(run)]) == 0
     capsys.readouterr()
     assert main(["-q", "evaluate", data, "--run", str(run)]) == 0
+    assert not (run / "settings").exists()  # evaluate reports; saving settings is an explicit step
+    capsys.readouterr()
+    assert main(["-q", "evaluate", data, "--run", str(run), "--save-settings"]) == 0
     table = capsys.readouterr().out
     assert "baseline: meanpool" in table and "test rerank" in table
     assert (run / "evaluation" / "report.md").exists() and (run / "evaluation" / "curves_run.png").exists()
-    assert (run / "inference.json").exists()  # settings chosen on validation, for predict
+    assert len(list((run / "settings").glob("*.json"))) == 1  # settings chosen on validation, for predict
     chosen_test = float(re.search(r"\| \+ rerank [^|]*\| [0-9.]+ \| ([0-9.]+) \|", table).group(1))
     sub = tmp_path / "submission.tsv"
     assert main(["-q", "predict", data, "--run", str(run), "--out", str(sub)]) == 0
@@ -92,4 +95,4 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text('[model]\nkind = "transformer"\nd_modle = 3\n[[stages]]\nartists_per_batch = 2\ncrop = 10\nlr = 1e-3\n')
     assert main(["train", str(tmp_path), "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
-    assert "unknown key(s) ['d_modle']" in capsys.readouterr().err
+    assert "[model] d_modle: unknown key (did you mean 'd_model'?)" in capsys.readouterr().err

@@ -2,7 +2,9 @@
 
 Why dataclasses loaded from TOML: every hyperparameter of the seed lives in exactly one
 place (the defaults below are the seed's), a config file overrides only what it names,
-and a typo in a key is an error instead of a silently ignored setting.
+and a typo in a key is an error instead of a silently ignored setting. Each field's type
+hint and its bound (`ranged(default, "0 < x < 1")`) are checked at load by
+config_check, so a wrong value is a one-line error naming the file and the key.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, NoReturn, Union
+
+from artistsim.config_check import ConfigError, build, ranged, required
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,24 +24,18 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 
-class ConfigError(ValueError):
-    """A config file names an unknown key or holds a value of the wrong kind."""
-
-
 @dataclass
-class TransformerConfig:
-    """The seed's nn.TransformerEncoder: d_model 512, 4 heads, 3 layers, ff 2048."""
+class EncoderConfig:
+    """What both encoders share: sizes, pooling, the padding mask, the pooled-statistics LDA branch."""
 
-    kind: Literal["transformer"] = "transformer"
-    input_dim: int = 512
-    d_model: int = 512
-    num_heads: int = 4
-    num_layers: int = 3
-    ffn_dim: int = 2048
-    dropout: float = 0.1
+    input_dim: int = ranged(512, "x >= 1")
+    num_heads: int = ranged(4, "x >= 1")
+    num_layers: int = ranged(3, "x >= 1")
+    ffn_dim: int = ranged(2048, "x >= 1")
+    dropout: float = ranged(0.1, "0 <= x < 1")
     pooling: Literal["mean", "attention"] = "mean"
-    projector_hidden: int = 512
-    embedding_dim: int = 128
+    projector_hidden: int = ranged(512, "x >= 1")
+    embedding_dim: int = ranged(128, "x >= 1")
     # The seed neither masked padded frames in attention nor excluded them from pooling;
     # False reproduces it exactly.
     mask_padding: bool = True
@@ -47,44 +45,33 @@ class TransformerConfig:
     # weighted by lda_weight, beside the L2-normalised encoder part).
     lda_branch: Literal["off", "residual", "concat"] = "off"
     lda_trainable: bool = False
-    lda_weight: float = 1.0
+    lda_weight: float = ranged(1.0, "x > 0")
     # Within-artist scatter shrinkage (times its mean eigenvalue) and LDA directions kept
     # (0 = embedding_dim; the rest of the branch is 0). lda_ridge 0 chooses both on the
     # validation artists from evaluation.inference.LDA_GRID.
-    lda_ridge: float = 1e-3
-    lda_components: int = 0
+    lda_ridge: float = ranged(1e-3, "x >= 0")
+    lda_components: int = ranged(0, "x >= 0")
 
 
 @dataclass
-class ConformerConfig:
+class TransformerConfig(EncoderConfig):
+    """The seed's nn.TransformerEncoder: d_model 512, 4 heads, 3 layers, ff 2048."""
+
+    kind: Literal["transformer"] = "transformer"
+    d_model: int = ranged(512, "x >= 1")
+
+
+@dataclass
+class ConformerConfig(EncoderConfig):
     """The seed's torchaudio Conformer: input 512, 4 heads, ffn 128, 4 layers, kernel 31."""
 
     kind: Literal["conformer"] = "conformer"
-    input_dim: int = 512
+    num_layers: int = ranged(4, "x >= 1")
+    ffn_dim: int = ranged(128, "x >= 1")
     # Block width. 0 = input_dim (the seed: torchaudio's Conformer works at its input
     # width); a smaller value adds a linear input projection, for scaled-down configs.
-    d_model: int = 0
-    num_heads: int = 4
-    ffn_dim: int = 128
-    num_layers: int = 4
-    depthwise_kernel: int = 31
-    dropout: float = 0.1
-    pooling: Literal["mean", "attention"] = "mean"
-    projector_hidden: int = 512
-    embedding_dim: int = 128
-    mask_padding: bool = True
-    # Pooled-statistics LDA branch (see models/frontend.py): "off" (the seed), "residual"
-    # (embedding = LDA projection + encoder output, the encoder's last layer zero-initialised
-    # so training starts exactly at the LDA baseline) or "concat" (L2-normalised LDA part,
-    # weighted by lda_weight, beside the L2-normalised encoder part).
-    lda_branch: Literal["off", "residual", "concat"] = "off"
-    lda_trainable: bool = False
-    lda_weight: float = 1.0
-    # Within-artist scatter shrinkage (times its mean eigenvalue) and LDA directions kept
-    # (0 = embedding_dim; the rest of the branch is 0). lda_ridge 0 chooses both on the
-    # validation artists from evaluation.inference.LDA_GRID.
-    lda_ridge: float = 1e-3
-    lda_components: int = 0
+    d_model: int = ranged(0, "x >= 0")
+    depthwise_kernel: int = ranged(31, "x >= 1")
 
     @property
     def width(self) -> int:
@@ -102,11 +89,11 @@ class RandomFeatureConfig:
     """
 
     kind: Literal["rflda"] = "rflda"
-    input_dim: int = 512
-    num_features: int = 1024  # random directions |r . y| pooled per track
-    embedding_dim: int = 128
-    components: tuple[int, ...] = (32, 64, 96, 128, 192, 256)
-    fit_frames: int = 200_000  # frames sampled (whole tracks at random) for the principal directions
+    input_dim: int = ranged(512, "x >= 1")
+    num_features: int = ranged(1024, "x >= 1")  # random directions |r . y| pooled per track
+    embedding_dim: int = ranged(128, "x >= 1")
+    components: tuple[int, ...] = ranged((32, 64, 96, 128, 192, 256), "x >= 1")
+    fit_frames: int = ranged(200_000, "x >= 1")  # frames sampled (whole tracks at random) for the principal directions
 
 
 ModelConfig = Union[TransformerConfig, ConformerConfig, RandomFeatureConfig]
@@ -122,32 +109,32 @@ class LossConfig:
     """
 
     kind: Literal["seed", "arcface", "subcenter_arcface"] = "seed"
-    weights: tuple[float, float, float] = (1.0, 0.025, 1.0)
-    ms_alpha: float = 2.0
-    ms_beta: float = 50.0
-    ms_base: float = 1.0
-    circle_m: float = 0.4
-    circle_gamma: float = 80.0
-    triplet_margin: float = 0.05
-    triplets_per_anchor: int = 10
+    weights: tuple[float, float, float] = ranged((1.0, 0.025, 1.0), "x >= 0")
+    ms_alpha: float = ranged(2.0, "x > 0")
+    ms_beta: float = ranged(50.0, "x > 0")
+    ms_base: float = ranged(1.0, "-1 <= x <= 1")  # a cosine similarity threshold
+    circle_m: float = ranged(0.4, "0 <= x <= 1")
+    circle_gamma: float = ranged(80.0, "x > 0")
+    triplet_margin: float = ranged(0.05, "x >= 0")
+    triplets_per_anchor: int = ranged(10, "x >= 1")
     # "auto" switches to the chunked, memory-efficient path above this batch size.
     memory_efficient: Literal["auto", "always", "never"] = "auto"
-    memory_efficient_above: int = 4096
-    arcface_margin_deg: float = 28.6  # 0.5 rad, as the 1st place used
-    arcface_scale: float = 30.0
-    subcenters: int = 3
-    arcface_lr: float = 1e-2
+    memory_efficient_above: int = ranged(4096, "x >= 1")
+    arcface_margin_deg: float = ranged(28.6, "0 <= x < 90")  # 0.5 rad, as the 1st place used
+    arcface_scale: float = ranged(30.0, "x > 0")
+    subcenters: int = ranged(3, "x >= 1")
+    arcface_lr: float = ranged(1e-2, "x > 0")
     # kind "seed" plus a classifier over every training artist: seed + classifier_weight *
     # (sub-center) ArcFace. 0 (the default) is the seed's loss alone, unchanged.
-    classifier_weight: float = 0.0
+    classifier_weight: float = ranged(0.0, "x >= 0")
     classifier: Literal["arcface", "subcenter_arcface"] = "arcface"
     # Cross-batch memory (pytorch-metric-learning's CrossBatchMemory): the last `xbm_size`
     # training embeddings (detached, with their artists) are kept, and seed + xbm_weight *
     # MultiSimilarity(batch against that memory) is minimised, so each step sees many more
     # artists than the batch holds. 0 (the default) is the seed's loss alone, unchanged.
     # The memory is emptied at the start of every curriculum stage (another crop length).
-    xbm_size: int = 0
-    xbm_weight: float = 1.0
+    xbm_size: int = ranged(0, "x >= 0")
+    xbm_weight: float = ranged(1.0, "x >= 0")
 
 
 @dataclass
@@ -158,30 +145,30 @@ class AugmentConfig:
     channels or frames per band/block.
     """
 
-    p: float = 0.3
-    zero_bands: tuple[int, int] = (0, 10)
-    zero_band_width: tuple[int, int] = (2, 5)
-    zero_blocks: tuple[int, int] = (0, 5)
-    zero_block_width: tuple[int, int] = (2, 5)
-    copy_bands: tuple[int, int] = (0, 10)
-    copy_band_width: tuple[int, int] = (2, 5)
-    copy_blocks: tuple[int, int] = (0, 5)
-    copy_block_width: tuple[int, int] = (2, 10)
+    p: float = ranged(0.3, "0 <= x <= 1")
+    zero_bands: tuple[int, int] = ranged((0, 10), "x >= 0")
+    zero_band_width: tuple[int, int] = ranged((2, 5), "x >= 1")
+    zero_blocks: tuple[int, int] = ranged((0, 5), "x >= 0")
+    zero_block_width: tuple[int, int] = ranged((2, 5), "x >= 1")
+    copy_bands: tuple[int, int] = ranged((0, 10), "x >= 0")
+    copy_band_width: tuple[int, int] = ranged((2, 5), "x >= 1")
+    copy_blocks: tuple[int, int] = ranged((0, 5), "x >= 0")
+    copy_block_width: tuple[int, int] = ranged((2, 10), "x >= 1")
     # Frame resampling (the first-place recipe): with probability `resample_p` a track's
     # real frames are replaced by as many frames drawn uniformly at random from them, kept
     # in time order (some repeat, some drop out). Applied in every stage, augment or not,
     # before the four above. 0 (the default) draws nothing: the seed's stream is unchanged.
-    resample_p: float = 0.0
+    resample_p: float = ranged(0.0, "0 <= x <= 1")
 
 
 @dataclass
 class StageConfig:
     """One curriculum stage: whole artists per batch, crop length, learning rate."""
 
-    artists_per_batch: int
-    crop: int
-    lr: float
-    max_epochs: int = 100
+    artists_per_batch: int = required("x >= 2")  # a batch with one artist has no negatives
+    crop: int = required("1 <= x <= 81")  # frames; the competition's tracks have 81
+    lr: float = required("x > 0")
+    max_epochs: int = ranged(100, "x >= 1")
     augment: bool = False
 
 
@@ -193,99 +180,62 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     stages: list[StageConfig] = field(default_factory=list)
-    weight_decay: float = 1e-3
-    patience: int = 5
-    val_fraction: float = 0.1
-    seed: int = 0
+    weight_decay: float = ranged(1e-3, "x >= 0")
+    patience: int = ranged(5, "x >= 1")
+    val_fraction: float = ranged(0.1, "0 < x < 1")
+    seed: int = ranged(0, "x >= 0")
     pad_mode: Literal["wrap", "zero"] = "wrap"
-    eval_batch_size: int = 512
-    num_workers: int = 1  # background batch-loading threads
-    max_val_tracks: int = 0  # 0 = the whole validation split
+    eval_batch_size: int = ranged(512, "x >= 1")
+    num_workers: int = ranged(1, "x >= 0")  # background batch-loading threads
+    max_val_tracks: int = ranged(0, "x >= 0")  # 0 = the whole validation split
     # Encoder micro-batches of at most this many frames (tracks x crop) for larger
     # batches: activation memory of one micro-batch instead of the whole batch, for one
     # extra forward pass (see train.forward_backward). 0 = off.
-    micro_batch_frames: int = 0
+    micro_batch_frames: int = ranged(0, "x >= 0")
     # A curriculum stage whose best validation nDCG is below the best so far is dropped:
     # the next stage starts from the best weights instead of that stage's (the log says
     # so). False is the seed: each stage starts from the previous stage's best.
     stage_fallback: bool = False
 
 
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Build dataclass `cls` from a TOML table, rejecting unknown keys by name."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
-    kwargs = {}
-    for key, value in data.items():
-        kwargs[key] = tuple(value) if isinstance(value, list) else value
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-
-
-def _model_from_dict(data: dict[str, Any], where: str) -> ModelConfig:
-    kind = data.get("kind", "transformer")
-    classes = {"transformer": TransformerConfig, "conformer": ConformerConfig, "rflda": RandomFeatureConfig}
-    if kind not in classes:
-        raise ConfigError(f"{where}.kind: {kind!r} is not one of {sorted(classes)}")
-    return _build(classes[kind], data, where)
-
-
 def train_config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
-    """Turn a parsed TOML document into a validated TrainConfig."""
-    data = dict(data)
-    model = _model_from_dict(data.pop("model", {}), f"{where}[model]")
-    loss = _build(LossConfig, data.pop("loss", {}), f"{where}[loss]")
-    augment = _build(AugmentConfig, data.pop("augment", {}), f"{where}[augment]")
-    raw_stages = data.pop("stages", [])
-    stages = [_build(StageConfig, s, f"{where}[[stages]] #{i + 1}") for i, s in enumerate(raw_stages)]
-    cfg = _build(TrainConfig, data, where)
-    cfg.model, cfg.loss, cfg.augment, cfg.stages = model, loss, augment, stages
+    """Turn a parsed TOML document (or a checkpoint's saved config) into a checked TrainConfig.
+
+    Every field is checked against its type hint and bound (config_check.build); the
+    checks between fields that no single hint can say follow.
+    """
+    cfg = build(TrainConfig, data, where)
     validate_train_config(cfg, where)
     return cfg
 
 
 def validate_train_config(cfg: TrainConfig, where: str = "config") -> None:
-    """Reject values that would only fail deep inside training."""
-    if isinstance(cfg.model, RandomFeatureConfig):
-        m = cfg.model
-        if m.num_features < 1 or m.embedding_dim < 1 or m.fit_frames < 1:
-            raise ConfigError(f"{where}[model]: num_features, embedding_dim and fit_frames must be >= 1")
-        if not m.components or any(not 1 <= k <= m.input_dim for k in m.components):
-            raise ConfigError(f"{where}[model].components: each must be in 1..input_dim ({m.input_dim})")
-        if not 0.0 < cfg.val_fraction < 1.0:
-            raise ConfigError(f"{where}.val_fraction must be in (0, 1)")
+    """Reject combinations of values that would only fail deep inside training."""
+    def fail(path: str, message: str) -> NoReturn:
+        raise ConfigError(f"{where}: {path}: {message}")
+
+    m = cfg.model
+    if isinstance(m, RandomFeatureConfig):
+        if not m.components:
+            fail("[model] components", "expected at least one number of directions, found none")
+        if max(m.components) > m.input_dim:
+            fail("[model] components", f"expected each <= input_dim ({m.input_dim}), found {max(m.components)}")
         return
     if not cfg.stages:
-        raise ConfigError(f"{where}: at least one [[stages]] table is required")
-    for i, s in enumerate(cfg.stages, 1):
-        if s.artists_per_batch < 2:
-            raise ConfigError(f"{where}: stage {i}: artists_per_batch must be >= 2")
-        if not 1 <= s.crop <= 81:
-            raise ConfigError(f"{where}: stage {i}: crop must be in 1..81, got {s.crop}")
-        if s.lr <= 0 or s.max_epochs < 1:
-            raise ConfigError(f"{where}: stage {i}: lr must be > 0 and max_epochs >= 1")
-    if len(cfg.loss.weights) != 3:
-        raise ConfigError(f"{where}[loss].weights: expected 3 numbers (ms, circle, triplet)")
-    for name, value, known in (("lda_branch", cfg.model.lda_branch, ("off", "residual", "concat")),
-                               ("classifier", cfg.loss.classifier, ("arcface", "subcenter_arcface"))):
-        if value not in known:
-            raise ConfigError(f"{where}: {name} must be one of {known}, got {value!r}")
-    if cfg.loss.classifier_weight < 0:
-        raise ConfigError(f"{where}[loss].classifier_weight must be >= 0")
-    if cfg.loss.xbm_size < 0 or cfg.loss.xbm_weight < 0:
-        raise ConfigError(f"{where}[loss]: xbm_size and xbm_weight must be >= 0")
+        fail("stages", "at least one [[stages]] table is required")
+    width = m.width if isinstance(m, ConformerConfig) else m.d_model
+    if width % m.num_heads:
+        fail("[model] num_heads", f"expected a divisor of the model width ({width}), found {m.num_heads}")
+    if isinstance(m, ConformerConfig) and m.depthwise_kernel % 2 != 1:
+        fail("[model] depthwise_kernel", f"expected an odd number ('same' padding), found {m.depthwise_kernel}")
+    if m.lda_components > m.embedding_dim:
+        fail("[model] lda_components", f"expected <= embedding_dim ({m.embedding_dim}), found {m.lda_components}")
     if cfg.loss.xbm_size and cfg.loss.kind != "seed":
-        raise ConfigError(f"{where}[loss]: xbm_size needs kind = \"seed\" (the memory feeds the pair losses)")
-    if not 0.0 <= cfg.augment.resample_p <= 1.0:
-        raise ConfigError(f"{where}[augment].resample_p must be in [0, 1]")
-    if not 0.0 < cfg.val_fraction < 1.0:
-        raise ConfigError(f"{where}.val_fraction must be in (0, 1)")
+        fail("[loss] xbm_size", 'expected 0 unless kind = "seed" (the memory feeds the pair losses)')
+    for f in dataclasses.fields(AugmentConfig):
+        value = getattr(cfg.augment, f.name)
+        if isinstance(value, tuple) and value[0] > value[1]:
+            fail(f"[augment] {f.name}", f"expected an inclusive range [low, high] with low <= high, found {list(value)}")
 
 
 def packaged_config(name: str) -> Path:

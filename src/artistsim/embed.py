@@ -21,6 +21,8 @@ from artistsim.config import TrainConfig, train_config_from_dict
 from artistsim.data.layout import DataError, FeatureSource, progress_disabled
 from artistsim.data.splits import full_batch, take_batch
 from artistsim.models import build_model
+from artistsim.runs import BEST, common_frontend, file_sha256, load_checkpoint
+from artistsim.scoring.lda import LDA, pooled_cat
 
 
 def resolve_device(name: str | None = None) -> torch.device:
@@ -119,27 +121,6 @@ def ensemble(embeddings: list[np.ndarray], normalise: bool = True, weights: list
     return l2_normalise(np.concatenate(parts, axis=1))
 
 
-CHECKPOINT_KEYS = ("config", "model")
-
-
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
-    """Load a checkpoint safely (`weights_only=True`: tensors and plain data only).
-
-    A truncated, garbage or foreign file is a DataError naming it, not torch's traceback.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch's reader fails on garbage in many ways (IndexError, EOFError ...)
-        raise DataError(f"{path}: not a readable checkpoint (truncated, corrupt or not written by artistsim; "
-                        f"{type(exc).__name__})") from None
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
-        raise DataError(f"{path}: not an artistsim checkpoint (no {'/'.join(CHECKPOINT_KEYS)} entries)")
-    return ckpt
-
-
 def restore(module: torch.nn.Module, state: dict, where: str | Path) -> None:
     """`load_state_dict`, with a mismatch (another model size or kind) named as a DataError."""
     try:
@@ -169,3 +150,97 @@ def save_embeddings(out_dir: str | Path, embeddings: np.ndarray, trackids: np.nd
         with atomic_path(path, suffix=".npy") as tmp:
             np.save(tmp, arr)
     return paths
+
+
+def fuse(parts: list[np.ndarray], weights: list[float] | None = None, lda_part: np.ndarray | None = None,
+         lda_weight: float = 0.0) -> np.ndarray:
+    """The runs' ensemble (each part L2-normalised, weighted), with the LDA part at `lda_weight` beside it.
+
+    Why the LDA part is centred on the *training* mean (what `LDA.transform` subtracts)
+    rather than on the tracks at hand: a track's embedding must not depend on which other
+    tracks are embedded with it, or a catalogue could not answer as `predict` does.
+    """
+    emb = ensemble(parts, weights=weights or None) if len(parts) > 1 else l2_normalise(parts[0])
+    if lda_weight <= 0 or lda_part is None:
+        return emb
+    return l2_normalise(np.concatenate([emb, lda_weight * l2_normalise(lda_part)], axis=1))
+
+
+class ArraySource:
+    """A FeatureSource over (D, T) arrays held in memory (uploads, --features files)."""
+
+    def __init__(self, tracks: list[np.ndarray]):
+        self.lengths = np.array([t.shape[1] for t in tracks], dtype=np.int64)
+        width = int(self.lengths.max()) if len(tracks) else 1
+        dim = tracks[0].shape[0] if tracks else 1
+        self.frames = np.zeros((len(tracks), width, dim), dtype=np.float32)
+        for i, t in enumerate(tracks):  # one copy per track, at most a few per request
+            self.frames[i, : t.shape[1]] = t.T
+
+    def gather(self, rows: np.ndarray, frame_idx: np.ndarray) -> np.ndarray:
+        return self.frames[np.asarray(rows)[:, None], frame_idx]
+
+
+def run_record(run_dir: str | Path, cfg: TrainConfig) -> dict:
+    """What a catalogue keeps of a run: where it is and the fingerprint of its checkpoint."""
+    run_dir = Path(run_dir).resolve()
+    return {"path": str(run_dir), "checkpoint": BEST, "sha256": file_sha256(run_dir / BEST),
+            "model": cfg.model.kind, "embedding_dim": cfg.model.embedding_dim}
+
+
+class Embedder:
+    """Trained runs as one embedding: each run (full length or windows), weighted, LDA-fused.
+
+    The embedding half of the ranking pipeline (`artistsim.search.pipeline`): `predict`,
+    `evaluate` and every catalogue verb embed through it, so one track has one vector.
+    """
+
+    def __init__(self, models: list[torch.nn.Module], runs: list[dict], device: torch.device,
+                 window: int | None = None, hop: int = 5, weights: list[float] | None = None,
+                 lda: LDA | None = None, lda_weight: float = 0.0, frontend=None):
+        self.models, self.runs, self.device = models, runs, device
+        self.window, self.hop = window, hop
+        self.weights = weights or None
+        self.lda, self.lda_weight = (lda, float(lda_weight)) if lda is not None and lda_weight > 0 else (None, 0.0)
+        self.frontend = frontend
+
+    @classmethod
+    def load(cls, runs: list[str | Path], device: str | torch.device | None = None, window: int | None = None,
+             hop: int = 5, weights: list[float] | None = None, lda: LDA | None = None,
+             lda_weight: float = 0.0) -> Embedder:
+        """The runs' best checkpoints, loaded (they must share one front end)."""
+        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        frontend = common_frontend(list(runs))
+        models, records = [], []
+        for run in runs:
+            model, cfg = load_run(run, dev)
+            models.append(model)
+            records.append(run_record(run, cfg))
+        return cls(models, records, dev, window, hop, weights, lda, lda_weight, frontend)
+
+    @property
+    def settings(self) -> dict:
+        """How this embedder embeds (recorded by catalogues)."""
+        return {"window": self.window, "hop": self.hop, "ensemble": len(self.models) > 1,
+                "weights": self.weights or [1.0] * len(self.models), "lda_weight": self.lda_weight}
+
+    def parts(self, source: FeatureSource, rows: np.ndarray, progress: bool | None = False) -> list[np.ndarray]:
+        """Each run's L2-normalised embedding of `rows` (before weighting and fusion)."""
+        out = []
+        for model in self.models:
+            if self.window:
+                out.append(embed_windows(model, source, rows, self.device, self.window, self.hop, progress=progress))
+            else:
+                out.append(embed_full(model, source, rows, self.device, progress=progress))
+        return out
+
+    def embed(self, source: FeatureSource, rows: np.ndarray, progress: bool | None = False) -> np.ndarray:
+        """The pipeline's embedding of `rows` of a feature source (L2-normalised)."""
+        rows = np.asarray(rows)
+        lda_part = self.lda.transform(pooled_cat(source, rows, progress=progress)) if self.lda is not None else None
+        return fuse(self.parts(source, rows, progress), self.weights, lda_part, self.lda_weight)
+
+    def embed_arrays(self, tracks: list[np.ndarray]) -> np.ndarray:
+        if not tracks:
+            return np.empty((0, 0), dtype=np.float32)
+        return self.embed(ArraySource(tracks), np.arange(len(tracks)))

@@ -21,6 +21,7 @@ import torch
 from artistsim.catalogue.build import build_catalogue
 from artistsim.config import StageConfig, TrainConfig, TransformerConfig, to_dict
 from artistsim.models import build_model
+from artistsim.runs import write_checkpoint
 
 
 def write_run(run: Path, seed: int = 0) -> Path:
@@ -29,7 +30,7 @@ def write_run(run: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = build_model(cfg.model)
     run.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": to_dict(cfg), "model": model.state_dict()}, run / "best.pt")
+    write_checkpoint(run / "best.pt", {"config": to_dict(cfg), "model": model.state_dict()})
     return run
 
 

@@ -8,12 +8,17 @@ import torch
 from catalogue_cases import write_run
 from conftest import write_tiny_dataset
 
-from artistsim.catalogue.build import Embedder, build_catalogue
+from artistsim.catalogue.build import build_catalogue, catalogue_embedder, pipeline_state
 from artistsim.catalogue.snapshot import open_snapshot
 from artistsim.catalogue.store import Manifest
 from artistsim.data.splits import load_split
 from artistsim.embed import embed_full, ensemble, load_run
-from artistsim.evaluation.inference import InferenceSettings, save_settings
+from artistsim.search.loader import save_state
+from artistsim.search.pipeline import InferenceSettings, PipelineState
+
+
+def save_settings(runs, settings):
+    save_state(runs, PipelineState(settings))
 
 
 @pytest.fixture
@@ -23,8 +28,8 @@ def setup(tmp_path):
 
 
 def _build(tmp_path, data, runs, saved_runs, saved_weights):
-    """Save `evaluate`-style settings for `saved_runs` in the first run, then build a catalogue of `runs`."""
-    save_settings(runs[0], InferenceSettings(runs=saved_runs, member_weights=saved_weights), None, None)
+    """Save `evaluate`-style settings for `saved_runs`, then build a catalogue of `runs`."""
+    save_settings(saved_runs, InferenceSettings(member_weights=saved_weights))
     manifest = build_catalogue(tmp_path / "cat", data, runs, ["train"], index="flat", progress=False)
     snap = open_snapshot(tmp_path / "cat")
     return manifest, snap.vectors(np.arange(snap.size))
@@ -38,14 +43,15 @@ def _member_embeddings(data, runs):
 
 def test_saved_ensemble_weights_shape_the_catalogue_and_its_adds(setup, tmp_path):
     data, a, b = setup
-    manifest, vectors = _build(tmp_path, data, [a, b], ["a", "b"], [1.0, 0.25])
+    manifest, vectors = _build(tmp_path, data, [a, b], [a, b], [1.0, 0.25])
     assert manifest is not None and manifest.embed["weights"] == [1.0, 0.25]
     expected = ensemble(_member_embeddings(data, [a, b]), weights=[1.0, 0.25])
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
     assert not np.allclose(expected, ensemble(_member_embeddings(data, [a, b])), atol=1e-3)
-    # adds embed as the build did, from the manifest (not from whatever inference.json says later)
-    save_settings(a, InferenceSettings(runs=["a", "b"], member_weights=[0.5, 1.0]), None, None)
-    embedder = Embedder.for_manifest(Manifest.read(tmp_path / "cat"))
+    # adds embed as the build did, from the manifest (not from whatever settings say later)
+    save_settings([a, b], InferenceSettings(member_weights=[0.5, 1.0]))
+    manifest = Manifest.read(tmp_path / "cat")
+    embedder = catalogue_embedder(manifest, pipeline_state(tmp_path / "cat", manifest))
     assert embedder.weights == [1.0, 0.25]
     features = [np.load(data / "train_features" / p) for p in load_split(data, "train").meta[
         "archive_features_path"][:2]]
@@ -54,7 +60,7 @@ def test_saved_ensemble_weights_shape_the_catalogue_and_its_adds(setup, tmp_path
 
 def test_equal_weights_without_settings_for_exactly_these_runs(setup, tmp_path):
     data, a, b = setup
-    manifest, vectors = _build(tmp_path, data, [a, b], ["a", "other"], [1.0, 0.0])
+    manifest, vectors = _build(tmp_path, data, [a, b], [b, a], [0.0, 1.0])
     assert manifest is not None and manifest.embed["weights"] == [1.0, 1.0]
     np.testing.assert_allclose(vectors, ensemble(_member_embeddings(data, [a, b])), atol=1e-5)
 

@@ -49,7 +49,7 @@ def test_build_query_add_identify_audit(setup, tmp_path, capsys):
     np.save(bad, np.zeros((100, 3), np.float32))
     assert main(["-q", "index", "add", cat, "--features", str(bad)]) == 2
     assert "5.npy" in capsys.readouterr().err
-    assert main(["query", cat, "--features", str(f), "--k", "3", "--rerank"]) == 0
+    assert main(["query", cat, "--features", str(f), "--k", "3"]) == 0
     assert "4242" in capsys.readouterr().out  # the added track is its own nearest
     assert main(["identify", cat, "--features", str(f), "--json"]) == 0
     ident = json.loads(capsys.readouterr().out)[0]
@@ -117,7 +117,8 @@ def test_kill_inside_an_add_leaves_the_previous_catalogue(setup, tmp_path, point
     assert main(["-q", "index", "add", str(cat), "--features", *_files(tmp_path, 2)]) == 0
     _consistent(cat, 42)
     names = {p.name for p in cat.iterdir()}
-    assert names == {"manifest.json", ".lock", *({Manifest.read(cat).main} | set(Manifest.read(cat).tail))}
+    m = Manifest.read(cat)
+    assert names == {"manifest.json", ".lock", m.pipeline["arrays"], *({m.main} | set(m.tail))}
 
 
 def _files(folder: Path, n: int) -> list[str]:

@@ -8,8 +8,9 @@ from catalogue_cases import make_catalogue, write_run
 from conftest import write_tiny_dataset
 
 from artistsim.catalogue import corrections
+from artistsim.catalogue.corrections import relabel
 from artistsim.catalogue.snapshot import open_snapshot
-from artistsim.catalogue.store import CatalogueError, Manifest, relabel
+from artistsim.catalogue.store import CatalogueError, Manifest
 from artistsim.cli import main
 
 

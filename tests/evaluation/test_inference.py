@@ -3,16 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from artistsim.evaluation.baselines import LDA
 from artistsim.evaluation.inference import (
     FusionInputs,
     InferenceSettings,
     calibrate,
     component_scores,
     fuse,
-    load_settings,
     rank_tracks,
-    save_settings,
     tune_lda,
 )
 from artistsim.evaluation.metrics import ndcg_at_k
@@ -78,19 +75,6 @@ def test_tune_lda_picks_on_validation_from_the_grid():
     assert 0 < score <= 1 and lda.components_.shape[0] == x.shape[1]
 
 
-def test_settings_round_trip_and_match_only_the_same_runs(tmp_path):
-    lda = LDA(4, 0.3).fit(np.random.default_rng(0).normal(size=(40, 6)), np.repeat(np.arange(10), 4))
-    cohort = np.eye(3, dtype=np.float32)
-    settings = InferenceSettings(0.5, 20, 0.8, 3, runs=["a", "b"], validation={"plain": 0.5})
-    save_settings(tmp_path, settings, lda, cohort)
-    loaded = load_settings(tmp_path, ["a", "b"])
-    assert loaded is not None
-    got, got_lda, got_cohort = loaded
-    assert got == settings and np.array_equal(got_cohort, cohort)
-    assert np.allclose(got_lda.transform(np.ones((1, 6))), lda.transform(np.ones((1, 6))))
-    assert load_settings(tmp_path, ["a"]) is None and load_settings(tmp_path / "none", ["a", "b"]) is None
-
-
 def _members(rng, noise_member: bool, n_artists=40, per=5):
     """Two informative runs (independent views of the artists) and a third that is noise or a weak view."""
     labels = np.repeat(np.arange(n_artists), per)
@@ -140,12 +124,3 @@ def test_ensemble_weights_scale_each_part_and_leave_out_zeros():
         ensemble([a, b], weights=[0.0, 0.0])
     with pytest.raises(ValueError, match="do not fit"):
         ensemble([a, b], weights=[1.0])
-
-
-@pytest.mark.parametrize("weights", [[1.0], [0.0, 0.0], [1.0, -0.5]])
-def test_saved_ensemble_weights_that_do_not_fit_the_runs_name_the_file(tmp_path, weights):
-    from artistsim.data.layout import DataError
-
-    save_settings(tmp_path, InferenceSettings(runs=["a", "b"], member_weights=weights), None, None)
-    with pytest.raises(DataError, match=r"inference\.json: member_weights .* do not fit its 2 runs"):
-        load_settings(tmp_path, ["a", "b"])

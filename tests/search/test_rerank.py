@@ -1,4 +1,4 @@
-"""The seed's rerank: identical to a naive per-query version, edge cases, both backends."""
+"""The pipeline's rerank and expansion steps: identical to naive per-query versions of their definitions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import torch
 from search_cases import exact_clusters
 
 from artistsim.search.exact import topk
-from artistsim.search.rerank import rerank
+from artistsim.search.pipeline import InferenceSettings, PipelineState, rank_all
+
+
+def rerank(x, scores, indices, *, threshold=0.85, k=100, **_):
+    """The pipeline with only its rerank step on, lists `k` deep (the first search is the pipeline's own)."""
+    e = x.numpy() if isinstance(x, torch.Tensor) else x
+    e = (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
+    return rank_all(e, PipelineState(InferenceSettings(rerank_threshold=threshold)), k, depth=k)
 
 
 def naive_rerank(x: np.ndarray, scores, indices, threshold: float, k: int) -> np.ndarray:
@@ -56,27 +63,34 @@ def test_rerank_threshold_extremes_and_short_lists():
     rng = np.random.default_rng(12)
     x = exact_clusters(rng, n_clusters=4)[:9]
     scores, indices = topk(x, 12)  # 8 real neighbours, then -1 padding
-    untouched = rerank(x, scores, indices, threshold=2.0, k=12)
-    np.testing.assert_array_equal(untouched, indices)
+    untouched = rerank(x, scores, indices, threshold=2.0, k=12)  # lists of every other row: 8
+    np.testing.assert_array_equal(untouched, indices[:, :8])
     everything = rerank(x, scores, indices, threshold=-2.0, k=12)
-    np.testing.assert_array_equal(everything, naive_rerank(x, scores, indices, -2.0, 12))
-    np.testing.assert_array_equal(everything, indices)  # all listed: nothing left to fill
+    np.testing.assert_array_equal(everything, naive_rerank(x, scores, indices, -2.0, 12)[:, :8])
+    np.testing.assert_array_equal(everything, indices[:, :8])  # all listed: nothing left to fill
     assert (rerank(x, scores, indices, threshold=-2.0, k=5) == indices[:, :5]).all()
 
 
-def test_rerank_torch_input_and_errors():
+def test_rerank_torch_input_is_the_same():
     rng = np.random.default_rng(13)
     x = exact_clusters(rng, n_clusters=8)
     scores, indices = topk(x, 8)
-    np.testing.assert_array_equal(
-        rerank(torch.from_numpy(x), scores, indices, k=8), rerank(x, scores, indices, k=8)
-    )
-    bad = indices.copy()
-    bad[3, 2] = 3
-    with pytest.raises(ValueError, match="query row 3 is in its own list"):
-        rerank(x, scores, bad, k=8)
-    with pytest.raises(ValueError, match="shape"):
-        rerank(x, scores[:-1], indices[:-1], k=8)
+    np.testing.assert_array_equal(rerank(torch.from_numpy(x), scores, indices, k=8), rerank(x, scores, indices, k=8))
+
+
+def test_expansion_matches_a_direct_computation():
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(60, 8)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    scores, idx = topk(e, k=10)
+    got = rank_all(e, PipelineState(InferenceSettings(rerank_threshold=None, expansion_depth=3)), 10, depth=10)
+    for q in range(len(e)):
+        w = np.maximum(scores[q, :3].astype(np.float64), 0) ** 3  # ALPHA = 3
+        v = e[q] + (w[:, None] * e[idx[q, :3]]).sum(0)
+        sims = e.astype(np.float64) @ (v / np.linalg.norm(v))
+        sims[q] = -np.inf
+        want = np.argsort(-sims, kind="stable")[:10]
+        assert list(got[q]) == list(want)
 
 
 # ----------------------------------------------------------------------------- backends

@@ -29,7 +29,7 @@ def test_config_differences_names_dotted_keys():
 def test_resume_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError):
         resume_checkpoint(tmp_path, _cfg(), torch.device("cpu"))
-    torch.save({"config": dataclasses.asdict(_cfg()), "model": {}}, tmp_path / "last.pt")
+    torch.save({"config": dataclasses.asdict(_cfg()), "model": {}, "version": 1}, tmp_path / "last.pt")
     assert resume_checkpoint(tmp_path, _cfg(), torch.device("cpu"))["model"] == {}
     with pytest.raises(DataError, match=r"last.pt: --resume with a different config \(differs in seed\)"):
         resume_checkpoint(tmp_path, _cfg(seed=5), torch.device("cpu"))

@@ -11,20 +11,22 @@ decision: "confirm" (the label is right: new = old), "move" (to new_artist) or "
 (decide later: changes nothing). Each append rewrites the file atomically under the
 catalogue's writer lock, so a kill leaves the file with or without the line, never half
 of it. Applying takes each track's last confirm-or-move decision and relabels the
-tracks whose label differs from it (`store.relabel`): applying twice changes nothing.
+tracks whose label differs from it (`relabel`): applying twice changes nothing.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from artistsim.atomic import atomic_write_text
+from artistsim.atomic import atomic_path, atomic_write_text
 from artistsim.catalogue.snapshot import Snapshot
-from artistsim.catalogue.store import UNKNOWN_ARTIST, CatalogueError, Manifest, relabel, writer_lock
+from artistsim.catalogue.store import MANIFEST, UNKNOWN_ARTIST, CatalogueError, Manifest, writer_lock
 
 CORRECTIONS = "corrections.tsv"
 COLUMNS = ("trackid", "old_artist", "new_artist", "decision", "who", "when")
@@ -104,3 +106,59 @@ def apply(root: str | Path, path: str | Path, snapshot: Snapshot) -> tuple[Manif
     if len(tids) == 0:
         return None, 0
     return relabel(root, tids, new), len(tids)
+
+
+def relabel(root: str | Path, trackids: np.ndarray, artists: np.ndarray) -> Manifest:
+    """A new generation in which each of `trackids` is labelled with the matching `artists`.
+
+    Files a manifest names are never changed: each segment holding a relabelled track is
+    written anew under a new name, its other arrays (embeddings, trackids, AS-norm
+    statistics) hard-linked (copied where links are impossible) and a new artists array
+    written. The index stays valid (the
+    same vectors in the same order) and is kept. Unknown trackids are refused. The
+    replaced segments (hard links: almost no space) are swept by the catalogue's next
+    writer, as any file no manifest names.
+    """
+    root = Path(root)
+    tids = np.asarray(trackids, dtype=np.int64).reshape(-1)
+    new_artists = np.asarray(artists, dtype=np.int64).reshape(-1)
+    if len(tids) != len(new_artists) or len(np.unique(tids)) != len(tids):
+        raise CatalogueError("relabel needs one new artist per trackid, each trackid once")
+    with writer_lock(root):
+        manifest = Manifest.read(root)
+        gen = manifest.generation + 1
+        found = np.zeros(len(tids), dtype=bool)
+        renamed: dict[str, str] = {}
+        for i, seg in enumerate([manifest.main, *manifest.tail]):
+            seg_ids = np.load(root / seg / "trackids.npy")
+            hit = np.isin(tids, seg_ids)
+            if not hit.any():
+                continue
+            found |= hit
+            labels = np.load(root / seg / "artists.npy")
+            order = np.argsort(seg_ids, kind="stable")
+            labels[order[np.searchsorted(seg_ids, tids[hit], sorter=order)]] = new_artists[hit]
+            renamed[seg] = f"seg-{gen:06d}r{i}"
+            _relabelled_segment(root, seg, renamed[seg], labels)
+        if not found.all():
+            raise CatalogueError(f"trackid(s) not in the catalogue: {tids[~found][:10].tolist()}")
+        new = Manifest(**{**manifest.__dict__, "generation": gen, "main": renamed.get(manifest.main, manifest.main),
+                          "tail": [renamed.get(s, s) for s in manifest.tail]})
+        atomic_write_text(root / MANIFEST, new.to_json())  # the old segments: swept by the next writer
+    return new
+
+
+def _relabelled_segment(root: Path, old: str, new: str, artists: np.ndarray) -> None:
+    folder = root / new
+    folder.mkdir(parents=True, exist_ok=True)
+    for fname in ("embeddings.npy", "trackids.npy", "stats.npy"):  # every array but the labels
+        if not (root / old / fname).is_file():
+            continue
+        (folder / fname).unlink(missing_ok=True)  # a killed relabel's leftover
+        try:
+            os.link(root / old / fname, folder / fname)
+        except OSError:
+            with atomic_path(folder / fname, suffix=".npy") as tmp:
+                shutil.copyfile(root / old / fname, tmp)
+    with atomic_path(folder / "artists.npy", suffix=".npy") as tmp:
+        np.save(tmp, artists)

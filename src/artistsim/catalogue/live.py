@@ -1,9 +1,10 @@
 """A catalogue open for questions and additions: what the CLI verbs and the HTTP service share.
 
 `LiveCatalogue` owns the current snapshot (swapped whole under a lock by `add`, so a
-query never sees a half-added track), the embedder (loaded on first need: trackid
-queries work without the runs), and the artist model for identification (rebuilt
-lazily for the generation that asks for it).
+query never sees a half-added track), the ranking pipeline stored with the catalogue
+(`artistsim.search.pipeline`: every answer is ranked by it, as `predict` ranks), the
+embedder (loaded on first need: trackid queries work without the runs), and the artist
+model for identification (rebuilt lazily for the generation that asks for it).
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from artistsim.catalogue.build import Embedder, check_features
+from artistsim.catalogue.build import (catalogue_embedder, catalogue_frontend, check_features, pipeline_state,
+                                       with_stats)
 from artistsim.catalogue.enrol import PldaArtists, served_model
 from artistsim.catalogue.identify import ArtistModel, identify
-from artistsim.catalogue.snapshot import (MAX_K, Snapshot, check_runs, labelled, open_snapshot, reopen,
-                                          search_settings)
+from artistsim.catalogue.snapshot import (MAX_K, Snapshot, SnapshotSearcher, check_runs, labelled, open_snapshot,
+                                          reopen, search_settings)
 from artistsim.catalogue.store import MANIFEST, UNKNOWN_ARTIST, CatalogueError, Manifest, Part, append, check_part
 from artistsim.data.layout import MAX_FRAMES, DataError
-
-RERANK_THRESHOLD = 0.85
+from artistsim.embed import Embedder, l2_normalise
+from artistsim.search.pipeline import Ranker
 
 
 class NotFound(ValueError):
@@ -44,16 +46,33 @@ class Unavailable(ValueError):
         self.status = status
 
 
-def featurize_audio(path: str | Path) -> np.ndarray:
-    """(512, T) features of an audio file through `artistsim.data.featurize` (when installed).
+def audio_frontend():
+    """The front end `featurize` applies to audio (None when this installation has no audio front end)."""
+    try:
+        from artistsim.data.descriptor import frontend
+    except ImportError:
+        return None
+    return frontend()
 
-    Tracks longer than the models' 81 frames keep their central 81 frames.
+
+def featurize_audio(path: str | Path, expected=None) -> np.ndarray:
+    """(D, T) features of an audio file through `artistsim.data.featurize` (when installed).
+
+    `expected` (a provenance `Frontend`) is the front end the catalogue's runs were
+    trained on: audio is refused (409) when featurize would apply another one, since the
+    runs would embed features they never saw. Tracks longer than the models' 81 frames
+    keep their central 81 frames.
     """
     try:
         from artistsim.data.featurize import featurize_file  # lands with the audio front end
     except ImportError:
         raise Unavailable("audio input needs artistsim.data.featurize, which this installation lacks; "
-                          "send features (512, T) instead", status=415) from None
+                          "send features (D, T) instead", status=415) from None
+    front = audio_frontend()
+    if expected is not None and (front is None or not front.same_as(expected)):
+        have = front.label() if front is not None else "none"
+        raise Unavailable(f"audio refused: the catalogue's runs were trained on features of {expected.label()}, "
+                          f"but featurize applies {have}; send features of the runs' front end instead")
     x = np.asarray(featurize_file(path), dtype=np.float32)
     if x.ndim == 2 and x.shape[1] > MAX_FRAMES:
         start = (x.shape[1] - MAX_FRAMES) // 2
@@ -84,6 +103,9 @@ class LiveCatalogue:
         self.missing_runs = check_runs(manifest, self.root)
         self.manifest = manifest
         self.snapshot: Snapshot = open_snapshot(self.root, manifest)
+        self.state = pipeline_state(self.root, manifest)
+        self.ranker = Ranker(self.state)
+        self.frontend = catalogue_frontend(manifest)
         self._lock = threading.Lock()
         self._embedder: Embedder | None = None
         self._artists: tuple[int, ArtistModel | PldaArtists] | None = None
@@ -101,7 +123,7 @@ class LiveCatalogue:
                 if self.missing_runs:
                     raise Unavailable(f"the catalogue's run checkpoint(s) {self.missing_runs} are gone: "
                                       f"only trackid queries are possible")
-                self._embedder = Embedder.for_manifest(self.manifest, self.device)
+                self._embedder = catalogue_embedder(self.manifest, self.state, self.device)
             return self._embedder
 
     def embed(self, tracks: list[np.ndarray]) -> np.ndarray:
@@ -110,20 +132,34 @@ class LiveCatalogue:
     # ------------------------------------------------------------------ questions
 
     def similar(self, vectors: np.ndarray, k: int, exclude_rows: np.ndarray | None = None,
-                rerank: bool = False, snapshot: Snapshot | None = None) -> Neighbours:
-        """The k catalogue tracks nearest to each vector (cosine), optionally query-expanded.
+                snapshot: Snapshot | None = None) -> Neighbours:
+        """The k catalogue tracks the pipeline ranks first for each vector (as `predict` would).
 
-        `snapshot` pins the generation `exclude_rows` were read from (`vectors_of`), so
-        that an add swapping snapshots in between cannot shift what a row means.
+        `exclude_rows` are the queries' own rows when they are catalogued tracks (they are
+        left out of their lists, and their stored cohort statistics used); other vectors
+        are L2-normalised first. `snapshot` pins the generation `exclude_rows` were read
+        from (`vectors_of`), so that an add swapping snapshots in between cannot shift what
+        a row means.
         """
         k = check_k(k)
         snap = snapshot or self.snapshot  # one generation for the whole answer
-        scores, rows = snap.search(vectors, k, exclude_rows)
-        if rerank:
-            scores, rows = _expand(snap, np.asarray(vectors, np.float32), scores, rows, k, exclude_rows)
+        stats = None
+        if exclude_rows is not None:
+            exclude_rows = np.asarray(exclude_rows, dtype=np.int64)
+            stats = snap.row_stats(np.maximum(exclude_rows, 0)) if (exclude_rows >= 0).all() else None
+            q = np.asarray(vectors, np.float32)
+        else:
+            q = l2_normalise(np.asarray(vectors, np.float32))
+        scores, rows = self.ranker.rank(SnapshotSearcher(snap), q, k, exclude_rows, stats)
         ids, arts = snap.trackids(), snap.artists()
         safe = np.maximum(rows, 0)
         return Neighbours(np.where(rows >= 0, ids[safe], -1), scores, np.where(rows >= 0, arts[safe], UNKNOWN_ARTIST))
+
+    def similar_tracks(self, trackids: np.ndarray, k: int) -> Neighbours:
+        """Each catalogued track's k answers (itself excluded), all on one snapshot: `query --trackid`."""
+        snap = self.snapshot
+        vec, rows = self.vectors_of(np.asarray(trackids, dtype=np.int64), snap)
+        return self.similar(vec, k, rows, snap)
 
     def vectors_of(self, trackids: np.ndarray, snapshot: Snapshot | None = None) -> tuple[np.ndarray, np.ndarray]:
         snap = snapshot or self.snapshot
@@ -157,7 +193,7 @@ class LiveCatalogue:
         """Persist new tracks (a new generation on disk), then swap in a snapshot holding them."""
         trackids = np.asarray(trackids, dtype=np.int64).reshape(-1)
         artists = np.full(len(trackids), UNKNOWN_ARTIST) if artists is None else np.asarray(artists, np.int64)
-        part = check_part(embeddings, trackids, artists, self.snapshot.dim)
+        part = with_stats(check_part(embeddings, trackids, artists, self.snapshot.dim), self.state)
         with self._lock:
             clash = self.snapshot.rows_of(part.trackids) >= 0
             if clash.any():
@@ -206,60 +242,23 @@ class LiveCatalogue:
                 "artists": int(len(np.unique(arts[arts != UNKNOWN_ARTIST]))), "index": m.index,
                 "search": search_settings(snap.index),
                 "runs": [{k: r[k] for k in ("path", "sha256", "model")} for r in m.runs], "embed": m.embed,
-                "runs_available": not self.missing_runs, "calibration": m.calibration}
+                "runs_available": not self.missing_runs, "calibration": m.calibration,
+                "pipeline": self.state.settings.to_record(), "frontend": self.frontend.to_dict()}
 
 
-def _expand(snap: Snapshot, q: np.ndarray, scores: np.ndarray, rows: np.ndarray, k: int,
-            exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """The seed's threshold query expansion for ad-hoc queries (see `artistsim.search.rerank`).
-
-    Neighbours above RERANK_THRESHOLD stay first; the rest of the list is refilled with the
-    tracks nearest to the sum of the query and those neighbours, listed ones skipped.
-    """
-    above = (rows >= 0) & (scores > RERANK_THRESHOLD)
-    m = above.sum(axis=1)
-    todo = np.flatnonzero((m > 0) & (m < k))
-    if todo.size == 0:
-        return scores, rows
-    vec = q[todo] + _sum_vectors(snap, rows[todo], above[todo])
-    vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
-    wide = int(m.max()) + k + 1
-    s2, r2 = snap.search(vec, wide, None)
-    listed = np.where(above[todo], rows[todo], -2)
-    skip = (r2[:, :, None] == listed[:, None, :]).any(axis=2) | (r2 < 0)
-    if exclude is not None:
-        skip |= r2 == np.asarray(exclude)[todo][:, None]
-    order = np.argsort(skip, axis=1, kind="stable")
-    fill_r, fill_s = np.take_along_axis(r2, order, axis=1), np.take_along_axis(s2, order, axis=1)
-    cols = np.arange(k)[None, :]
-    mq = m[todo][:, None]
-    head = np.argsort(~above[todo], axis=1, kind="stable")
-    head_r, head_s = np.take_along_axis(rows[todo], head, axis=1), np.take_along_axis(scores[todo], head, axis=1)
-    pick = np.maximum(cols - mq, 0)
-    out_r, out_s = rows.copy(), scores.copy()
-    out_r[todo] = np.where(cols < mq, head_r, np.take_along_axis(fill_r, pick, axis=1))
-    out_s[todo] = np.where(cols < mq, head_s, np.take_along_axis(fill_s, pick, axis=1))
-    return out_s, out_r
-
-
-def _sum_vectors(snap: Snapshot, rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Sum of the kept rows' vectors per query: one gather, no loop over queries."""
-    flat = snap.vectors(np.maximum(rows, 0).ravel()).reshape(rows.shape[0], rows.shape[1], -1)
-    return (flat * keep[:, :, None]).sum(axis=1)
-
-
-def load_features_file(path: str | Path) -> np.ndarray:
-    """A (512, T) .npy features file, checked."""
+def load_features_file(path: str | Path, dim: int | None = None) -> np.ndarray:
+    """A (D, T) .npy features file, checked (D must be `dim` when given)."""
     path = Path(path)
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npy file ({exc})") from None
-    return check_features(arr, str(path))
+        raise DataError(f"{path}: not a readable .npy file ({type(exc).__name__})") from None
+    return check_features(arr, str(path), dim)
 
 
 def part_from(embeddings: np.ndarray, trackids: np.ndarray, artists: np.ndarray | None) -> Part:
+    """New tracks' arrays (artists unknown unless given), before their cohort statistics."""
     a = np.full(len(trackids), UNKNOWN_ARTIST) if artists is None else artists
     return Part(embeddings, np.asarray(trackids, np.int64), np.asarray(a, np.int64))

@@ -54,7 +54,7 @@ _INPUT_DOC = {
             "features": {"type": "array", "description": "(512, T) frames, 1 <= T <= 81"},
             "embedding": {"type": "array", "description": "a (d,) catalogue-space vector"},
             "trackid": {"type": "integer"}, "artist": {"type": "integer"},
-            "k": {"type": "integer", "minimum": 1, "maximum": MAX_K}, "rerank": {"type": "boolean"}}}},
+            "k": {"type": "integer", "minimum": 1, "maximum": MAX_K}}}},
         "multipart/form-data": {"schema": {"type": "object", "properties": {
             "audio": {"type": "string", "format": "binary"}, "trackid": {"type": "integer"},
             "artist": {"type": "integer"}, "k": {"type": "integer"}}}}}}}
@@ -146,9 +146,9 @@ def _vector(cat: LiveCatalogue, kind: str, value: Any) -> np.ndarray:
         with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
             tmp.write(data)
             tmp.flush()
-            x = featurize_audio(tmp.name)
+            x = featurize_audio(tmp.name, cat.frontend)
     else:
-        x = check_features(value, "features")
+        x = check_features(value, "features", cat.frontend.dim)
     return cat.embed([x])
 
 
@@ -207,7 +207,7 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
         return cat.stats()
 
     @app.get("/tracks/{trackid}/similar")
-    def similar_track(trackid: str, k: str = "100", rerank: bool = False) -> Response:
+    def similar_track(trackid: str, k: str = "100") -> Response:
         tid = _int(trackid, "trackid")
         kk = _int(k, "k")
 
@@ -220,7 +220,7 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
                 cat.maybe_refresh(interval=0.0)
                 snap = cat.snapshot
                 vec, rows = cat.vectors_of(np.array([tid]), snap)
-            return {"trackid": tid, "k": kk, "neighbours": neighbours_list(cat.similar(vec, kk, rows, rerank, snap))}
+            return {"trackid": tid, "k": kk, "neighbours": neighbours_list(cat.similar(vec, kk, rows, snap))}
 
         return _json(guard(run))
 
@@ -228,11 +228,10 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
     async def similar(request: Request) -> Response:
         fields, (kind, value) = await read_input(request, max_body)
         kk = _int(fields.get("k"), "k", 100)
-        rerank = str(fields.get("rerank", False)).lower() in ("true", "1")
 
         def run() -> dict[str, Any]:
             check_k(kk)
-            return {"k": kk, "neighbours": neighbours_list(cat.similar(_vector(cat, kind, value), kk, None, rerank))}
+            return {"k": kk, "neighbours": neighbours_list(cat.similar(_vector(cat, kind, value), kk))}
 
         return _json(await run_in_threadpool(guard, run))
 

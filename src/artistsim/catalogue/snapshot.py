@@ -10,7 +10,6 @@ searches on an index nobody mutates are thread-safe.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from artistsim.catalogue.store import UNKNOWN_ARTIST, CatalogueError, Manifest, Part, read_index, read_segment
+from artistsim.catalogue.store import (UNKNOWN_ARTIST, CatalogueError, Manifest, Part, concat_parts, read_index,
+                                       read_segment)
+from artistsim.runs import file_sha256
 from artistsim.search.exact import search_prepared
 
 EF_SEARCH = 128
@@ -30,14 +31,6 @@ NPROBE_PQ = 64
 RESCORE = 4  # IVF-PQ: candidates per wanted neighbour, re-scored exactly from the segment
 MAX_K = 1000
 SMALL_SEARCH = 2**22  # query x row pairs up to which exact search is one numpy product
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_runs(manifest: Manifest, root: Path) -> list[str]:
@@ -117,11 +110,22 @@ class Snapshot:
         out[~in_main] = self.tail.embeddings[rows[~in_main] - n0]
         return out
 
+    def row_stats(self, rows: np.ndarray) -> np.ndarray | None:
+        """(n, 2) stored AS-norm cohort statistics of rows, or None when the catalogue has none."""
+        if self.main.stats is None:
+            return None
+        rows = np.asarray(rows, dtype=np.int64)
+        n0 = len(self.main)
+        out = np.empty((len(rows), 2), dtype=np.float32)
+        in_main = rows < n0
+        out[in_main] = self.main.stats[rows[in_main]]
+        if self.tail.stats is not None:
+            out[~in_main] = self.tail.stats[rows[~in_main] - n0]
+        return out
+
     def with_tail(self, part: Part, generation: int) -> Snapshot:
         """A new snapshot with `part` appended to the tail; this one is left untouched."""
-        tail = Part(np.concatenate([self.tail.embeddings, part.embeddings]),
-                    np.concatenate([self.tail.trackids, part.trackids]),
-                    np.concatenate([self.tail.artists, part.artists]))
+        tail = concat_parts([self.tail, part]) if len(self.tail) else part
         return Snapshot(generation, self.main, self.index, tail, self.main_order,
                         np.argsort(tail.trackids, kind="stable"))
 
@@ -196,10 +200,11 @@ class Snapshot:
 def read_tail(root: Path, manifest: Manifest) -> Part:
     """The tail segments' rows, concatenated in memory (they are small by construction)."""
     tails = [read_segment(root, s, mmap=False) for s in manifest.tail]
+    if tails:
+        return concat_parts(tails)
     d = manifest.dim
-    return Part(np.concatenate([t.embeddings for t in tails]) if tails else np.empty((0, d), np.float32),
-                np.concatenate([t.trackids for t in tails]) if tails else np.empty(0, np.int64),
-                np.concatenate([t.artists for t in tails]) if tails else np.empty(0, np.int64))
+    return Part(np.empty((0, d), np.float32), np.empty(0, np.int64), np.empty(0, np.int64),
+                np.empty((0, 2), np.float32))
 
 
 def reopen(root: str | Path, manifest: Manifest, previous: Snapshot, previous_manifest: Manifest) -> Snapshot:
@@ -251,3 +256,20 @@ def search_settings(index: Any) -> dict[str, Any]:
 def labelled(snapshot: Snapshot) -> np.ndarray:
     """Rows whose artist is known."""
     return np.flatnonzero(snapshot.artists() != UNKNOWN_ARTIST)
+
+
+class SnapshotSearcher:
+    """A snapshot as the ranking pipeline's `Searcher`: its index (or exact search) and tail."""
+
+    def __init__(self, snapshot: Snapshot):
+        self.snapshot = snapshot
+        self.size = snapshot.size
+
+    def candidates(self, queries: np.ndarray, width: int) -> np.ndarray:
+        return self.snapshot.search(queries, min(width, self.size))[1]
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        return self.snapshot.vectors(rows)
+
+    def row_stats(self, rows: np.ndarray) -> np.ndarray | None:
+        return self.snapshot.row_stats(rows)

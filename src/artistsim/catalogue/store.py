@@ -4,7 +4,11 @@ Layout of CATALOGUE_DIR:
 
     manifest.json        what the catalogue is *now*: generation, runs, settings, parts
     seg-000001/          a segment: embeddings.npy (n, d) float32, trackids.npy (n,)
-                         int64, artists.npy (n,) int64 (-1 = artist unknown)
+                         int64, artists.npy (n,) int64 (-1 = artist unknown), and
+                         stats.npy (n, 2) float32 when the pipeline uses AS-norm (each
+                         row's cohort mean and std, `artistsim.search.pipeline`)
+    pipeline-000001.npz  the ranking pipeline's arrays (LDA map, AS-norm cohort); its
+                         settings are in the manifest, so the catalogue ranks as `predict`
     seg-000002/ ...      tracks added later, one segment per `add`
     index-000001.faiss   the approximate index over the main segment (none when exact;
                          an "ivfpq" one is memory-mapped when opened, see `read_index`)
@@ -70,6 +74,7 @@ class Part:
     embeddings: np.ndarray
     trackids: np.ndarray
     artists: np.ndarray
+    stats: np.ndarray | None = None  # (n, 2) AS-norm cohort statistics, when the pipeline uses them
 
     def __len__(self) -> int:
         return len(self.trackids)
@@ -87,6 +92,9 @@ class Manifest:
     main: str
     tail: list[str] = field(default_factory=list)
     calibration: dict[str, Any] | None = None
+    # the ranking pipeline: {"settings": {...}, "arrays": "pipeline-000001.npz"} (None: plain cosine)
+    pipeline: dict[str, Any] | None = None
+    frontend: dict[str, Any] | None = None  # the front end the runs were trained on (provenance record)
     names: str | None = None  # names-GENERATION.json: artist names, source files (`catalogue.names`)
 
     def to_json(self) -> str:
@@ -131,9 +139,14 @@ def writer_lock(root: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def check_part(embeddings: np.ndarray, trackids: np.ndarray, artists: np.ndarray, dim: int | None) -> Part:
+def check_part(embeddings: np.ndarray, trackids: np.ndarray, artists: np.ndarray, dim: int | None,
+               stats: np.ndarray | None = None) -> Part:
     """Validate the arrays of new tracks (shapes, finiteness, unique ids) as a Part."""
     e = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if stats is not None:
+        stats = np.ascontiguousarray(stats, dtype=np.float32)
+        if stats.shape != (len(e), 2) or not np.isfinite(stats).all():
+            raise CatalogueError(f"cohort statistics {stats.shape} do not fit {len(e)} tracks")
     t = np.asarray(trackids, dtype=np.int64).reshape(-1)
     a = np.asarray(artists, dtype=np.int64).reshape(-1)
     if e.ndim != 2 or e.shape[0] != len(t) or len(a) != len(t):
@@ -145,14 +158,16 @@ def check_part(embeddings: np.ndarray, trackids: np.ndarray, artists: np.ndarray
     uniq, counts = np.unique(t, return_counts=True)
     if (counts > 1).any():
         raise CatalogueError(f"duplicate trackid(s) among the new tracks: {uniq[counts > 1][:10].tolist()}")
-    return Part(e, t, a)
+    return Part(e, t, a, stats)
 
 
 def _write_segment(root: Path, name: str, part: Part) -> None:
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
-    for fname, arr in (("embeddings.npy", part.embeddings), ("trackids.npy", part.trackids),
-                       ("artists.npy", part.artists)):
+    arrays = [("embeddings.npy", part.embeddings), ("trackids.npy", part.trackids), ("artists.npy", part.artists)]
+    if part.stats is not None:
+        arrays.append(("stats.npy", part.stats))
+    for fname, arr in arrays:
         with atomic_path(folder / fname, suffix=".npy") as tmp:
             np.save(tmp, arr)
 
@@ -163,12 +178,13 @@ def read_segment(root: Path, name: str, mmap: bool = True) -> Part:
         e = np.load(folder / "embeddings.npy", mmap_mode="r" if mmap else None)
         t = np.load(folder / "trackids.npy")
         a = np.load(folder / "artists.npy")
+        st = np.load(folder / "stats.npy") if (folder / "stats.npy").is_file() else None
     except (OSError, ValueError) as exc:
         raise CatalogueError(f"{folder}: segment unreadable ({exc})") from None
-    if e.ndim != 2 or len(e) != len(t) or len(a) != len(t):
+    if e.ndim != 2 or len(e) != len(t) or len(a) != len(t) or (st is not None and st.shape != (len(t), 2)):
         raise CatalogueError(f"{folder}: arrays disagree: embeddings {e.shape}, trackids {t.shape}, "
                              f"artists {a.shape}")
-    return Part(e, t, a)
+    return Part(e, t, a, st)
 
 
 def _build_index(x: np.ndarray, kind: str, seed: int = 0) -> Any:
@@ -236,6 +252,8 @@ def read_index(root: Path, manifest: Manifest) -> Any:
 def _sweep(root: Path, manifest: Manifest) -> None:
     """Remove segments and index files no manifest names (a killed writer's leftovers)."""
     keep = {manifest.main, *manifest.tail, MANIFEST, ".lock"}
+    if manifest.pipeline and manifest.pipeline.get("arrays"):
+        keep.add(manifest.pipeline["arrays"])
     if manifest.index.get("file"):
         keep.add(manifest.index["file"])
     if manifest.names:
@@ -245,15 +263,21 @@ def _sweep(root: Path, manifest: Manifest) -> None:
             continue
         if p.is_dir() and p.name.startswith("seg-"):
             shutil.rmtree(p, ignore_errors=True)
-        elif p.name.startswith(("index-", "names-", f".{MANIFEST}.")) or (p.name.startswith(".") and ".tmp" in p.name):
+        elif (p.name.startswith(("index-", "pipeline-", "names-", f".{MANIFEST}."))
+              or (p.name.startswith(".") and ".tmp" in p.name)):
             p.unlink(missing_ok=True)
 
 
 def create(root: str | Path, part: Part, runs: list[dict[str, Any]], embed: dict[str, Any], index: str = "auto",
-           overwrite: bool = False) -> Manifest:
-    """Write a new catalogue (generation 1) from labelled or unlabelled tracks."""
+           overwrite: bool = False, pipeline: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None,
+           frontend: dict[str, Any] | None = None) -> Manifest:
+    """Write a new catalogue (generation 1) from labelled or unlabelled tracks.
+
+    `pipeline` is the ranking pipeline's (settings record, arrays), stored with the
+    generation so the catalogue ranks exactly as `predict` does for its runs.
+    """
     root = Path(root)
-    part = check_part(part.embeddings, part.trackids, part.artists, None)
+    part = check_part(part.embeddings, part.trackids, part.artists, None, part.stats)
     with writer_lock(root):
         if (root / MANIFEST).exists() and not overwrite:
             raise CatalogueError(f"{root}: a catalogue exists already; use `index add`, or --overwrite")
@@ -268,8 +292,15 @@ def create(root: str | Path, part: Part, runs: list[dict[str, Any]], embed: dict
             index_file = f"index-{gen:06d}.faiss"
             _write_index(root, index_file, built)
         params = {"hnsw_m": HNSW_M} if kind == "hnsw" else ({"nlist": int(built.nlist)} if kind == "ivf" else {})
+        record = None
+        if pipeline is not None:
+            record = {"settings": pipeline[0], "arrays": f"pipeline-{gen:06d}.npz"}
+            with atomic_path(root / record["arrays"], suffix=".npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, **pipeline[1])
         manifest = Manifest(gen, int(part.embeddings.shape[1]), runs, embed,
-                            {"kind": kind, "requested": index, "file": index_file, "params": params}, seg)
+                            {"kind": kind, "requested": index, "file": index_file, "params": params}, seg,
+                            pipeline=record, frontend=frontend)
         atomic_write_text(root / MANIFEST, manifest.to_json())
         _sweep(root, manifest)
     return manifest
@@ -288,7 +319,10 @@ def append(root: str | Path, part: Part, compact: bool | None = None) -> Manifes
     root = Path(root)
     with writer_lock(root):
         manifest = Manifest.read(root)
-        part = check_part(part.embeddings, part.trackids, part.artists, manifest.dim)
+        part = check_part(part.embeddings, part.trackids, part.artists, manifest.dim, part.stats)
+        if (part.stats is None) != (not _has_stats(root, manifest)):
+            raise CatalogueError(f"{root}: new tracks must carry cohort statistics exactly when the catalogue's "
+                                 f"pipeline uses AS-norm")
         clash = np.isin(part.trackids, known_trackids(root, manifest))
         if clash.any():
             raise CatalogueError(f"trackid(s) already in the catalogue: {part.trackids[clash][:10].tolist()}")
@@ -309,10 +343,20 @@ def append(root: str | Path, part: Part, compact: bool | None = None) -> Manifes
     return new
 
 
-def _concat(root: Path, names: list[str]) -> Part:
-    parts = [read_segment(root, s, mmap=True) for s in names]
+def _has_stats(root: Path, manifest: Manifest) -> bool:
+    return (root / manifest.main / "stats.npy").is_file()
+
+
+def concat_parts(parts: list[Part]) -> Part:
+    """One Part of several, in order (stats kept when every part has them)."""
+    stats = [p.stats for p in parts]
     return Part(np.concatenate([p.embeddings for p in parts]), np.concatenate([p.trackids for p in parts]),
-                np.concatenate([p.artists for p in parts]))
+                np.concatenate([p.artists for p in parts]),
+                np.concatenate(stats) if stats and all(s is not None for s in stats) else None)
+
+
+def _concat(root: Path, names: list[str]) -> Part:
+    return concat_parts([read_segment(root, s, mmap=True) for s in names])
 
 
 def _merge_tail(root: Path, manifest: Manifest) -> Manifest:
@@ -362,55 +406,3 @@ def set_names(root: str | Path, make_text: Callable[[Manifest], str]) -> Manifes
         atomic_write_text(root / MANIFEST, new.to_json())
         _sweep(root, new)
     return new
-
-
-def relabel(root: str | Path, trackids: np.ndarray, artists: np.ndarray) -> Manifest:
-    """A new generation in which each of `trackids` is labelled with the matching `artists`.
-
-    Files a manifest names are never changed: each segment holding a relabelled track is
-    written anew under a new name, its embeddings and trackids hard-linked (copied where
-    links are impossible) and a new artists array written. The index stays valid (the
-    same vectors in the same order) and is kept. Unknown trackids are refused.
-    """
-    root = Path(root)
-    tids = np.asarray(trackids, dtype=np.int64).reshape(-1)
-    new_artists = np.asarray(artists, dtype=np.int64).reshape(-1)
-    if len(tids) != len(new_artists) or len(np.unique(tids)) != len(tids):
-        raise CatalogueError("relabel needs one new artist per trackid, each trackid once")
-    with writer_lock(root):
-        manifest = Manifest.read(root)
-        gen = manifest.generation + 1
-        found = np.zeros(len(tids), dtype=bool)
-        renamed: dict[str, str] = {}
-        for i, seg in enumerate([manifest.main, *manifest.tail]):
-            seg_ids = np.load(root / seg / "trackids.npy")
-            hit = np.isin(tids, seg_ids)
-            if not hit.any():
-                continue
-            found |= hit
-            labels = np.load(root / seg / "artists.npy")
-            order = np.argsort(seg_ids, kind="stable")
-            labels[order[np.searchsorted(seg_ids, tids[hit], sorter=order)]] = new_artists[hit]
-            renamed[seg] = f"seg-{gen:06d}r{i}"
-            _relabelled_segment(root, seg, renamed[seg], labels)
-        if not found.all():
-            raise CatalogueError(f"trackid(s) not in the catalogue: {tids[~found][:10].tolist()}")
-        new = Manifest(**{**manifest.__dict__, "generation": gen, "main": renamed.get(manifest.main, manifest.main),
-                          "tail": [renamed.get(s, s) for s in manifest.tail]})
-        atomic_write_text(root / MANIFEST, new.to_json())
-        _sweep(root, new)
-    return new
-
-
-def _relabelled_segment(root: Path, old: str, new: str, artists: np.ndarray) -> None:
-    folder = root / new
-    folder.mkdir(parents=True, exist_ok=True)
-    for fname in ("embeddings.npy", "trackids.npy"):
-        (folder / fname).unlink(missing_ok=True)  # a killed relabel's leftover
-        try:
-            os.link(root / old / fname, folder / fname)
-        except OSError:
-            with atomic_path(folder / fname, suffix=".npy") as tmp:
-                shutil.copyfile(root / old / fname, tmp)
-    with atomic_path(folder / "artists.npy", suffix=".npy") as tmp:
-        np.save(tmp, artists)

@@ -49,7 +49,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
     names = _names(args)
     manifest = build_catalogue(args.catalogue, args.data, args.run, _split_list(args.split), args.index,
-                               args.window, args.hop, args.device, args.overwrite, progress(args), args.far)
+                               args.window, args.hop, args.device, args.overwrite, progress(args), args.far,
+                               warn=lambda m: print(f"artistsim: warning: {m}", file=sys.stderr))
     if manifest is None:  # a torchrun rank other than 0: its share went to rank 0
         return 0
     from artistsim.catalogue.snapshot import open_snapshot
@@ -89,14 +90,16 @@ def cmd_index_relabel(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inputs(args: argparse.Namespace) -> tuple[list[np.ndarray], list[str]]:
-    """Features of --features / --audio files, with their names."""
+def _inputs(args: argparse.Namespace, manifest) -> tuple[list[np.ndarray], list[str]]:
+    """Features of --features / --audio files, with their names (checked against the runs' front end)."""
+    from artistsim.catalogue.build import catalogue_frontend
     from artistsim.catalogue.live import featurize_audio, load_features_file
 
+    front = catalogue_frontend(manifest)
     if args.features:
-        return [load_features_file(p) for p in args.features], list(args.features)
+        return [load_features_file(p, front.dim) for p in args.features], list(args.features)
     if args.audio:
-        return [featurize_audio(p) for p in args.audio], list(args.audio)
+        return [featurize_audio(p, front) for p in args.audio], list(args.audio)
     return [], []
 
 
@@ -112,25 +115,26 @@ def _trackids_for(names: list[str], given: list[int] | None) -> np.ndarray:
 
 
 def cmd_index_add(args: argparse.Namespace) -> int:
-    from artistsim.catalogue.build import Embedder, dataset_part
+    from artistsim.catalogue.build import catalogue_embedder, dataset_part, pipeline_state, with_stats
     from artistsim.catalogue.live import part_from
     from artistsim.catalogue.store import Manifest, append
 
     manifest = Manifest.read(Path(args.catalogue))
     known = _names(args)
-    embedder = Embedder.for_manifest(manifest, args.device)
+    state = pipeline_state(args.catalogue, manifest)
+    embedder = catalogue_embedder(manifest, state, args.device)
     if args.data:
         part = dataset_part(embedder, args.data, _split_list(args.split), progress(args))
         if part is None:
             return 0
     else:
-        tracks, names = _inputs(args)
+        tracks, names = _inputs(args, manifest)
         if not tracks:
             raise ValueError("index add needs --data DIR, --features FILE.npy... or --audio FILE...")
         ids = _trackids_for(names, args.trackid)
         artists = None if args.artist is None else np.full(len(ids), args.artist)
         part = part_from(embedder.embed_arrays(tracks), ids, artists)
-    new = append(args.catalogue, part, compact=True if args.compact else None)
+    new = append(args.catalogue, with_stats(part, state), compact=True if args.compact else None)
     print(f"added {len(part)} tracks to {args.catalogue}: generation {new.generation}")
     _keep_names(args, known)
     return 0
@@ -140,7 +144,7 @@ def _query_vectors(cat, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarra
     if args.trackid is not None:
         vec, rows = cat.vectors_of(np.asarray(args.trackid, dtype=np.int64))
         return vec, rows, [str(t) for t in args.trackid]
-    tracks, names = _inputs(args)
+    tracks, names = _inputs(args, cat.manifest)
     if not tracks:
         raise ValueError("give --trackid ID, --features F.npy or --audio F")
     return cat.embed(tracks), None, names
@@ -151,7 +155,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     cat = LiveCatalogue(args.catalogue, args.device)
     vec, rows, names = _query_vectors(cat, args)
-    n = cat.similar(vec, args.k, rows, args.rerank)
+    n = cat.similar(vec, args.k, rows)
     if args.json:
         print(json.dumps([{"query": q, "neighbours": [{"trackid": int(t), "score": round(float(s), 6),
                                                          "artist": int(a) if a >= 0 else None}
@@ -288,7 +292,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=fn)
     query, ident = sub.choices["query"], sub.choices["identify"]
     query.add_argument("--k", type=int, default=100)
-    query.add_argument("--rerank", action="store_true", help="the seed's threshold query expansion")
     ident.add_argument("--k", type=int, default=5, help="candidate artists shown")
     ident.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
     ident.add_argument("--calibrate", action="store_true", help="(re)calibrate on held-out artists; print EER")

@@ -118,10 +118,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     out = args.out or Path(args.run[0]) / "evaluation"
     table = evaluate(args.data_dir, args.run, resolve_device(args.device), EmbedOptions(args.window, args.hop),
-                     threshold=args.threshold, out_dir=out, progress=progress(args))
+                     threshold=args.threshold, out_dir=out, progress=progress(args), save_settings=args.save_settings)
     print(table.markdown())
     print(f"report: {Path(out) / 'report.md'}")
     return 0
+
+
+def warn(message: str) -> None:
+    print(f"artistsim: warning: {message}", file=sys.stderr)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -130,7 +134,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     n = predict(args.data_dir, args.run, resolve_device(args.device), args.out, use_rerank=args.rerank,
                 threshold=args.threshold, opts=EmbedOptions(args.window, args.hop), progress=progress(args),
-                index=args.index, use_saved=args.saved_settings)
+                index=args.index, use_saved=args.saved_settings, warn=warn)
     print(f"wrote {args.out}: {n} queries")
     return 0
 
@@ -216,6 +220,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", action="append", required=True)
     p.add_argument("--threshold", type=float, default=0.85)
     p.add_argument("--out", help="report folder (default FIRST_RUN/evaluation)")
+    p.add_argument("--save-settings", action="store_true",
+                   help="save the inference settings chosen on validation for exactly these runs (keyed by their "
+                        "checkpoints), for predict and index build")
     add_embed(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -227,8 +234,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.85)
     p.add_argument("--index", default="exact", choices=INDEXES)
     p.add_argument("--saved-settings", action=argparse.BooleanOptionalAction, default=True,
-                   help="apply the inference settings `evaluate` chose on validation for these runs "
-                        "(saved in the first run; they replace --rerank/--threshold)")
+                   help="apply the inference settings `evaluate --save-settings` saved for exactly these runs "
+                        "(they replace --rerank/--threshold; stale ones are ignored with a warning)")
     add_embed(p)
     p.set_defaults(func=cmd_predict)
 

@@ -14,31 +14,27 @@ scores below the plain ensemble on validation:
    w from a grid (0 = off);
 2. AS-norm of the first search's candidate lists against a cohort of training-artist
    centroids (`artistsim.search.scorenorm`), cohort top-k from a grid (0 = off);
-3. weighted top-k query expansion (`artistsim.search.expansion`), depth from a grid (0 = off);
-4. the seed's threshold query expansion (`artistsim.search.rerank`), threshold from a
+3. weighted top-k query expansion (`artistsim.search.pipeline`), depth from a grid (0 = off);
+4. the seed's threshold query expansion (`artistsim.search.pipeline`), threshold from a
    grid (None = off).
 
-`save_settings` writes them next to the runs (`RUN/inference.json` plus the fitted LDA and
-the cohort in `RUN/inference.npz`) so `predict` applies them without flags.
+`evaluate --save-settings` saves them for exactly these runs (keyed by their checkpoints'
+fingerprints, `artistsim.runs`), and `predict` and the catalogue apply them through the one
+ranking pipeline (`artistsim.search.pipeline`).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-from artistsim.atomic import atomic_path, atomic_write_text
-from artistsim.data.layout import DataError
-from artistsim.embed import ensemble, l2_normalise
-from artistsim.evaluation.baselines import LDA, centre_normalise
+from artistsim.embed import fuse as fuse_parts
 from artistsim.evaluation.metrics import ndcg_at_k
+from artistsim.scoring.lda import LDA, centre_normalise
 from artistsim.search.exact import topk
-from artistsim.search.expansion import expand_queries
-from artistsim.search.rerank import rerank
-from artistsim.search.scorenorm import artist_centroids, as_norm_lists
+from artistsim.search.pipeline import InferenceSettings, PipelineState, rank_all
+from artistsim.search.scorenorm import artist_centroids
 
 # (shrinkage, directions kept) for the LDA fusion partner. The baseline's own (1e-3, 128)
 # is in the grid; on the demo preset stronger shrinkage and fewer directions (0.3, 64) gain
@@ -50,21 +46,7 @@ MEMBER_PASSES = 2  # rounds of one-run-at-a-time changes
 AS_NORM_TOP_K = (0, 20, 100)
 RERANK_THRESHOLDS = (None, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6)
 EXPANSION_DEPTHS = (0, 1, 2, 3, 5, 10)
-SETTINGS_FILE, ARRAYS_FILE = "inference.json", "inference.npz"
 K = 100
-
-
-@dataclass
-class InferenceSettings:
-    """What `rank_tracks` does after embedding; the defaults are the seed's (rerank at 0.85)."""
-
-    lda_weight: float = 0.0
-    as_norm_top_k: int = 0
-    rerank_threshold: float | None = 0.85
-    expansion_depth: int = 0  # weighted top-k query expansion (search/expansion.py); 0 = off
-    runs: list[str] = field(default_factory=list)  # run folder names these were chosen for
-    validation: dict[str, float] = field(default_factory=dict)  # nDCG@100 after each step
-    member_weights: list[float] = field(default_factory=list)  # per run, in `runs` order; empty = 1 each
 
 
 @dataclass
@@ -95,35 +77,13 @@ def tune_lda(fit_stats: np.ndarray, fit_labels: np.ndarray, val_stats: np.ndarra
 
 
 def fuse(inputs: FusionInputs, lda_weight: float, member_weights: list[float] | None = None) -> np.ndarray:
-    """Ensemble of the runs (each L2-normalised, weighted), with the LDA part at `lda_weight` beside it."""
-    emb = ensemble(inputs.parts, weights=member_weights) if len(inputs.parts) > 1 else l2_normalise(inputs.parts[0])
-    if lda_weight <= 0 or inputs.lda is None:
-        return emb
-    return l2_normalise(np.concatenate([emb, lda_weight * l2_normalise(inputs.lda)], axis=1))
+    """The pipeline's embedding (`artistsim.embed.fuse`) of precomputed run embeddings and LDA part."""
+    return fuse_parts(inputs.parts, member_weights, inputs.lda, lda_weight)
 
 
 def rank_tracks(emb: np.ndarray, settings: InferenceSettings, cohort: np.ndarray | None = None) -> np.ndarray:
-    """Top-100 catalogue rows per query (self excluded) with AS-norm and rerank as set."""
-    k = min(K, len(emb) - 1)
-    scores, idx = topk(emb, k=k)
-    if settings.as_norm_top_k > 0 and cohort is not None:
-        _, idx = as_norm_lists(emb, scores, idx, cohort, settings.as_norm_top_k)
-        scores = _gather_scores(emb, idx)  # rerank's threshold is a cosine: raw scores, new order
-    if settings.expansion_depth > 0:
-        scores, idx = expand_queries(emb, scores, idx, depth=settings.expansion_depth, k=k)
-    if settings.rerank_threshold is not None:
-        idx = rerank(emb, scores, idx, threshold=settings.rerank_threshold, k=k)
-    return idx
-
-
-def _gather_scores(emb: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Cosine of each query with each listed row (rows are normalised), -inf for empty slots."""
-    out = np.empty(idx.shape, dtype=np.float32)
-    for start in range(0, len(idx), 1024):  # chunks of queries bound the (chunk, k, d) gather
-        sl = slice(start, start + 1024)
-        safe = np.maximum(idx[sl], 0)
-        out[sl] = np.einsum("nd,nkd->nk", emb[sl], emb[safe])
-    return np.where(idx >= 0, out, -np.inf)
+    """Top-100 rows per row (self excluded) through the ranking pipeline with these settings."""
+    return rank_all(emb, PipelineState(settings, None, cohort if settings.as_norm_top_k else None))
 
 
 def cohort_for(train: FusionInputs, train_labels: np.ndarray, lda_weight: float,
@@ -218,37 +178,3 @@ def component_scores(inputs: FusionInputs, labels: np.ndarray, settings: Inferen
     weights = {name: None if name == "plain" else settings.member_weights for name in steps}
     return {name: ndcg_at_k(rank_tracks(fuse(inputs, s.lda_weight, weights[name]), s, cohort), labels)
             for name, s in steps.items()}
-
-
-def save_settings(run: Path, settings: InferenceSettings, lda: LDA | None, cohort: np.ndarray | None) -> Path:
-    """`RUN/inference.json` (settings) and `RUN/inference.npz` (LDA map, cohort), atomically."""
-    arrays = {"cohort": cohort if cohort is not None else np.zeros((0, 0), np.float32)}
-    if lda is not None:
-        arrays |= {"lda_mean": lda.mean_, "lda_components": lda.components_}
-    with atomic_path(run / ARRAYS_FILE, suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-    path = run / SETTINGS_FILE
-    atomic_write_text(path, json.dumps(asdict(settings), indent=2))
-    return path
-
-
-def load_settings(run: Path, runs: list[str]) -> tuple[InferenceSettings, LDA | None, np.ndarray | None] | None:
-    """The settings saved in `run` for exactly these run names, or None (none saved, other runs)."""
-    path = run / SETTINGS_FILE
-    if not path.is_file():
-        return None
-    settings = InferenceSettings(**json.loads(path.read_text()))
-    if settings.runs != list(runs):
-        return None
-    weights = settings.member_weights
-    if weights and (len(weights) != len(runs) or min(weights) < 0 or max(weights) <= 0):
-        raise DataError(f"{path}: member_weights {weights} do not fit its {len(runs)} runs "
-                        f"(one weight >= 0 per run, one above 0); run `artistsim evaluate` again")
-    lda, cohort = None, None
-    with np.load(run / ARRAYS_FILE, allow_pickle=False) as z:
-        if "lda_mean" in z:
-            lda = LDA()
-            lda.mean_, lda.components_ = z["lda_mean"], z["lda_components"]
-        cohort = z["cohort"] if z["cohort"].size else None
-    return settings, lda, cohort

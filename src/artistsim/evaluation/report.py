@@ -17,24 +17,14 @@ import torch
 from artistsim.atomic import atomic_path, atomic_write_text
 from artistsim.config import TrainConfig
 from artistsim.data.splits import SplitData, holdout_mask, load_split
-from artistsim.embed import embed_full, embed_windows, ensemble, load_run
+from artistsim.embed import embed_full, embed_windows, ensemble, l2_normalise, load_run
 from artistsim.evaluation.baselines import LDA, baseline_embeddings, centre_normalise, pooled_stats
-from artistsim.evaluation.inference import (
-    FusionInputs,
-    calibrate,
-    cohort_for,
-    component_scores,
-    fuse,
-    load_settings,
-    rank_tracks,
-    save_settings,
-    tune_lda,
-)
+from artistsim.evaluation.inference import FusionInputs, calibrate, cohort_for, component_scores, tune_lda
 from artistsim.evaluation.metrics import ndcg_at_k
 from artistsim.evaluation.submission import write_submission
-from artistsim.search.ann import faiss_topk
-from artistsim.search.exact import topk
-from artistsim.search.rerank import rerank
+from artistsim.search.ann import IndexSearcher
+from artistsim.search.loader import load_pipeline, save_state
+from artistsim.search.pipeline import InferenceSettings, MatrixSearcher, PipelineState, rank_all
 
 
 @dataclass
@@ -56,18 +46,16 @@ def embed_split(model: torch.nn.Module, split: SplitData, rows: np.ndarray, devi
 
 def rank(embeddings: np.ndarray, use_rerank: bool, threshold: float = 0.85, k: int = 100,
          index: str = "exact") -> np.ndarray:
-    """Top-k catalogue rows per query (self excluded), optionally query-expanded.
+    """Top-k catalogue rows per query (self excluded), optionally with the seed's rerank.
 
-    `index` "exact" is our chunked exact search; "flat", "ivf", "hnsw" use FAISS (the
-    latter two approximate, for catalogues of millions). A catalogue smaller than k + 1
-    yields lists of every other track.
+    Ranked by the one pipeline (`artistsim.search.pipeline`) with only the rerank step on.
+    `index` "exact" is our chunked exact search; "flat", "ivf", "hnsw" give the pipeline
+    FAISS candidates (the latter two approximate, for catalogues of millions). A catalogue
+    smaller than k + 1 yields lists of every other track.
     """
-    k = min(k, len(embeddings) - 1)
-    if index == "exact":
-        scores, idx = topk(embeddings, k=k)
-    else:
-        scores, idx = faiss_topk(embeddings, k=k, index=index)
-    return rerank(embeddings, scores, idx, threshold=threshold, k=k) if use_rerank else idx
+    x = l2_normalise(embeddings)
+    state = PipelineState(InferenceSettings(rerank_threshold=threshold if use_rerank else None))
+    return rank_all(x, state, k, searcher=None if index == "exact" else IndexSearcher(x, index))
 
 
 def score_both(embeddings: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -106,8 +94,12 @@ def _check_same_holdout(cfgs: list[TrainConfig], runs: list[Path]) -> None:
 
 def evaluate(data_dir: str | Path, runs: list[str | Path], device: torch.device, opts: EmbedOptions | None = None,
              threshold: float = 0.85, out_dir: str | Path | None = None, folds: int = 0, fold: int = 0,
-             progress: bool | None = None) -> Table:
-    """The seed's table (each model plain/rerank, ensemble, baselines), on validation and test."""
+             progress: bool | None = None, save_settings: bool = False) -> Table:
+    """The seed's table (each model plain/rerank, ensemble, baselines), on validation and test.
+
+    The inference settings are chosen on validation either way and reported; only with
+    `save_settings` are they written (for exactly these runs) for `predict` and catalogues.
+    """
     opts = opts or EmbedOptions()
     runs = [Path(r) for r in runs]
     loaded = [load_run(r, device) for r in runs]
@@ -139,11 +131,13 @@ def evaluate(data_dir: str | Path, runs: list[str | Path], device: torch.device,
         for method in ("meanpool", "lda"):
             emb = baseline_embeddings(method, fit_stats, train.artists[fit_rows], stats)
             _add(table, f"baseline: {method}", split_name, score_both(emb, labels, threshold))
-        inputs[split_name] = FusionInputs(embs, centre_normalise(lda.transform(np.concatenate(stats, axis=1))))
-        _add(table, lda_name, split_name, score_both(inputs[split_name].lda, labels, threshold))
+        lda_part = lda.transform(np.concatenate(stats, axis=1))
+        inputs[split_name] = FusionInputs(embs, lda_part)
+        _add(table, lda_name, split_name, score_both(centre_normalise(lda_part), labels, threshold))
+    saved = "saved for `predict` and catalogues" if save_settings else "not saved: `evaluate --save-settings` saves them"
     table.sections["Inference add-ons, each kept only when it raised validation nDCG@100 "
-                   "(the chosen settings are saved for `predict`)"] = calibrate_and_save(
-        inputs, splits, train, fit_rows, fit_stats, lda, runs, loaded, device, opts, progress)
+                   f"(the chosen settings: {saved})"] = calibrate_and_save(
+        inputs, splits, train, fit_rows, fit_stats, lda, runs, loaded, device, opts, progress, save_settings)
     if out_dir is not None:
         write_report(Path(out_dir), table, runs)
     return table
@@ -151,16 +145,18 @@ def evaluate(data_dir: str | Path, runs: list[str | Path], device: torch.device,
 
 def calibrate_and_save(inputs: dict[str, FusionInputs], splits: list, train: SplitData,
                        fit_rows: np.ndarray, fit_stats: tuple[np.ndarray, np.ndarray], lda: LDA, runs: list[Path],
-                       loaded: list, device: torch.device, opts: EmbedOptions, progress: bool | None) -> Table:
-    """Choose the inference settings on validation, save them in the first run, and score
-    each step (plain, + LDA fusion, + AS-norm, + rerank) on validation and test."""
+                       loaded: list, device: torch.device, opts: EmbedOptions, progress: bool | None,
+                       save: bool = False) -> Table:
+    """Choose the inference settings on validation, save them (with `save`) for these runs, and
+    score each step (plain, + LDA fusion, + AS-norm, + rerank) on validation and test."""
     fit_labels = train.artists[fit_rows]
     fit = FusionInputs([embed_split(m, train, fit_rows, device, opts, progress) for m, _ in loaded],
-                       centre_normalise(lda.transform(np.concatenate(fit_stats, axis=1))))
+                       lda.transform(np.concatenate(fit_stats, axis=1)))
     settings = calibrate(inputs["validation"], train.artists[splits[0][2]], fit, fit_labels, [r.name for r in runs])
     cohort = (cohort_for(fit, fit_labels, settings.lda_weight, settings.member_weights)
               if settings.as_norm_top_k else None)
-    save_settings(runs[0], settings, lda if settings.lda_weight else None, cohort)
+    if save:
+        save_state(runs, PipelineState(settings, lda if settings.lda_weight else None, cohort))
     out = Table()
     names = {"plain": "ensemble plain" if len(runs) > 1 else f"{runs[0].name} plain",
              "members": f"+ ensemble weights ({', '.join(f'{w:g}' for w in settings.member_weights)})",
@@ -229,29 +225,23 @@ def write_report(out_dir: Path, table: Table, runs: list[Path]) -> Path:
 
 def predict(data_dir: str | Path, runs: list[str | Path], device: torch.device, out: str | Path,
             use_rerank: bool = True, threshold: float = 0.85, opts: EmbedOptions | None = None,
-            progress: bool | None = None, index: str = "exact", use_saved: bool = True) -> int:
+            progress: bool | None = None, index: str = "exact", use_saved: bool = True, warn=None) -> int:
     """A complete submission for every track of test_meta.tsv; returns the number of queries.
 
-    With `use_saved` (default) and exact search, the inference settings `evaluate` chose
-    on validation for exactly these runs (saved in the first run) replace `use_rerank`
-    and `threshold`; without saved settings those two apply as given.
+    Ranked by the one pipeline (`artistsim.search.pipeline`) with the settings `evaluate
+    --save-settings` saved for exactly these runs (`use_saved`), or the seed's rerank
+    (`use_rerank`, `threshold`) when none apply; `index` other than "exact" gives the
+    pipeline approximate FAISS candidates, for speed at millions of tracks.
     """
     opts = opts or EmbedOptions()
     test = load_split(data_dir, "test", progress=progress, labels=False)  # needs no ground truth
     rows = np.arange(len(test.meta))
-    embs = [embed_split(load_run(r, device)[0], test, rows, device, opts, progress) for r in runs]
-    saved = load_settings(Path(runs[0]), [Path(r).name for r in runs]) if use_saved and index == "exact" else None
-    if saved is not None:  # what evaluate chose on validation for exactly these runs
-        settings, lda, cohort = saved
-        lda_emb = None
-        if lda is not None:
-            lda_emb = centre_normalise(lda.transform(np.concatenate(pooled_stats(test.source, rows, progress=progress),
-                                                                    axis=1)))
-        idx = rank_tracks(fuse(FusionInputs(embs, lda_emb), settings.lda_weight, settings.member_weights), settings,
-                          cohort)
-    else:
-        emb = ensemble(embs) if len(embs) > 1 else embs[0]
-        idx = rank(emb, use_rerank, threshold, index=index)
+    default = InferenceSettings(rerank_threshold=threshold if use_rerank else None)
+    pipe = load_pipeline(runs, device, opts.window, opts.hop, use_saved, default, warn)
+    emb = pipe.embedder.embed(test.source, rows, progress)
+    stats = pipe.state.row_stats(emb)
+    searcher = MatrixSearcher(emb, stats) if index == "exact" else IndexSearcher(emb, index, stats=stats)
+    idx = rank_all(emb, pipe.state, searcher=searcher)
     trackids = test.trackids
     write_submission(out, trackids, trackids[idx])
     return len(trackids)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from artistsim.search._faiss import omp_threads
 from artistsim.search.exact import ArrayLike, as_matrix
 
-__all__ = ["faiss_topk", "build_faiss_index", "recall_at_k"]
+__all__ = ["IndexSearcher", "faiss_topk", "build_faiss_index", "recall_at_k"]
 
 
 def _default_nlist(n: int) -> int:
@@ -126,3 +126,36 @@ def recall_at_k(approx_idx: np.ndarray, exact_idx: np.ndarray) -> float:
     if exact_codes.size == 0:
         raise ValueError("the exact lists hold no neighbour: recall is undefined")
     return float(np.isin(exact_codes, approx_codes).mean())
+
+
+class IndexSearcher:
+    """A FAISS index over L2-normalised rows as the ranking pipeline's `Searcher`.
+
+    Why: `predict --index hnsw` and `baseline --index` rank millions of tracks through the
+    same pipeline steps as exact search, only with approximate candidates.
+    """
+
+    def __init__(self, vectors: np.ndarray, index: str = "flat", nlist: int | None = None, nprobe: int = 16,
+                 hnsw_m: int = 32, ef_search: int = 128, seed: int = 0, stats: np.ndarray | None = None):
+        import faiss
+
+        self._faiss = faiss
+        self.matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.size, self.stats, self.kind, self.ef_search = len(self.matrix), stats, index, ef_search
+        with omp_threads(faiss, None):
+            self.index, self._keep = build_faiss_index(faiss, self.matrix, index, nlist, hnsw_m, seed)
+        if index == "ivf":
+            self.index.nprobe = min(nprobe, self.index.nlist)
+
+    def candidates(self, queries: np.ndarray, width: int) -> np.ndarray:
+        width = min(width, self.size)
+        if self.kind == "hnsw":
+            self.index.hnsw.efSearch = max(self.ef_search, width)
+        with omp_threads(self._faiss, None):
+            return self.index.search(np.ascontiguousarray(queries, np.float32), width)[1].astype(np.int64)
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        return self.matrix[rows]
+
+    def row_stats(self, rows: np.ndarray) -> np.ndarray | None:
+        return None if self.stats is None else self.stats[rows]

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from artistsim.search.exact import ArrayLike, as_matrix, search
 
-__all__ = ["artist_centroids", "cohort_stats", "as_norm", "as_norm_lists"]
+__all__ = ["artist_centroids", "cohort_stats", "as_norm", "as_norm_lists", "stats_of_scores"]
 
 # Floor on a cohort standard deviation: a row whose cohort scores are all equal (a tiny
 # cohort, or duplicates) would otherwise divide by zero.
@@ -70,6 +70,11 @@ def cohort_stats(
     if k < 1:
         raise ValueError("the cohort is empty")
     scores, _ = search(x, c, k, exclude=exclude, chunk_size=chunk_size)
+    return stats_of_scores(scores)
+
+
+def stats_of_scores(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (float32, std >= 1e-6) of each row's finite scores: the cohort statistics."""
     valid = np.isfinite(scores)
     count = np.maximum(valid.sum(axis=1), 1)
     s = np.where(valid, scores, 0.0).astype(np.float64)

@@ -11,12 +11,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from artistsim.config import RandomFeatureConfig, TrainConfig
+from artistsim.data.layout import DataError
+from artistsim.data.provenance import read_frontend
+from artistsim.runs import record_frontend
 from artistsim.training import loop
 from artistsim.training.random_features import fit_random_features
 
 
 def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, **kwargs) -> dict:
-    """Train (or fit) the run `cfg` describes into `out_dir`; keyword arguments as `training.loop.fit`."""
+    """Train (or fit) the run `cfg` describes into `out_dir`; keyword arguments as `training.loop.fit`.
+
+    The data's front end (`artistsim.data.provenance`) is checked against the model's input
+    width first and recorded in the finished run, so every later use of the run knows what
+    features it eats.
+    """
+    frontend = read_frontend(data_dir)
+    if frontend.dim != cfg.model.input_dim:
+        raise DataError(f"{data_dir}: features are {frontend.dim}-d ({frontend.label()}) but [model] input_dim is "
+                        f"{cfg.model.input_dim}")
     if isinstance(cfg.model, RandomFeatureConfig):
-        return fit_random_features(data_dir, cfg, out_dir, **kwargs)[1]
-    return loop.train(data_dir, cfg, out_dir, **kwargs)
+        summary = fit_random_features(data_dir, cfg, out_dir, **kwargs)[1]
+    else:
+        summary = loop.train(data_dir, cfg, out_dir, **kwargs)
+    record_frontend(out_dir, data_dir)
+    return summary

@@ -29,13 +29,13 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from artistsim.atomic import atomic_path
 from artistsim.config import StageConfig, TrainConfig, to_dict
 from artistsim.data.layout import FeatureSource
 from artistsim.data.splits import SplitData, crop_indices, holdout_mask, load_split, take_batch
 from artistsim.embed import autocast, embed_full, load_checkpoint, restore
 from artistsim.evaluation.metrics import ndcg_at_k
 from artistsim.models import build_model, describe, output_dim
+from artistsim.runs import write_checkpoint
 from artistsim.search.exact import topk
 from artistsim.training.augment import augment_batch, resample_frames
 from artistsim.training.distributed import Dist, broadcast_float, broadcast_module, init_distributed, sync_loss_grads
@@ -44,7 +44,6 @@ from artistsim.training.losses import build_loss
 from artistsim.training.resume import resume_checkpoint
 from artistsim.training.sampling import ArtistBatchSampler
 
-CHECKPOINT_VERSION = 1
 
 
 # --------------------------------------------------------------------------- batches
@@ -121,7 +120,6 @@ def save_checkpoint(path: Path, model: torch.nn.Module, loss_fn: torch.nn.Module
                     label_ids: np.ndarray) -> None:
     """Weights, config, model kind, curriculum position and optimizer state, atomically."""
     state = {
-        "version": CHECKPOINT_VERSION,
         "kind": cfg.model.kind,
         "config": to_dict(cfg),
         "model": model.state_dict(),
@@ -130,8 +128,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, loss_fn: torch.nn.Module
         "progress": {k: v for k, v in vars(prog).items()},
         "label_ids": torch.from_numpy(label_ids),
     }
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(state, tmp)
+    write_checkpoint(path, state)
 
 
 def make_optimizer(model: torch.nn.Module, loss_fn: torch.nn.Module, cfg: TrainConfig,

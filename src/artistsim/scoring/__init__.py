@@ -1,0 +1,1 @@
+"""The linear-Gaussian scorers and pooled statistics, in one wing."""

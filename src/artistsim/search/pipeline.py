@@ -1,0 +1,332 @@
+"""The one ranking pipeline: search -> AS-norm -> weighted query expansion -> rerank.
+
+Why one: `predict` (a test split ranked against itself), `index build/add`, `query`, every
+`serve` endpoint, `identify` and `audit` answer "which tracks are by this track's artist?"
+and must give the same list for the same track. Each step is written once, here, over a
+`Searcher` (anything that finds candidate rows and hands back their vectors): an
+in-memory matrix (`MatrixSearcher`, predict and evaluate) or a catalogue snapshot (its
+FAISS index plus tail). The embedding side (runs, ensemble weights, LDA fusion) is
+`artistsim.embed.Embedder`; `PipelineState` is what both sides need from the settings
+`evaluate --save-settings` chose on validation.
+
+The steps, for a query vector q (L2-normalised; `self_row` its own catalogue row or -1):
+
+1. the `depth` (>= k, 100 like the competition's lists) nearest rows by cosine;
+2. AS-norm (`settings.as_norm_top_k` > 0): the list reordered by the symmetric
+   z-scores of its cosines against a cohort of training-artist centroids
+   (`artistsim.search.scorenorm`); each row's cohort statistics are stored with it;
+3. weighted query expansion (`expansion_depth` > 0): a second search from
+   q + sum_j max(s_j, 0)^ALPHA e_j over the first `expansion_depth` listed rows;
+4. the seed's threshold rerank (`rerank_threshold`): rows above it stay first (in list
+   order), the rest of the list is refilled with the rows nearest to q + their sum (the
+   query and the listed rows skipped, ties by lower row); with none above it the list
+   stays as it is, with the whole list above it the list is those rows.
+
+Exactness: candidates come from a float32 search (exact or approximate) widened by
+MARGIN rows, and are then re-scored one pair at a time in float64 and put in canonical
+order (score descending, row ascending). A per-pair float64 dot product does not depend
+on how many queries were batched together, where a float32 matrix product does in its
+last bit; so a track queried alone through the service gets the list `predict` wrote
+for it among all test tracks (tested), not one with two near-tied neighbours swapped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from artistsim.scoring.lda import LDA
+from artistsim.search.exact import search_prepared
+from artistsim.search.scorenorm import as_norm, stats_of_scores
+
+K = 100  # the competition's list length: the depth every step works at
+MARGIN = 16  # extra float32 candidates re-scored exactly, so a last-bit difference cannot drop one
+ALPHA = 3.0  # weighted query expansion: neighbour weight = cosine ** ALPHA
+_CHUNK = 4096  # queries per block of the pipeline (each step searches a whole block at once)
+_GATHER = 1 << 22  # float64 elements of one gathered (queries, rows, dim) block: 32 MB
+
+
+@dataclass
+class InferenceSettings:
+    """What ranking does after embedding; the defaults are the seed's (rerank at 0.85)."""
+
+    lda_weight: float = 0.0
+    as_norm_top_k: int = 0
+    rerank_threshold: float | None = 0.85
+    expansion_depth: int = 0  # weighted top-k query expansion; 0 = off
+    runs: list[str] = field(default_factory=list)  # run folder names these were chosen for
+    validation: dict[str, float] = field(default_factory=dict)  # nDCG@100 after each step
+    member_weights: list[float] = field(default_factory=list)  # per run, in `runs` order; empty = 1 each
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, d: Any, where: str) -> InferenceSettings:
+        """Settings read from JSON; unknown or ill-typed fields are a ValueError naming `where`."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: inference settings must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        if set(d) - known:
+            raise ValueError(f"{where}: unknown inference setting(s) {sorted(set(d) - known)}")
+        s = cls(**d)
+        num = (int, float)
+        if (not isinstance(s.lda_weight, num) or s.lda_weight < 0 or not isinstance(s.as_norm_top_k, int)
+                or s.as_norm_top_k < 0 or not isinstance(s.expansion_depth, int) or s.expansion_depth < 0
+                or not (s.rerank_threshold is None or isinstance(s.rerank_threshold, num))
+                or not isinstance(s.member_weights, list)
+                or not all(isinstance(w, num) and w >= 0 for w in s.member_weights)):
+            raise ValueError(f"{where}: inference settings hold a value of the wrong kind or range")
+        return s
+
+
+@dataclass
+class PipelineState:
+    """Everything ranking needs beyond the embeddings: settings, the fused LDA map, the cohort."""
+
+    settings: InferenceSettings
+    lda: LDA | None = None
+    cohort: np.ndarray | None = None  # (C, d) training-artist centroids in the fused space
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"cohort": self.cohort if self.cohort is not None else np.zeros((0, 0), np.float32)}
+        if self.lda is not None:
+            out |= {"lda_mean": np.asarray(self.lda.mean_), "lda_components": self.lda.components_}
+        return out
+
+    @classmethod
+    def from_parts(cls, record: dict[str, Any], arrays: dict[str, np.ndarray], where: str) -> PipelineState:
+        settings = InferenceSettings.from_record(record, where)
+        lda = None
+        if "lda_mean" in arrays:
+            lda = LDA()
+            lda.mean_, lda.components_ = arrays["lda_mean"], arrays["lda_components"]
+        cohort = arrays.get("cohort")
+        cohort = cohort if cohort is not None and cohort.size else None
+        if settings.as_norm_top_k and cohort is None:
+            raise ValueError(f"{where}: AS-norm is on but no cohort was saved")
+        if settings.lda_weight and lda is None:
+            raise ValueError(f"{where}: LDA fusion is on but no LDA map was saved")
+        return cls(settings, lda, cohort)
+
+    def row_stats(self, vectors: np.ndarray) -> np.ndarray | None:
+        """(n, 2) AS-norm cohort statistics of rows (mean, std), or None when AS-norm is off."""
+        if not self.settings.as_norm_top_k or self.cohort is None:
+            return None
+        return np.stack(cohort_stats64(vectors, self.cohort, self.settings.as_norm_top_k), axis=1)
+
+
+def cohort_stats64(x: np.ndarray, cohort: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cohort statistics of rows of x from float64 scores (batch-invariant up to the float32 result)."""
+    c = np.asarray(cohort, np.float64)
+    k = min(int(top_k), len(c))
+    means, stds = [], []
+    for start in range(0, len(x), _CHUNK * 4):
+        s = np.asarray(x[start : start + _CHUNK * 4], np.float64) @ c.T
+        top = -np.partition(-s, k - 1, axis=1)[:, :k] if k < s.shape[1] else s
+        m, sd = stats_of_scores(top)
+        means.append(m)
+        stds.append(sd)
+    if not means:
+        return np.empty(0, np.float32), np.empty(0, np.float32)
+    return np.concatenate(means), np.concatenate(stds)
+
+
+class Searcher(Protocol):
+    """What ranking needs of a collection of L2-normalised rows."""
+
+    size: int
+
+    def candidates(self, queries: np.ndarray, width: int) -> np.ndarray:
+        """(Q, <= width) rows near each query (-1 = none); approximate is allowed."""
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """(n, d) float32 vectors of rows (all >= 0)."""
+
+    def row_stats(self, rows: np.ndarray) -> np.ndarray | None:
+        """(n, 2) stored AS-norm statistics of rows, or None when none are stored."""
+
+
+class MatrixSearcher:
+    """Exact search over an in-memory matrix of L2-normalised rows (predict, evaluate)."""
+
+    def __init__(self, vectors: np.ndarray, stats: np.ndarray | None = None):
+        self.matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.size = len(self.matrix)
+        self.stats = stats
+        self._t = torch.from_numpy(self.matrix)
+
+    def candidates(self, queries: np.ndarray, width: int) -> np.ndarray:
+        width = min(width, self.size)
+        with torch.no_grad():
+            return search_prepared(torch.from_numpy(np.ascontiguousarray(queries, np.float32)), self._t, width,
+                                   None, 4096, "auto")[1]
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        return self.matrix[rows]
+
+    def row_stats(self, rows: np.ndarray) -> np.ndarray | None:
+        return None if self.stats is None else self.stats[rows]
+
+
+def pair_scores(searcher: Searcher, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """float64 cosine of each query with each of its rows (-inf where row < 0), pair by pair.
+
+    Each pair's dot product is summed on its own (numpy's pairwise sum over the last
+    axis), so its value does not depend on the other queries in the block.
+    """
+    out = np.empty(rows.shape, np.float64)
+    step = max(1, _GATHER // max(1, rows.shape[1] * q.shape[1]))
+    for start in range(0, len(rows), step):  # blocks of queries bound the float64 gather
+        sl = slice(start, start + step)
+        vec = searcher.vectors(np.maximum(rows[sl], 0).ravel()).reshape(*rows[sl].shape, -1).astype(np.float64)
+        out[sl] = (vec * np.asarray(q[sl], np.float64)[:, None, :]).sum(axis=2)
+    return np.where(rows >= 0, out, -np.inf)
+
+
+def weighted_sum(searcher: Searcher, q: np.ndarray, rows: np.ndarray, weights: np.ndarray,
+                 normalise: bool = True) -> np.ndarray:
+    """q + sum_j weights[:, j] * e[rows[:, j]] (float64; rows < 0 add nothing), L2-normalised if asked.
+
+    The loop runs over list positions, never over queries. Ranking by the dot product with
+    the plain sum is ranking by cosine with it; left unnormalised, exact ties stay exact.
+    """
+    acc = np.asarray(q, np.float64).copy()
+    for j in range(rows.shape[1]):
+        present = rows[:, j] >= 0
+        w = np.where(present, weights[:, j], 0.0)[:, None]
+        acc += w * searcher.vectors(np.maximum(rows[:, j], 0)).astype(np.float64)
+    return _normalise(acc) if normalise else acc
+
+
+def exact_top(searcher: Searcher, q: np.ndarray, k: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k rows per query (exclude (Q, m) rows, -1 = none), re-scored exactly, canonical order.
+
+    Returns float32 cosines (Q, k) (-inf where empty) and int64 rows (-1 where empty).
+    """
+    width = k + exclude.shape[1] + MARGIN
+    cand = np.asarray(searcher.candidates(q, width), dtype=np.int64)
+    banned = (cand[:, :, None] == exclude[:, None, :]).any(axis=2)
+    cand = np.where(banned, -1, cand)
+    s = pair_scores(searcher, q, cand)
+    order = np.lexsort((np.where(cand >= 0, cand, np.iinfo(np.int64).max), -s), axis=1)[:, :k]
+    s, cand = np.take_along_axis(s, order, axis=1), np.take_along_axis(cand, order, axis=1)
+    if s.shape[1] < k:  # fewer candidates than k: pad
+        pad = k - s.shape[1]
+        s = np.pad(s, ((0, 0), (0, pad)), constant_values=-np.inf)
+        cand = np.pad(cand, ((0, 0), (0, pad)), constant_values=-1)
+    return s.astype(np.float32), np.where(np.isfinite(s), cand, -1)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+class Ranker:
+    """The ranking steps of one `PipelineState`, over any `Searcher`."""
+
+    def __init__(self, state: PipelineState, depth: int = K):
+        self.state, self.settings, self.depth = state, state.settings, depth
+
+    def query_stats(self, q: np.ndarray) -> np.ndarray | None:
+        return self.state.row_stats(q)
+
+    def rank(self, searcher: Searcher, queries: np.ndarray, k: int, self_rows: np.ndarray | None = None,
+             query_stats: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows) (Q, k) for L2-normalised queries: the whole pipeline, in query blocks.
+
+        `self_rows` (Q,) are the queries' own rows (excluded from their lists; -1 = not in
+        the collection). `query_stats` (Q, 2) are their stored AS-norm statistics (computed
+        when None). Scores are the query's cosine with each listed row.
+        """
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        own = np.full(len(q), -1, np.int64) if self_rows is None else np.asarray(self_rows, np.int64)
+        width = min(max(k, self.depth), searcher.size - int((own >= 0).any()))
+        if width < 1 or len(q) == 0:
+            return np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
+        out_s, out_r = [], []
+        for start in range(0, len(q), _CHUNK):
+            sl = slice(start, start + _CHUNK)
+            stats = None if query_stats is None else query_stats[sl]
+            s, r = self._rank_block(searcher, q[sl], own[sl, None], width, stats)
+            out_s.append(s)
+            out_r.append(r)
+        s, r = np.concatenate(out_s), np.concatenate(out_r)
+        if k > width:
+            s = np.pad(s, ((0, 0), (0, k - width)), constant_values=-np.inf)
+            r = np.pad(r, ((0, 0), (0, k - width)), constant_values=-1)
+        return s[:, :k], r[:, :k]
+
+    def _rank_block(self, searcher: Searcher, q: np.ndarray, own: np.ndarray, width: int,
+                    stats: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        st = self.settings
+        s, r = exact_top(searcher, q, width, own)
+        if st.as_norm_top_k > 0 and self.state.cohort is not None:
+            s, r = self._as_norm(searcher, q, s, r, stats)
+        if st.expansion_depth > 0:
+            s, r = self._expand(searcher, q, s, r, own, width)
+        if st.rerank_threshold is not None:
+            r = self._rerank(searcher, q, s, r, own, width, st.rerank_threshold)
+        return pair_scores(searcher, q, r).astype(np.float32), r
+
+    def _as_norm(self, searcher: Searcher, q: np.ndarray, s: np.ndarray, r: np.ndarray,
+                 stats: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The list reordered by AS-norm (ties keep the search's order); raw cosines kept."""
+        qs = stats if stats is not None else self.query_stats(q)
+        ts = searcher.row_stats(np.maximum(r, 0).ravel())
+        if ts is None:  # a collection without stored statistics: compute them for the listed rows
+            ts = self.state.row_stats(searcher.vectors(np.maximum(r, 0).ravel()))
+        ts = ts.reshape(*r.shape, 2)
+        normed = as_norm(np.where(r >= 0, s, -np.inf), (qs[:, 0], qs[:, 1]), (ts[..., 0], ts[..., 1]))
+        order = np.argsort(-normed, axis=1, kind="stable")
+        return np.take_along_axis(s, order, axis=1), np.take_along_axis(r, order, axis=1)
+
+    def _expand(self, searcher: Searcher, q: np.ndarray, s: np.ndarray, r: np.ndarray, own: np.ndarray,
+                width: int) -> tuple[np.ndarray, np.ndarray]:
+        """A second search from the query plus its first neighbours weighted by cosine ** ALPHA."""
+        d = self.settings.expansion_depth
+        rows = r[:, :d]
+        w = np.where(rows >= 0, np.maximum(s[:, :d].astype(np.float64), 0.0), 0.0) ** ALPHA
+        return exact_top(searcher, weighted_sum(searcher, q, rows, w), width, own)
+
+    def _rerank(self, searcher: Searcher, q: np.ndarray, s: np.ndarray, r: np.ndarray, own: np.ndarray,
+                width: int, threshold: float) -> np.ndarray:
+        """The seed's threshold rerank: rows above `threshold` first, then the rows nearest their sum."""
+        above = (r >= 0) & (s.astype(np.float64) > threshold)
+        m = above.sum(axis=1)
+        order = np.argsort(~above, axis=1, kind="stable")
+        listed = np.where(np.arange(r.shape[1]) < m[:, None], np.take_along_axis(r, order, axis=1), -1)
+        out = r.copy()
+        full = m >= width
+        out[full] = listed[full, :width]
+        todo = np.flatnonzero((m > 0) & (m < width))
+        if todo.size == 0:
+            return out
+        mq = m[todo][:, None]
+        head = listed[todo, : int(mq.max())]
+        sums = weighted_sum(searcher, q[todo], head, np.ones(head.shape), normalise=False)
+        _, fill = exact_top(searcher, sums, width, np.concatenate([own[todo], head], axis=1))
+        cols = np.arange(width)[None, :]
+        from_fill = np.take_along_axis(fill, np.maximum(cols - mq, 0), axis=1)
+        out[todo] = np.where(cols < mq, listed[todo, :width], from_fill)
+        return out
+
+
+def rank_all(vectors: np.ndarray, state: PipelineState, k: int = K, depth: int = K,
+             searcher: Searcher | None = None) -> np.ndarray:
+    """Every row's list against all others (self excluded): `predict` and `evaluate`'s ranking.
+
+    `k` is capped at N - 1 (a list of every other row); `searcher` defaults to exact
+    search over `vectors` (`MatrixSearcher`), or pass an approximate one over the same rows.
+    """
+    stats = state.row_stats(vectors)
+    searcher = searcher or MatrixSearcher(vectors, stats)
+    k = min(k, len(vectors) - 1)
+    return Ranker(state, depth).rank(searcher, vectors, k, np.arange(len(vectors)), stats)[1]
+
+
+__all__ = ["ALPHA", "K", "InferenceSettings", "MatrixSearcher", "PipelineState", "Ranker", "Searcher",
+           "cohort_stats64", "exact_top", "pair_scores", "rank_all", "weighted_sum"]
