@@ -78,7 +78,8 @@ def _artist(cat: LiveCatalogue, state: CuratorState, names: Names, snap: Snapsho
     centroid = table.centroids[col]
     sims = table.centroids @ centroid
     sims[col] = -np.inf
-    near = np.argsort(-sims, kind="stable")[:10]
+    top = np.argpartition(-sims, min(10, len(sims) - 1))[:10]  # 10 of ~100,000: no full sort
+    near = top[np.argsort(-sims[top], kind="stable")]
     own = snap.vectors(rows[:ARTIST_TRACKS]) @ centroid
     order = np.argsort(-own, kind="stable")
     tids = snap.trackids()[rows[:ARTIST_TRACKS]]
