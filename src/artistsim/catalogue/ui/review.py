@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from artistsim.catalogue import corrections
@@ -107,7 +108,8 @@ def router(cat: LiveCatalogue, state: CuratorState) -> APIRouter:
         cat.maybe_refresh()
         number = parse_int(request.query_params.get("page"), "page", 1, None, 1)
         n = parse_int(size, "size", 1, MAX_PAGE_SIZE, PAGE_SIZE)
-        return page(request, "audit.html", applied=applied, **_review_page(cat, state, number, n))
+        done = parse_int(applied, "applied", 0, None, -1)
+        return page(request, "audit.html", applied=done if done >= 0 else None, **_review_page(cat, state, number, n))
 
     @r.post("/ui/audit/decide")
     async def decide(request: Request) -> Response:
@@ -118,17 +120,19 @@ def router(cat: LiveCatalogue, state: CuratorState) -> APIRouter:
         number = parse_int(form.get("page"), "page", 1, None, 1)  # type: ignore[arg-type]
         if decision not in corrections.DECISIONS:
             raise PageError(422, f"decision must be one of {', '.join(corrections.DECISIONS)}")
-        cat.maybe_refresh(interval=0.0)
-        snap = cat.snapshot
-        row = snap.rows_of(np.array([tid]))[0]
-        if row < 0:
-            raise PageError(404, f"trackid {tid} is not in the catalogue")
-        old = int(snap.artists()[row])
-        new = old
-        if decision == "move":
-            other = str(form.get("other", "")).strip()
-            new = _target(other or str(form.get("artist", "")), state.names())
-        corrections.record(cat.root, tid, old, new, decision, who)
+        target = str(form.get("other", "")).strip() or str(form.get("artist", ""))
+
+        def record() -> None:  # file I/O under the writer lock, a catalogue refresh: off the event loop
+            cat.maybe_refresh(interval=0.0)
+            snap = cat.snapshot
+            row = snap.rows_of(np.array([tid]))[0]
+            if row < 0:
+                raise PageError(404, f"trackid {tid} is not in the catalogue")
+            old = int(snap.artists()[row])
+            new = _target(target, state.names()) if decision == "move" else old
+            corrections.record(cat.root, tid, old, new, decision, who)
+
+        await run_in_threadpool(record)
         return RedirectResponse(f"/ui/audit?page={number}", status_code=303)
 
     @r.post("/ui/audit/apply")
