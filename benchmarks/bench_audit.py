@@ -129,7 +129,7 @@ def oracle_precision(e: np.ndarray, y: np.ndarray, seeds: range) -> float:
     Not a method: how much the swapped tracks cost by polluting the statistics they are judged by,
     i.e. what any cleaning (trimmed, iterative, re-weighted statistics) could win at most.
     """
-    from artistsim.catalogue import plda, predictive
+    from artistsim.scoring import plda, predictive
     from artistsim.catalogue.audit import DEFAULT_METHOD, calibrate_shrinkage, plant_swaps, precision_at
 
     if DEFAULT_METHOD == "plda":

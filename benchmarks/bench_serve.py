@@ -338,7 +338,7 @@ def build_with_pipeline(root: Path, n: int, kind: str) -> None:
     """A catalogue whose answers go through every ranking step (AS-norm, expansion, rerank)."""
     from artistsim.catalogue.store import MANIFEST, Part, create
     from artistsim.search.pipeline import InferenceSettings, PipelineState
-    from artistsim.search.scorenorm import artist_centroids
+    from artistsim.scoring.asnorm import artist_centroids
 
     if (root / MANIFEST).exists():
         return

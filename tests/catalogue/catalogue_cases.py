@@ -91,3 +91,26 @@ class Server:
 
 def features(seed: int, frames: int = 30) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(512, frames)).astype(np.float32)
+
+
+def workers_of(pid: int) -> list[int]:
+    """The supervisor's worker processes (multiprocessing's resource tracker left out)."""
+    kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir() for k in (t / "children").read_text().split()]
+    return [k for k in kids if "spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")]
+
+
+def gone(pid: int) -> bool:
+    """True once pid has exited (a zombie counts: it no longer runs)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def wait_until(check, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
 
-from artistsim.catalogue.auth import ANONYMOUS, ApiKeys, is_loopback, keys_from_options, read_key_file
+from artistsim.catalogue.auth import (ANONYMOUS, ApiKeys, is_loopback, keys_from_options, optional_writer,
+                                      read_key_file, require_writer)
 
 SECRET = "s3cret-Key-that-must-never-be-printed"
 
@@ -65,3 +68,32 @@ def test_writes_are_off_without_keys_and_keyless_only_on_loopback():
 def test_loopback_addresses():
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.0.1", "::1", "[::1]", "localhost", "LOCALHOST"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "10.0.0.1", "my-host", ""))
+
+
+def _whoami_client(auth: ApiKeys) -> TestClient:
+    app = FastAPI()
+    app.state.auth = auth
+
+    @app.get("/page")
+    def page(who: str | None = Depends(optional_writer)) -> dict:
+        return {"who": who}
+
+    @app.post("/edit")
+    def edit(who: str = Depends(require_writer)) -> dict:
+        return {"who": who}
+
+    return TestClient(app)
+
+
+def test_optional_writer_names_a_writer_and_never_refuses():
+    c = _whoami_client(ApiKeys({"alice": SECRET}))
+    assert c.get("/page").json() == {"who": None}
+    assert c.get("/page", headers={"X-API-Key": "wrong"}).json() == {"who": None}
+    assert c.get("/page", headers={"Authorization": f"Bearer {SECRET}"}).json() == {"who": "alice"}
+    assert c.post("/edit", headers={"X-API-Key": SECRET}).json() == {"who": "alice"}
+    assert c.post("/edit").status_code == 401 and c.post("/edit", headers={"X-API-Key": "wrong"}).status_code == 403
+    anonymous = _whoami_client(ApiKeys(allow_anonymous=True))
+    assert anonymous.get("/page").json() == {"who": "anonymous"}
+    off = _whoami_client(ApiKeys())
+    assert off.get("/page", headers={"X-API-Key": SECRET}).json() == {"who": None}
+    assert off.post("/edit", headers={"X-API-Key": SECRET}).status_code == 403

@@ -33,6 +33,7 @@ def test_relabel_writes_new_segments_and_leaves_the_old_generation_intact(cat):
     assert sorted(after.trackids()[changed].tolist()) == sorted(tids.tolist())
     assert np.array_equal(before.artists(), old_labels)  # what the old reader sees did not move
     assert np.array_equal(np.asarray(after.main.embeddings), np.asarray(before.main.embeddings))
+    assert main(["index", "check", str(cat)]) == 0  # the new generation's files are recorded and intact
     with pytest.raises(CatalogueError, match="not in the catalogue: \\[424242\\]"):
         relabel(cat, np.array([424242]), np.array([1]))
     assert Manifest.read(cat).generation == after.generation  # nothing written

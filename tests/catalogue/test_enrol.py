@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from artistsim.catalogue import plda
+from artistsim.scoring import plda
 from artistsim.catalogue.enrol import PldaArtists, calibrate, enrol, served_model
 from artistsim.catalogue.identify import ArtistModel, identify
 from artistsim.catalogue.identify import calibrate as calibrate_with

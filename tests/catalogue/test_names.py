@@ -39,6 +39,8 @@ def test_build_keeps_names_of_a_featurize_folder(tmp_path):
     assert 9999 not in names.tracks  # skipped by featurize: no features, no entry
     assert names.roots == [str(tmp_path / "music")]
     assert manifest.names == f"names-{manifest.generation:06d}.json"
+    assert main(["index", "check", str(cat)]) == 0  # the names file is recorded with its checksum
+    assert manifest.files[manifest.names]["size"] == (cat / manifest.names).stat().st_size
     # an add with a --names TSV merges into a new names file; the old one is swept
     extra = tmp_path / "more.tsv"
     extra.write_text("trackid\tartistid\tartist\n1006\t77\tSoloist Renamed\n")

@@ -28,7 +28,7 @@ from artistsim.evaluation.submission import read_submission
 from artistsim.scoring.lda import LDA, pooled_cat
 from artistsim.search.loader import save_state
 from artistsim.search.pipeline import InferenceSettings, PipelineState, rank_all
-from artistsim.search.scorenorm import artist_centroids
+from artistsim.scoring.asnorm import artist_centroids
 
 SETTINGS = InferenceSettings(lda_weight=0.5, as_norm_top_k=3, rerank_threshold=0.9, expansion_depth=2,
                              member_weights=[1.0, 0.5])

@@ -13,7 +13,8 @@ import pytest
 
 httpx = pytest.importorskip("httpx")
 
-from catalogue_cases import WRITER, Server, cli, features, make_catalogue, write_run  # noqa: E402
+from catalogue_cases import (WRITER, Server, cli, features, gone, make_catalogue, wait_until,  # noqa: E402
+                             workers_of, write_run)
 from conftest import write_tiny_dataset  # noqa: E402
 
 
@@ -22,29 +23,6 @@ def built(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("server")
     data = write_tiny_dataset(root / "data", n_train_artists=6, tracks=4)
     return make_catalogue(root / "cat", data, write_run(root / "run"), "hnsw")
-
-
-def workers_of(pid: int) -> list[int]:
-    """The supervisor's worker processes (multiprocessing's resource tracker left out)."""
-    kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir() for k in (t / "children").read_text().split()]
-    return [k for k in kids if "spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")]
-
-
-def gone(pid: int) -> bool:
-    """True once pid has exited (a zombie counts: it no longer runs)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
-def wait_until(check, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")

@@ -93,6 +93,12 @@ def write_bad_folder(folder: Path) -> dict[str, str]:
     nan = tone(440, 3)
     nan[1000:1010] = np.nan
     sf.write(folder / "nan.wav", nan, 16_000, subtype="FLOAT")
+    sf.write(folder / "damaged_middle.ogg", good, 44_100)  # its middle third overwritten: pages lost
+    ogg = bytearray((folder / "damaged_middle.ogg").read_bytes())
+    third = len(ogg) // 3
+    ogg[third : 2 * third] = rng.integers(0, 256, third, dtype=np.uint8).tobytes()
+    (folder / "damaged_middle.ogg").write_bytes(bytes(ogg))
+    sf.write(folder / "one_hertz.wav", rng.standard_normal(64_000).astype(np.float32) * 0.1, 1)
     (folder / "song.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(100))
     (folder / "notes.txt").write_text("not audio: ignored")
     return {
@@ -100,4 +106,5 @@ def write_bad_folder(folder: Path) -> dict[str, str]:
         "sub/Björk – ßong №1.wav": "ok", "caf\\xe9.wav": "ok", "sub/copy_of_stereo.wav": "duplicate", "corrupt.mp3": "unreadable",
         "zero_bytes.ogg": "empty", "truncated.flac": "unreadable", "empty.wav": "empty",
         "silence.wav": "silent", "short.wav": "too_short", "nan.wav": "nan", "song.m4a": "unsupported_format",
+        "damaged_middle.ogg": "corrupt", "one_hertz.wav": "implausible",
     }

@@ -10,14 +10,17 @@ from artistsim.data.audio import (
     FRAGMENT,
     HOP,
     MAX_WINDOWS,
+    SAMPLE_RATE,
     WINDOW,
     AudioError,
+    check_complete,
+    check_header,
     decode_fragment,
     fragment_of,
     window_count,
     window_starts,
 )
-from artistsim.data.descriptor import GROUPS, featurize_array
+from artistsim.data.descriptor import GROUPS, featurize_array, featurize_file
 from audio_cases import tone
 
 
@@ -105,3 +108,25 @@ def test_integer_pcm_is_scaled_like_floats():
     loud = b[GROUPS["logmel_mean"]].mean(1) > -4  # quiet bands differ by the quantisation noise
     np.testing.assert_allclose(a[GROUPS["logmel_mean"]][loud], b[GROUPS["logmel_mean"]][loud], atol=1e-3)
     np.testing.assert_allclose(a[GROUPS["shape_mean"].start], b[GROUPS["shape_mean"].start], atol=1e-3)
+
+
+def test_a_read_that_stops_short_of_the_header_is_bad_audio():
+    check_complete(SAMPLE_RATE * 60 - 1000, SAMPLE_RATE * 60, SAMPLE_RATE)  # decoder rounding: fine
+    with pytest.raises(AudioError) as info:
+        check_complete(SAMPLE_RATE * 4, SAMPLE_RATE * 9, SAMPLE_RATE)
+    assert info.value.reason == "short_read" and "4.00 s of the 9.00 s" in str(info.value)
+
+
+@pytest.mark.parametrize("rate, n, needle", [(1, 64_000, "sample rate 1 Hz"), (768_000, 10**6, "sample rate"),
+                                             (48_000, 48_000 * 90_000, "the header claims")])
+def test_implausible_headers_are_bad_audio(rate, n, needle):
+    with pytest.raises(AudioError) as info:
+        check_header(rate, n)
+    assert info.value.reason == "implausible" and needle in str(info.value)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "noise.ogg"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(AudioError, match=f"^{path}: bad audio"):
+        featurize_file(path)

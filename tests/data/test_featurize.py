@@ -220,3 +220,18 @@ def test_features_of_another_descriptor_version_are_refused(tmp_path):
     (out / fz.STATE_DIR / "descriptor_version").write_text("1\n")
     with pytest.raises(DataError, match="descriptor version 1"):
         featurize_dataset(manifest, out, FeaturizeOptions(workers=1))
+
+
+def test_outside_paths_are_featurized_only_when_allowed(tmp_path, capsys):
+    """A manifest naming ../x.wav is refused (exit 2, nothing written) unless --allow-outside-paths."""
+    sf.write(tmp_path / "outside.wav", tone(440, 3), 16_000)
+    (tmp_path / "music").mkdir()
+    sf.write(tmp_path / "music" / "a.wav", tone(330, 3), 16_000)
+    manifest = tmp_path / "music" / "m.tsv"
+    manifest.write_text("path\na.wav\n../outside.wav\n")
+    out = tmp_path / "out"
+    assert main(["-q", "featurize", str(manifest), str(out), "--workers", "1"]) == 2
+    assert "m.tsv: line 3" in capsys.readouterr().err and not out.exists()
+    assert main(["-q", "--allow-outside-paths", "featurize", str(manifest), str(out), "--workers", "1",
+                 "--test-fraction", "0"]) == 0
+    assert (_tracks(out)["status"] == "ok").all()

@@ -81,7 +81,7 @@ def test_outside_rows_and_policy(tiny_data):
     lines = meta_file.read_text().splitlines()
     lines[1] = "\t".join(lines[1].split("\t")[:2] + ["../../elsewhere.npy"])
     meta_file.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match="line 2: archive_features_path '../../elsewhere.npy' leaves train_features/"):
+    with pytest.raises(DataError, match="line 2: archive_features_path leaves train_features/"):
         read_meta(tiny_data, "train")
     with outside_paths_allowed():
         assert read_meta(tiny_data, "train")["archive_features_path"].iloc[0] == "../../elsewhere.npy"

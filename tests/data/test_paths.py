@@ -80,3 +80,24 @@ def test_pack_names_the_row_in_one_line(data, tmp_path, capsys):
 def test_no_links_costs_one_walk_and_finds_nothing(data):
     rel = pd.Series(read_meta(data, "train")["archive_features_path"]).tolist()
     assert escaping_links(data, data / "train_features", rel) == {}
+
+
+def test_paths_read_from_any_file_stay_in_their_folder(tmp_path):
+    """escaping_rows / inside: the policy for featurize manifests and catalogue manifests."""
+    from artistsim.data.paths import PathError, escaping_rows, inside
+
+    base = tmp_path / "base"
+    (base / "sub").mkdir(parents=True)
+    (base / "sub" / "ok.wav").write_bytes(b"x")
+    (tmp_path / "out.wav").write_bytes(b"x")
+    (base / "in_link.wav").symlink_to(base / "sub" / "ok.wav")
+    (base / "out_link.wav").symlink_to(tmp_path / "out.wav")
+    rows = ["sub/ok.wav", "in_link.wav", "../out.wav", str(tmp_path / "out.wav"), "out_link.wav", "sub/../sub/ok.wav"]
+    found = escaping_rows(base, rows)
+    assert sorted(found) == [2, 3, 4, 5]
+    assert "'..'" in found[2] and "absolute" in found[3] and "symbolic link" in found[4]
+    with pytest.raises(PathError, match=r"^manifest.json: field 'main' is absolute .*--allow-outside-paths"):
+        inside(base, "/etc", "manifest.json: field 'main'")
+    with outside_paths_allowed():
+        assert escaping_rows(base, rows) == {}
+        assert inside(base, "../x", "w") == base / "../x"

@@ -105,10 +105,12 @@ def test_read_accepts_blank_lines_and_empty_lists(tmp_path):
     ("text", "message"),
     [
         ("1\t2 3\n2 1 3\n", r"s\.tsv:2: expected 'trackid<TAB>id id \.\.\.', found no tab"),
-        ("1\t2 3\n2\t1 3\n3\t1 x2\n", r"s\.tsv:3: 'x2' is not an integer"),
-        ("abc\t2 3\n", r"s\.tsv:1: 'abc' is not an integer"),
+        ("1\t2 3\n2\t1 3\n3\t1 x2\n", r"s\.tsv:3: ranked id 2 must be a plain integer"),
+        ("abc\t2 3\n", r"s\.tsv:1: the query trackid must be a plain integer"),
+        ("1\t2 -3\n", r"s\.tsv:1: ranked id 2 must be a non-negative integer"),
+        ("99999999999999999999\t2\n", r"s\.tsv:1: the query trackid is beyond the 64-bit integer range"),
         ("1\t2 3\n2\t1\n1\t3\n", r"s\.tsv:3: query 1 already listed on line 1"),
-        ("1\t2 3.5\n", r"s\.tsv:1: '3\.5' is not an integer"),
+        ("1\t2 3.5\n", r"s\.tsv:1: ranked id 2 must be a plain integer"),
     ],
 )
 def test_read_errors_name_the_line(tmp_path, text, message):

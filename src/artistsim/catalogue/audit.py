@@ -6,14 +6,14 @@ more suspect); the suspected artist is that best other one. The methods differ i
 score (measured against planted label swaps in benchmarks/bench_audit.py):
 
 - "plda" (the default): the track's predictive log density under a two-covariance
-  (PLDA) artist model (`artistsim.catalogue.plda`), its own artist taken without it:
+  (PLDA) artist model (`artistsim.scoring.plda`), its own artist taken without it:
   like "predictive", but each direction of the embedding weighed by how much artists
   differ in it against how much one artist's tracks do. How far its within-artist
   covariance is shrunk towards isotropic is chosen per catalogue
   (`calibrate_shrinkage`): the catalogue is audited with a few more labels moved at
   random to another artist, and the shrinkage that ranks those highest wins;
 - "predictive": the track's posterior-predictive log density under a
-  Gaussian model of each artist (`artistsim.catalogue.predictive`), its own artist taken
+  Gaussian model of each artist (`artistsim.scoring.predictive`), its own artist taken
   without it. It knows that an artist of two tracks is placed less surely than one of
   thirty, and that a diffuse artist's tracks sit far from its centre as a matter of
   course, which the centroid cosine does not (one variance for every direction);
@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from artistsim.atomic import atomic_write_text
-from artistsim.catalogue import plda, predictive
+from artistsim.scoring import ARTIST_MODELS
+from artistsim.scoring import artist_model as scoring_model
 from artistsim.catalogue.identify import TOP_K, ArtistModel, artist_model, normalised_scores, raw_scores
 
 BLOCK_CELLS = 1 << 21  # (tracks x artists) scores per block: bounds the block's matrices
@@ -99,21 +100,15 @@ DEFAULT_METHOD = "plda"
 def _suspicion(e: np.ndarray, labels: np.ndarray, method: str, top_k: int, shrinkage: float | None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float | None]:
     """(suspicion, best other column, artists, shrinkage used) of every track, in input order."""
-    if method == "plda":
-        shrinkage = calibrate_shrinkage(e, labels) if shrinkage is None else shrinkage
-        pl = plda.fit(e, labels, shrinkage)
-        artists, counts = pl.artists, pl.counts
+    if method in ARTIST_MODELS:  # the Gaussian artist models of `artistsim.scoring`, by name
+        if method == "plda":
+            shrinkage = calibrate_shrinkage(e, labels) if shrinkage is None else shrinkage
+        fitted = scoring_model(method, **({"shrinkage": shrinkage} if method == "plda" else {})).fit(e, labels)
+        artists, counts = fitted.artists, fitted.counts
         own = np.searchsorted(artists, labels)
 
         def scores(sl: slice) -> np.ndarray:
-            return plda.log_scores(pl, e[sl], own[sl])
-    elif method == "predictive":
-        gauss = predictive.fit(e, labels)
-        artists, counts = gauss.artists, gauss.counts
-        own = np.searchsorted(artists, labels)
-
-        def scores(sl: slice) -> np.ndarray:
-            return predictive.log_scores(gauss, e[sl], own[sl])
+            return fitted.log_scores(e[sl], own[sl])
     else:
         model = artist_model(e, labels, top_k)
         artists, counts = model.artists, model.counts

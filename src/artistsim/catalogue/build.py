@@ -23,6 +23,7 @@ import numpy as np
 from artistsim.catalogue.enrol import DEFAULT_METHOD, calibrate
 from artistsim.catalogue.snapshot import labelled, open_snapshot
 from artistsim.catalogue.store import UNKNOWN_ARTIST, CatalogueError, Manifest, Part, create, set_calibration
+from artistsim.data.arrays import check_values
 from artistsim.data.layout import DataError, check_shape
 from artistsim.data.provenance import COMPETITION, Frontend, read_frontend, require_same
 from artistsim.data.splits import load_split
@@ -32,17 +33,17 @@ from artistsim.search.pipeline import InferenceSettings, PipelineState
 
 
 def check_features(arr: Any, where: str, dim: int | None = None) -> np.ndarray:
-    """A (D, T) float32 track, 1 <= T <= 81 and finite; DataError naming `where` otherwise."""
+    """A (D, T) float32 track, 1 <= T <= 81, finite and of plausible magnitude
+    (`artistsim.data.arrays.check_values`); DataError naming `where` otherwise."""
     try:
-        x = np.asarray(arr, dtype=np.float32)
-    except (TypeError, ValueError):
+        with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf: reported below
+            x = np.asarray(arr, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError):
         raise DataError(f"{where}: features must be a numeric array (D, T)") from None
     check_shape(tuple(x.shape), where)
     if dim is not None and x.shape[0] != dim:
         raise DataError(f"{where}: features are {x.shape[0]}-d but the catalogue's runs take {dim}-d frames")
-    if not np.isfinite(x).all():
-        raise DataError(f"{where}: {int((~np.isfinite(x)).sum())} NaN/Inf value(s)")
-    return x
+    return check_values(x, where)
 
 
 def catalogue_frontend(manifest: Manifest) -> Frontend:

@@ -31,6 +31,7 @@ from artistsim.catalogue.store import MANIFEST, UNKNOWN_ARTIST, CatalogueError, 
 CORRECTIONS = "corrections.tsv"
 COLUMNS = ("trackid", "old_artist", "new_artist", "decision", "who", "when")
 DECISIONS = ("confirm", "move", "skip")
+LINKED = ("embeddings.npy", "trackids.npy", "stats.npy")  # a relabelled segment's arrays, shared with the old one
 
 
 def record(root: str | Path, trackid: int, old: int, new: int, decision: str, who: str) -> dict[str, str]:
@@ -142,8 +143,12 @@ def relabel(root: str | Path, trackids: np.ndarray, artists: np.ndarray) -> Mani
             _relabelled_segment(root, seg, renamed[seg], labels)
         if not found.all():
             raise CatalogueError(f"trackid(s) not in the catalogue: {tids[~found][:10].tolist()}")
+        # the linked files keep their records (same bytes); the new labels are hashed by with_records
+        files = {**manifest.files, **{f"{new}/{f}": manifest.files[f"{old}/{f}"] for old, new in renamed.items()
+                                      for f in LINKED if f"{old}/{f}" in manifest.files}}
         new = Manifest(**{**manifest.__dict__, "generation": gen, "main": renamed.get(manifest.main, manifest.main),
-                          "tail": [renamed.get(s, s) for s in manifest.tail]})
+                          "tail": [renamed.get(s, s) for s in manifest.tail], "files": files})
+        new = new.with_records(root)  # sizes and checksums of the generation's files (`index check`)
         atomic_write_text(root / MANIFEST, new.to_json())  # the old segments: swept by the next writer
     return new
 
@@ -151,7 +156,7 @@ def relabel(root: str | Path, trackids: np.ndarray, artists: np.ndarray) -> Mani
 def _relabelled_segment(root: Path, old: str, new: str, artists: np.ndarray) -> None:
     folder = root / new
     folder.mkdir(parents=True, exist_ok=True)
-    for fname in ("embeddings.npy", "trackids.npy", "stats.npy"):  # every array but the labels
+    for fname in LINKED:  # every array but the labels
         if not (root / old / fname).is_file():
             continue
         (folder / fname).unlink(missing_ok=True)  # a killed relabel's leftover

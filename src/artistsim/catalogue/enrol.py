@@ -1,6 +1,6 @@
 """Which artist model identification scores with, by method; its calibration and the model a catalogue serves.
 
-- "plda" (the default): the two-covariance model of `artistsim.catalogue.plda`, scored
+- "plda" (the default): the two-covariance model of `artistsim.scoring.plda`, scored
   by the log-likelihood ratio of speaker verification: log p(x | the artist's n tracks)
   - log p(x | an artist never seen). Each direction of the embedding counts by how much
   artists differ in it against how much one artist's tracks do, an artist of two tracks
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from artistsim.catalogue import plda
+from artistsim.scoring import plda
 from artistsim.catalogue.audit import calibrate_shrinkage
 from artistsim.catalogue.identify import TOP_K, ArtistModel, artist_model, calibrate as calibrate_with, columns
 

@@ -1,7 +1,7 @@
 """Which of the catalogue's artists made this track, or "unknown artist"?
 
 Each artist is its centroid (the normalised mean of its tracks' embeddings). A query's
-cosine against every centroid is AS-normalised (`artistsim.search.scorenorm`): the
+cosine against every centroid is AS-normalised (`artistsim.scoring.asnorm`): the
 query's side by the mean / std of its own top-k centroid scores, each centroid's side by
 its top-k scores against the tracks of the other artists. A crowded genre's centroid, close to many
 others, no longer wins every query, and one threshold means the same for every artist.
@@ -25,7 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
-from artistsim.search.scorenorm import artist_centroids, as_norm, cohort_stats
+from artistsim.scoring.asnorm import artist_centroids, as_norm, cohort_stats
 
 TOP_K = 20  # cohort scores per statistic; small against the few hundred demo artists
 

@@ -25,7 +25,8 @@ from artistsim.catalogue.identify import ArtistModel, identify
 from artistsim.catalogue.snapshot import (MAX_K, Snapshot, SnapshotSearcher, check_runs, labelled, open_snapshot,
                                           reopen, search_settings)
 from artistsim.catalogue.store import MANIFEST, UNKNOWN_ARTIST, CatalogueError, Manifest, Part, append, check_part
-from artistsim.data.layout import MAX_FRAMES, DataError
+from artistsim.data.arrays import load_array
+from artistsim.data.layout import MAX_FRAMES
 from artistsim.embed import Embedder, l2_normalise
 from artistsim.search.pipeline import Ranker
 
@@ -247,14 +248,9 @@ class LiveCatalogue:
 
 
 def load_features_file(path: str | Path, dim: int | None = None) -> np.ndarray:
-    """A (D, T) .npy features file, checked (D must be `dim` when given)."""
-    path = Path(path)
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npy file ({type(exc).__name__})") from None
+    """A (D, T) .npy features file, checked (`artistsim.data.arrays.load_array`: complete,
+    float, no pickles, finite; then `check_features`: shape, magnitudes; D must be `dim` when given)."""
+    arr = load_array(path, dtypes=("float16", "float32", "float64"), ndim=2, what="features file", max_abs=None)
     return check_features(arr, str(path), dim)
 
 

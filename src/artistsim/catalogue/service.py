@@ -1,18 +1,19 @@
 """The catalogue as an HTTP JSON API (FastAPI on uvicorn; OpenAPI docs at /docs).
 
     GET  /health                      liveness, generation and size
+    GET  /metrics                     Prometheus metrics (`artistsim.catalogue.observe`)
     GET  /stats                       the catalogue's figures and settings
     GET  /tracks/{trackid}/similar?k= the k tracks nearest to a catalogued track
     POST /similar                     same for new input: JSON {"features": [[...]] (512 x T)}
                                       or {"embedding": [...]}, or a multipart "audio" file
     POST /identify                    which artists made it (same inputs), "known" or not
     POST /tracks                      add a track: JSON {"trackid", "artist"?, "features"}
-                                      (or "embedding"), or multipart "audio" + "trackid"
+                                      (or "embedding"), or multipart "audio" + "trackid";
+                                      needs a writer's API key (`artistsim.catalogue.auth`)
 
-Why the bodies are read by hand rather than by a pydantic model: one endpoint takes
-either JSON or an uploaded file, and an oversized upload must be refused while reading
-(413), before it is held in memory. Every input error is a 4xx whose `detail` names the
-field and the problem; the server never answers a bad input with a 500.
+Bodies are read and checked by `artistsim.catalogue.inputs`: every input error is a 4xx
+whose `detail` is one line naming the field and the problem; the server never answers a
+bad input with a 500. docs/service.md states the whole promise (keys, limits, timeouts).
 
 Concurrency: handlers run in a thread pool; searches read an immutable snapshot, adds
 swap a new one in under a lock (`artistsim.catalogue.live`). The hot request, a plain
@@ -24,30 +25,35 @@ request looks at the manifest's modification time at most once a second.
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import GaugeMetricFamily
 
 from artistsim.catalogue.auth import ApiKeys, require_writer
 from artistsim.catalogue.build import check_features
 from artistsim.catalogue.hotpath import HotPath, SimilarBatcher, neighbours_list
+from artistsim.catalogue.inputs import (MAX_BODY_BYTES, BadInput, finite_bounded, id_field, int_field, read_input,
+                                        validation_line)
 from artistsim.catalogue.live import LiveCatalogue, NotFound, Unavailable, check_k, featurize_audio
+from artistsim.catalogue.observe import Observe, metrics_text
 from artistsim.catalogue.snapshot import MAX_K
 from artistsim.catalogue.store import CatalogueError
 from artistsim.catalogue.ui import mount_ui
 from artistsim.data.layout import DataError
 from artistsim.search._faiss import faiss_module
 
-MAX_BODY_BYTES = 32 * 2**20  # a 81-frame track as JSON is ~0.8 MB; audio files a few MB
+__all__ = ["MAX_BODY_BYTES", "BadInput", "app_from_settings", "create_app"]
+
 _INPUT_DOC = {
     "requestBody": {"content": {
         "application/json": {"schema": {"type": "object", "properties": {
@@ -60,96 +66,39 @@ _INPUT_DOC = {
             "artist": {"type": "integer"}, "k": {"type": "integer"}}}}}}}
 
 
-class BadInput(Exception):
-    def __init__(self, status: int, detail: str):
-        self.status, self.detail = status, detail
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BadInput(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadInput(413, f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    request._body = body  # starlette's form() and json() read this cache instead of the spent stream
-    return body
-
-
-def _int(value: Any, name: str, default: int | None = None) -> int | None:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise BadInput(422, f"{name} must be an integer, got {value!r}")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise BadInput(422, f"{name} must be an integer, got {value!r}") from None
-
-
-async def read_input(request: Request, limit: int) -> tuple[dict[str, Any], Any]:
-    """(fields, input): ("features", (512, T) array), ("embedding", (d,)) or ("audio", (suffix, bytes))."""
-    ctype = request.headers.get("content-type", "")
-    if ctype.startswith("multipart/form-data"):
-        await _body(request, limit)  # enforces the limit; starlette re-reads the cached body
-        form = await request.form()
-        upload = form.get("audio")
-        if upload is None or isinstance(upload, str):
-            raise BadInput(422, "multipart request without an 'audio' file field")
-        fields = {k: v for k, v in form.items() if k != "audio"}
-        return fields, ("audio", (Path(upload.filename or "upload").suffix, await upload.read()))
-    raw = await _body(request, limit)
-    try:
-        data = orjson.loads(raw) if raw else None  # several times faster on a 512 x 81 features array
-    except orjson.JSONDecodeError:
-        data = _loads_lenient(raw)
-    if not isinstance(data, dict):
-        raise BadInput(422, "body must be a JSON object with 'features' or 'embedding' (or a multipart 'audio' file)")
-    if "features" in data:
-        return data, ("features", data["features"])
-    if "embedding" in data:
-        return data, ("embedding", data["embedding"])
-    raise BadInput(422, "body needs 'features' (512 x T array) or 'embedding' (or a multipart 'audio' file)")
-
-
-def _loads_lenient(raw: bytes) -> Any:
-    """Python's json reading of what orjson refused: NaN / Infinity literals pass, so that the
-    features check can name them; anything else is answered with 400 naming the problem."""
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(400, f"body is not valid JSON ({exc})") from None
-
-
 def _vector(cat: LiveCatalogue, kind: str, value: Any) -> np.ndarray:
     """One catalogue-space vector (1, d) from the input (embedding it when needed)."""
     if kind == "embedding":
         try:
-            v = np.asarray(value, dtype=np.float32)
-        except (TypeError, ValueError):
+            v = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
             raise BadInput(422, "embedding must be an array of numbers") from None
         if v.shape != (cat.snapshot.dim,):
             raise BadInput(422, f"embedding must have shape ({cat.snapshot.dim},), got {v.shape}")
-        if not np.isfinite(v).all():
-            raise BadInput(422, "embedding holds NaN or infinite values")
+        finite_bounded(v, "embedding")
         norm = float(np.linalg.norm(v))
         if norm == 0.0:
             raise BadInput(422, "embedding is the zero vector")
-        return (v / norm)[None, :]
+        return (v / norm).astype(np.float32)[None, :]
     if kind == "audio":  # the decoders read files: the upload lives in a temporary one meanwhile
         suffix, data = value
-        with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+        with tempfile.NamedTemporaryFile(prefix="artistsim-upload-", suffix=suffix) as tmp:
             tmp.write(data)
             tmp.flush()
-            x = featurize_audio(tmp.name, cat.frontend)
+            try:
+                x = featurize_audio(tmp.name, cat.frontend)
+            except Unavailable:
+                raise
+            except (ValueError, OSError) as exc:  # bad audio: named as the field, not the server's temp path
+                reason = (str(exc) or type(exc).__name__).replace(tmp.name, "upload").splitlines()[0]
+                raise BadInput(422, f"audio: {reason}") from None
     else:
         x = check_features(value, "features", cat.frontend.dim)
-    return cat.embed([x])
+    finite_bounded(x, "features")
+    vec = cat.embed([x])
+    if not np.isfinite(vec).all():
+        raise BadInput(422, "features give a non-finite embedding")
+    return vec
 
 
 def _json(body: dict[str, Any]) -> Response:
@@ -166,10 +115,15 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
     app = FastAPI(title="artistsim catalogue", description="Which tracks are by the same artist as this one?")
     app.state.auth = auth if auth is not None else ApiKeys()
     app.add_middleware(HotPath, batcher=SimilarBatcher(cat, search_threads))
+    app.add_middleware(Observe, routes=lambda: app.routes)  # added last: the outermost, sees every answer
 
     @app.exception_handler(BadInput)
     async def _bad(_: Request, exc: BadInput) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_line(exc)}, status_code=422)
 
     faiss = faiss_module()
     configured = threading.local()
@@ -201,6 +155,15 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
         snap = cat.snapshot
         return {"status": "ok", "generation": snap.generation, "tracks": snap.size}
 
+    @app.get("/metrics", response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics: requests and latency per route (every worker's), the catalogue's size."""
+        snap = cat.snapshot
+        gauges = [GaugeMetricFamily("artistsim_catalogue_tracks", "Tracks in the catalogue", value=snap.size),
+                  GaugeMetricFamily("artistsim_catalogue_generation", "The catalogue's generation",
+                                    value=snap.generation)]
+        return Response(metrics_text(gauges), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/stats")
     def stats() -> dict[str, Any]:
         cat.maybe_refresh()
@@ -208,8 +171,8 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
 
     @app.get("/tracks/{trackid}/similar")
     def similar_track(trackid: str, k: str = "100") -> Response:
-        tid = _int(trackid, "trackid")
-        kk = _int(k, "k")
+        tid = id_field(trackid, "trackid")
+        kk = int_field(k, "k")
 
         def run() -> dict[str, Any]:
             check_k(kk)
@@ -227,7 +190,7 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
     @app.post("/similar", openapi_extra=_INPUT_DOC)
     async def similar(request: Request) -> Response:
         fields, (kind, value) = await read_input(request, max_body)
-        kk = _int(fields.get("k"), "k", 100)
+        kk = int_field(fields.get("k"), "k", 100)
 
         def run() -> dict[str, Any]:
             check_k(kk)
@@ -238,7 +201,7 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
     @app.post("/identify", openapi_extra=_INPUT_DOC)
     async def identify(request: Request) -> dict[str, Any]:
         fields, (kind, value) = await read_input(request, max_body)
-        kk = _int(fields.get("k"), "k", 5)
+        kk = int_field(fields.get("k"), "k", 5)
 
         def run() -> dict[str, Any]:
             if not 1 <= kk <= MAX_K:
@@ -255,10 +218,10 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
     @app.post("/tracks", status_code=201, openapi_extra=_INPUT_DOC)
     async def add_track(request: Request, who: str = Depends(require_writer)) -> dict[str, Any]:
         fields, (kind, value) = await read_input(request, max_body)
-        tid = _int(fields.get("trackid"), "trackid")
-        if tid is None:
+        if fields.get("trackid") is None:
             raise BadInput(422, "trackid is required to add a track")
-        artist = _int(fields.get("artist"), "artist")
+        tid = id_field(fields["trackid"], "trackid")
+        artist = None if fields.get("artist") is None else id_field(fields["artist"], "artist")
 
         def run() -> dict[str, Any]:
             vec = _vector(cat, kind, value)

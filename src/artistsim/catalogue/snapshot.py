@@ -199,7 +199,7 @@ class Snapshot:
 
 def read_tail(root: Path, manifest: Manifest) -> Part:
     """The tail segments' rows, concatenated in memory (they are small by construction)."""
-    tails = [read_segment(root, s, mmap=False) for s in manifest.tail]
+    tails = [read_segment(root, s, mmap=False, dim=manifest.dim) for s in manifest.tail]
     if tails:
         return concat_parts(tails)
     d = manifest.dim
@@ -228,7 +228,9 @@ def open_snapshot(root: str | Path, manifest: Manifest | None = None) -> Snapsho
     manifest = manifest or Manifest.read(root)
     # Exact search reads every row per query: held in memory. Under an index only trackid
     # lookups read rows, so the segment stays mapped (the index holds its own copy).
-    main = read_segment(root, manifest.main, mmap=bool(manifest.index.get("file")))
+    main = read_segment(root, manifest.main, mmap=bool(manifest.index.get("file")), dim=manifest.dim)
+    # a plain ndarray view of the map: row gathers skip np.memmap's per-call bookkeeping
+    main = Part(np.asarray(main.embeddings), main.trackids, main.artists, main.stats)
     tail = read_tail(root, manifest)
     index = read_index(root, manifest)
     if index is not None and index.ntotal != len(main):

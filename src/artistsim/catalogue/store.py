@@ -30,22 +30,23 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
-import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from artistsim.atomic import atomic_path, atomic_write_text
+from artistsim.catalogue.manifest import FORMAT, INDEX_KINDS, MANIFEST, CatalogueError, Manifest, verify_files
+from artistsim.data.arrays import check_values, load_array
+from artistsim.data.errors import DataError
+from artistsim.data.ids import check_ids
 
-MANIFEST = "manifest.json"
-FORMAT = 1
+__all__ = ["FORMAT", "INDEX_KINDS", "MANIFEST", "CatalogueError", "Manifest", "Part", "append", "create",
+           "read_segment", "read_index", "check_part"]
 UNKNOWN_ARTIST = -1
-INDEX_KINDS = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 # "auto" keeps exact search up to this many tracks (41,377 tracks answer one query in
 # ~1 ms exactly) and builds HNSW above it.
 AUTO_EXACT_MAX = 250_000
@@ -63,10 +64,6 @@ PQ_DIMS = 4
 PQ_TRAIN_PER_LIST = 64
 
 
-class CatalogueError(ValueError):
-    """A catalogue that cannot be opened or changed as asked; the message says why."""
-
-
 @dataclass
 class Part:
     """A segment's arrays (embeddings may be a read-only memory map)."""
@@ -78,44 +75,6 @@ class Part:
 
     def __len__(self) -> int:
         return len(self.trackids)
-
-
-@dataclass
-class Manifest:
-    """What manifest.json holds; `runs` carry each run's path and fingerprint."""
-
-    generation: int
-    dim: int
-    runs: list[dict[str, Any]]
-    embed: dict[str, Any]
-    index: dict[str, Any]  # kind, requested, file (or None), params
-    main: str
-    tail: list[str] = field(default_factory=list)
-    calibration: dict[str, Any] | None = None
-    # the ranking pipeline: {"settings": {...}, "arrays": "pipeline-000001.npz"} (None: plain cosine)
-    pipeline: dict[str, Any] | None = None
-    frontend: dict[str, Any] | None = None  # the front end the runs were trained on (provenance record)
-    names: str | None = None  # names-GENERATION.json: artist names, source files (`catalogue.names`)
-
-    def to_json(self) -> str:
-        d = {"format": FORMAT, **self.__dict__}
-        return json.dumps(d, indent=2) + "\n"
-
-    @classmethod
-    def read(cls, root: Path) -> Manifest:
-        path = root / MANIFEST
-        if not path.is_file():
-            raise CatalogueError(f"{root}: not a catalogue (no {MANIFEST}); build one with `artistsim index build`")
-        try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise CatalogueError(f"{path}: not valid JSON ({exc})") from None
-        if d.pop("format", None) != FORMAT:
-            raise CatalogueError(f"{path}: unknown catalogue format; expected {FORMAT}")
-        try:
-            return cls(**d)
-        except TypeError as exc:
-            raise CatalogueError(f"{path}: unexpected fields ({exc})") from None
 
 
 def choose_index(kind: str, n: int) -> str:
@@ -153,8 +112,14 @@ def check_part(embeddings: np.ndarray, trackids: np.ndarray, artists: np.ndarray
         raise CatalogueError(f"embeddings {e.shape}, trackids {t.shape} and artists {a.shape} do not match")
     if dim is not None and e.shape[1] != dim:
         raise CatalogueError(f"embeddings have dimension {e.shape[1]}, the catalogue {dim}")
-    if not np.isfinite(e).all():
-        raise CatalogueError("embeddings hold NaN or infinite values")
+    try:
+        check_values(e, "new tracks' embeddings")
+        check_ids(t, "new tracks", "trackid")
+        check_ids(a[a != UNKNOWN_ARTIST], "new tracks", "artist")
+    except DataError as exc:
+        raise CatalogueError(str(exc)) from None
+    if len(e) and (np.einsum("nd,nd->n", e, e) < 1e-12).any():  # overflowed, then normalised to zero
+        raise CatalogueError("new tracks' embeddings hold zero vectors (nothing to rank by)")
     uniq, counts = np.unique(t, return_counts=True)
     if (counts > 1).any():
         raise CatalogueError(f"duplicate trackid(s) among the new tracks: {uniq[counts > 1][:10].tolist()}")
@@ -172,18 +137,29 @@ def _write_segment(root: Path, name: str, part: Part) -> None:
             np.save(tmp, arr)
 
 
-def read_segment(root: Path, name: str, mmap: bool = True) -> Part:
+def read_segment(root: Path, name: str, mmap: bool = True, dim: int | None = None) -> Part:
+    """A segment's arrays, checked (`artistsim.data.arrays.load_array`): float32 (n, dim)
+    embeddings, int64 trackids (valid ids) and artists (ids or -1), lengths that agree.
+
+    The embeddings of a mapped segment are not scanned value by value (see `load_array`).
+    """
     folder = root / name
     try:
-        e = np.load(folder / "embeddings.npy", mmap_mode="r" if mmap else None)
-        t = np.load(folder / "trackids.npy")
-        a = np.load(folder / "artists.npy")
-        st = np.load(folder / "stats.npy") if (folder / "stats.npy").is_file() else None
-    except (OSError, ValueError) as exc:
-        raise CatalogueError(f"{folder}: segment unreadable ({exc})") from None
-    if e.ndim != 2 or len(e) != len(t) or len(a) != len(t) or (st is not None and st.shape != (len(t), 2)):
-        raise CatalogueError(f"{folder}: arrays disagree: embeddings {e.shape}, trackids {t.shape}, "
-                             f"artists {a.shape}")
+        e = load_array(folder / "embeddings.npy", dtypes=("float32",), ndim=2, what="segment file", mmap=mmap)
+        t = load_array(folder / "trackids.npy", dtypes=("int64",), ndim=1, what="segment file")
+        a = load_array(folder / "artists.npy", dtypes=("int64",), ndim=1, what="segment file")
+        st = (load_array(folder / "stats.npy", dtypes=("float32",), ndim=2, what="segment file")
+              if (folder / "stats.npy").is_file() else None)
+        check_ids(t, f"{folder / 'trackids.npy'}", "trackid")
+        check_ids(a[a != UNKNOWN_ARTIST], f"{folder / 'artists.npy'}", "artist")
+    except DataError as exc:
+        raise CatalogueError(f"catalogue damaged: {exc}") from None
+    if len(e) != len(t) or len(a) != len(t) or (st is not None and st.shape != (len(t), 2)):
+        raise CatalogueError(f"catalogue damaged: {folder}: arrays disagree: embeddings {e.shape}, "
+                             f"trackids {t.shape}, artists {a.shape}" + (f", stats {st.shape}" if st is not None else ""))
+    if dim is not None and e.shape[1] != dim:
+        raise CatalogueError(f"catalogue damaged: {folder / 'embeddings.npy'}: dimension {e.shape[1]}, "
+                             f"but {MANIFEST} field 'dim' says {dim}")
     return Part(e, t, a, st)
 
 
@@ -235,6 +211,8 @@ def read_index(root: Path, manifest: Manifest) -> Any:
     import faiss
 
     path = root / manifest.index["file"]
+    if not path.is_file():
+        raise CatalogueError(f"catalogue damaged: {path}: index file not found")
     # IVF-PQ's lists stay in the file, memory-mapped: only the lists a query visits are
     # paged in, and the page cache, not the process, holds them. HNSW's vectors and graph
     # are mapped in place (zero-copy): opening takes no time, and every process serving
@@ -244,8 +222,8 @@ def read_index(root: Path, manifest: Manifest) -> Any:
     flags = faiss.IO_FLAG_MMAP if kind == "ivfpq" else faiss.IO_FLAG_MMAP_IFC if kind == "hnsw" else 0
     try:
         index = faiss.read_index(str(path), flags)
-    except RuntimeError as exc:
-        raise CatalogueError(f"{path}: index unreadable ({exc})") from None
+    except RuntimeError:  # FAISS's message may quote the file's first bytes: never shown
+        raise CatalogueError(f"catalogue damaged: {path}: not a readable FAISS index") from None
     return index
 
 
@@ -298,23 +276,50 @@ def create(root: str | Path, part: Part, runs: list[dict[str, Any]], embed: dict
             with atomic_path(root / record["arrays"], suffix=".npz") as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez(fh, **pipeline[1])
-        manifest = Manifest(gen, int(part.embeddings.shape[1]), runs, embed,
-                            {"kind": kind, "requested": index, "file": index_file, "params": params}, seg,
-                            pipeline=record, frontend=frontend)
-        atomic_write_text(root / MANIFEST, manifest.to_json())
+        manifest = _commit(root, Manifest(gen, int(part.embeddings.shape[1]), runs, embed,
+                                          {"kind": kind, "requested": index, "file": index_file, "params": params},
+                                          seg, pipeline=record, frontend=frontend))
         _sweep(root, manifest)
     return manifest
 
 
-def known_trackids(root: Path, manifest: Manifest) -> np.ndarray:
-    return np.concatenate([np.load(root / s / "trackids.npy") for s in (manifest.main, *manifest.tail)])
+def _commit(root: Path, manifest: Manifest) -> Manifest:
+    """Record the named files' sizes and checksums, then replace manifest.json atomically."""
+    manifest = manifest.with_records(root)
+    atomic_write_text(root / MANIFEST, manifest.to_json())
+    return manifest
 
 
-def append(root: str | Path, part: Part, compact: bool | None = None) -> Manifest:
+def verify_generation(root: Path, manifest: Manifest, checksums: bool) -> list[Part]:
+    """The generation's segments, after checking what a writer builds on; CatalogueError if damaged.
+
+    Always: every named file present with its recorded size, every segment's arrays
+    readable and consistent (headers only for the main segment). With `checksums` (the
+    CLI's `index add`): the recorded SHA-256 of every file and a readable index holding
+    the main segment's rows too. The service's adds, one track at a time, skip those
+    (a full read of the main segment and index per request); `index check` does them all.
+    """
+    problems = verify_files(root, manifest, checksums)
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CatalogueError(f"catalogue damaged: {problems[0]}{more}; nothing was added "
+                             f"(`artistsim index check {root}` lists every problem)")
+    parts = [read_segment(root, s, mmap=True, dim=manifest.dim) for s in manifest.segments()]
+    if checksums:
+        index = read_index(root, manifest)
+        if index is not None and index.ntotal != len(parts[0]):
+            raise CatalogueError(f"catalogue damaged: {root / manifest.index['file']}: holds {index.ntotal} vectors, "
+                                 f"the main segment {len(parts[0])}")
+    return parts
+
+
+def append(root: str | Path, part: Part, compact: bool | None = None, checksums: bool = False) -> Manifest:
     """Add tracks as a new segment (a new generation); duplicates of catalogued ids are refused.
 
     `compact` None merges the tail into the main segment and index when it has grown past
     COMPACT_SHARE of the main (at least COMPACT_MIN rows); True / False force it / skip it.
+    The generation added to is verified first (`verify_generation`, `checksums` as there):
+    a new generation is never committed on top of a damaged one.
     """
     root = Path(root)
     with writer_lock(root):
@@ -323,7 +328,8 @@ def append(root: str | Path, part: Part, compact: bool | None = None) -> Manifes
         if (part.stats is None) != (not _has_stats(root, manifest)):
             raise CatalogueError(f"{root}: new tracks must carry cohort statistics exactly when the catalogue's "
                                  f"pipeline uses AS-norm")
-        clash = np.isin(part.trackids, known_trackids(root, manifest))
+        parts = verify_generation(root, manifest, checksums)
+        clash = np.isin(part.trackids, np.concatenate([p.trackids for p in parts]))
         if clash.any():
             raise CatalogueError(f"trackid(s) already in the catalogue: {part.trackids[clash][:10].tolist()}")
         gen = manifest.generation + 1
@@ -331,14 +337,13 @@ def append(root: str | Path, part: Part, compact: bool | None = None) -> Manifes
         _write_segment(root, seg, part)
         new = Manifest(**{**manifest.__dict__, "generation": gen, "tail": [*manifest.tail, seg]})
         if compact is None:
-            main_rows = len(np.load(root / manifest.main / "trackids.npy", mmap_mode="r"))
-            tail_rows = sum(len(np.load(root / s / "trackids.npy", mmap_mode="r")) for s in new.tail)
-            compact = tail_rows >= max(COMPACT_MIN, COMPACT_SHARE * main_rows)
+            tail_rows = sum(len(p) for p in parts[1:]) + len(part)
+            compact = tail_rows >= max(COMPACT_MIN, COMPACT_SHARE * len(parts[0]))
         if compact:
             new = _compact(root, new)
         elif len(new.tail) > MAX_TAIL_SEGMENTS:
             new = _merge_tail(root, new)
-        atomic_write_text(root / MANIFEST, new.to_json())
+        new = _commit(root, new)
         _sweep(root, new)
     return new
 
@@ -356,7 +361,7 @@ def concat_parts(parts: list[Part]) -> Part:
 
 
 def _concat(root: Path, names: list[str]) -> Part:
-    return concat_parts([read_segment(root, s, mmap=True) for s in names])
+    return concat_parts([read_segment(root, s, mmap=True) for s in names])  # verified by `append` first
 
 
 def _merge_tail(root: Path, manifest: Manifest) -> Manifest:
@@ -389,8 +394,8 @@ def set_calibration(root: str | Path, calibration: dict[str, Any]) -> Manifest:
     root = Path(root)
     with writer_lock(root):
         manifest = Manifest.read(root)
-        new = Manifest(**{**manifest.__dict__, "generation": manifest.generation + 1, "calibration": calibration})
-        atomic_write_text(root / MANIFEST, new.to_json())
+        new = _commit(root, Manifest(**{**manifest.__dict__, "generation": manifest.generation + 1,
+                                        "calibration": calibration}))
     return new
 
 
@@ -402,7 +407,6 @@ def set_names(root: str | Path, make_text: Callable[[Manifest], str]) -> Manifes
         gen = manifest.generation + 1
         name = f"names-{gen:06d}.json"
         atomic_write_text(root / name, make_text(manifest))
-        new = Manifest(**{**manifest.__dict__, "generation": gen, "names": name})
-        atomic_write_text(root / MANIFEST, new.to_json())
+        new = _commit(root, Manifest(**{**manifest.__dict__, "generation": gen, "names": name}))
         _sweep(root, new)
     return new

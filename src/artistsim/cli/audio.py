@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from artistsim.cli.common import progress
+from artistsim.cli.common import non_negative_int, progress
 
 LOOPING: frozenset[str] = frozenset()  # one-shot per track: nothing to keep for reuse
 OUTPUTS = {"featurize": (("out_dir", "dir"),)}  # checked writable before any track is decoded
@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", help="TSV with columns path, artist (paths as in the input)")
     p.add_argument("--tags", action="store_true", help="take missing artists from the files' artist tags")
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of artists in the test split")
-    p.add_argument("--seed", type=int, default=0, help="seed of the artist split")
-    p.add_argument("--workers", type=int, default=0, help="decoding processes (default: one per core, at most 8)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the artist split")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="decoding processes (default: one per core, at most 8)")
     p.add_argument("--shard", default="1/1", help="featurize only shard K of N (K/N); then run --merge")
     p.add_argument("--merge", action="store_true", help="write the meta files once every shard is done")
     p.set_defaults(func=cmd_featurize)

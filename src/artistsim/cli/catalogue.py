@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from artistsim.cli.common import progress
+from artistsim.cli.common import (finite_float, fraction, port_number, positive_int, progress, track_id,
+                                  window_frames)
 
 if TYPE_CHECKING:
     from artistsim.catalogue.names import Names
@@ -108,10 +109,15 @@ def _trackids_for(names: list[str], given: list[int] | None) -> np.ndarray:
         if len(given) != len(names):
             raise ValueError(f"{len(given)} --trackid value(s) for {len(names)} file(s)")
         return np.asarray(given, dtype=np.int64)
-    try:
-        return np.asarray([int(Path(n).stem) for n in names], dtype=np.int64)
-    except ValueError:
-        raise ValueError("file names are not trackids (e.g. 1234.npy): give --trackid for each file") from None
+    from artistsim.data.errors import DataError
+    from artistsim.data.ids import parse_ids
+
+    ids, reasons = parse_ids(np.asarray([Path(n).stem for n in names], dtype=object))
+    bad = [n for n, r in zip(names, reasons) if r is not None]
+    if bad:
+        raise DataError(f"{bad[0]}: the file name is not a trackid (a plain non-negative integer below 2^63, "
+                        f"e.g. 1234.npy): give --trackid for each file")
+    return ids
 
 
 def cmd_index_add(args: argparse.Namespace) -> int:
@@ -134,7 +140,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
         ids = _trackids_for(names, args.trackid)
         artists = None if args.artist is None else np.full(len(ids), args.artist)
         part = part_from(embedder.embed_arrays(tracks), ids, artists)
-    new = append(args.catalogue, with_stats(part, state), compact=True if args.compact else None)
+    new = append(args.catalogue, with_stats(part, state), compact=True if args.compact else None, checksums=True)
     print(f"added {len(part)} tracks to {args.catalogue}: generation {new.generation}")
     _keep_names(args, known)
     return 0
@@ -148,6 +154,14 @@ def _query_vectors(cat, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarra
     if not tracks:
         raise ValueError("give --trackid ID, --features F.npy or --audio F")
     return cat.embed(tracks), None, names
+
+
+def cmd_index_check(args: argparse.Namespace) -> int:
+    from artistsim.catalogue.integrity import check_catalogue
+
+    report = check_catalogue(args.catalogue)
+    print(report.render())
+    return 0 if report.ok else 1
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -219,12 +233,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from artistsim.catalogue.auth import keys_from_options
-    from artistsim.catalogue.server import WorkerError, serve
+    from artistsim.catalogue.server import WorkerError, check_options, serve
 
+    check_options(args.port, args.threads, args.workers, args.search_threads, args.max_body_mb,
+                  args.header_timeout, args.idle_timeout)
     auth = keys_from_options(args.api_key_file, args.allow_writes, args.host)
     try:
         serve(args.catalogue, args.host, args.port, args.device, args.threads, args.max_body_mb * 2**20,
-              args.search_threads, args.workers, auth)
+              args.search_threads, args.workers, auth, args.header_timeout, args.idle_timeout, args.access_log)
     except WorkerError as exc:
         print(f"artistsim serve: error: {exc}", file=sys.stderr)
         return 1
@@ -258,9 +274,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run folder; repeat for an ensemble (under torchrun write --from-run)")
     p.add_argument("--split", default="train,test", help="train, test or train,test")
     p.add_argument("--index", default="auto", choices=INDEX_KINDS)
-    p.add_argument("--window", type=int, default=None, help="rolling-window embedding (default full length)")
-    p.add_argument("--hop", type=int, default=5)
-    p.add_argument("--far", type=float, default=0.01, help="identification's target false-accept rate")
+    p.add_argument("--window", type=window_frames, default=None, help="rolling-window embedding (default full length)")
+    p.add_argument("--hop", type=positive_int, default=5)
+    p.add_argument("--far", type=fraction, default=0.01, help="identification's target false-accept rate")
     p.add_argument("--device", default=None)
     p.add_argument("--overwrite", action="store_true")
     _add_names(p)
@@ -270,8 +286,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("catalogue")
     p.add_argument("--data", help="dataset folder whose tracks to add")
     p.add_argument("--split", default="train,test")
-    p.add_argument("--trackid", type=int, nargs="+", help="trackids of the files (default: their names)")
-    p.add_argument("--artist", type=int, default=None, help="artist of the added files, when known")
+    p.add_argument("--trackid", type=track_id, nargs="+", help="trackids of the files (default: their names)")
+    p.add_argument("--artist", type=track_id, default=None, help="artist of the added files, when known")
     p.add_argument("--compact", action="store_true", help="merge every added track into the main index now")
     _add_inputs(p)
     _add_names(p)
@@ -282,20 +298,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("corrections", help="TSV: trackid, old_artist, new_artist, decision (confirm/move/skip), who, when")
     p.set_defaults(func=cmd_index_relabel)
 
+    p = isub.add_parser("check", help="verify every file of a catalogue; list what is damaged",
+                        description="Verify manifest.json, every segment and the index (sizes, SHA-256, dtypes, "
+                                    "values, trackids) and the runs. Exit 0 when intact, 1 when damaged (one line "
+                                    "per problem), 2 on a usage error.")
+    p.add_argument("catalogue")
+    p.set_defaults(func=cmd_index_check)
+
     for name, fn, helptext in (("query", cmd_query, "tracks by the same artist as a given one"),
                                ("identify", cmd_identify, "which catalogued artist made a track")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("catalogue")
-        p.add_argument("--trackid", type=int, nargs="+", help="catalogued track(s)")
+        p.add_argument("--trackid", type=track_id, nargs="+", help="catalogued track(s)")
         p.add_argument("--json", action="store_true")
         _add_inputs(p)
         p.set_defaults(func=fn)
     query, ident = sub.choices["query"], sub.choices["identify"]
-    query.add_argument("--k", type=int, default=100)
-    ident.add_argument("--k", type=int, default=5, help="candidate artists shown")
-    ident.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
+    query.add_argument("--k", type=positive_int, default=100)
+    ident.add_argument("--k", type=positive_int, default=5, help="candidate artists shown")
+    ident.add_argument("--threshold", type=finite_float, default=None, help="override the calibrated threshold")
     ident.add_argument("--calibrate", action="store_true", help="(re)calibrate on held-out artists; print EER")
-    ident.add_argument("--far", type=float, default=0.01)
+    ident.add_argument("--far", type=fraction, default=0.01)
     # catalogue.enrol.METHODS, spelled out so that --help imports nothing heavy
     ident.add_argument("--method", default="plda", choices=("plda", "asnorm"),
                        help="with --calibrate: plda (default), the two-covariance model's log-likelihood ratio; "
@@ -303,7 +326,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("audit", help="rank labelled tracks by how likely their artist label is wrong")
     p.add_argument("catalogue")
-    p.add_argument("--top", type=int, default=100)
+    p.add_argument("--top", type=positive_int, default=100)
     p.add_argument("--out", help="TSV (default CATALOGUE/audit.tsv)")
     # the names of catalogue.audit.METHODS, spelled out so that --help imports nothing heavy
     p.add_argument("--method", default="plda", choices=("plda", "predictive", "loo", "asnorm", "margin"),
@@ -315,18 +338,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="HTTP JSON API over a catalogue (docs at /docs)")
     p.add_argument("catalogue")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--threads", type=int, default=1, help="torch / FAISS threads per request")
-    p.add_argument("--search-threads", type=int, default=None,
+    p.add_argument("--port", type=port_number, default=8000)
+    p.add_argument("--threads", type=positive_int, default=1, help="torch / FAISS threads per request")
+    p.add_argument("--search-threads", type=positive_int, default=None,
                    help="threads searching similar-track queries, batched, per worker "
                         "(default: the usable cores shared out among the workers)")
     p.add_argument("--workers", type=int, default=1,
                    help="server processes on one socket, sharing the memory-mapped index "
                         "(throughput: one per core; each takes in the others' adds within a second)")
-    p.add_argument("--max-body-mb", type=int, default=32)
+    p.add_argument("--max-body-mb", type=positive_int, default=32)
     p.add_argument("--api-key-file", metavar="FILE",
                    help="keys allowed to write (POST /tracks ...): lines 'NAME KEY'; also ARTISTSIM_API_KEY")
     p.add_argument("--allow-writes", action="store_true",
                    help="without any key, let anyone write (loopback --host only)")
+    # catalogue.connections.HEADER_TIMEOUT / IDLE_TIMEOUT, spelled out so that --help imports nothing heavy
+    p.add_argument("--header-timeout", type=float, default=5.0,
+                   help="seconds a request's headers may take to arrive (slow clients are dropped)")
+    p.add_argument("--idle-timeout", type=float, default=5.0,
+                   help="seconds an idle kept-alive connection, or a stalled request body, is held")
+    p.add_argument("--access-log", action="store_true", help="a line per request on stderr, with its request id")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_serve)

@@ -43,9 +43,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
+    from artistsim.data.layout import read_meta, readable_root
     from artistsim.data.store import pack_split
 
-    for split in args.split or ("train", "test"):
+    splits = args.split or ("train", "test")
+    for split in splits:  # every split's meta and paths checked before any store is written
+        readable_root(args.data_dir, split, read_meta(args.data_dir, split)["archive_features_path"].tolist())
+    for split in splits:
         t0 = time.time()
         summary = pack_split(args.data_dir, split, dtype=args.dtype, force=args.force, progress=progress(args))
         print(f"{split}: {summary['status']} ({summary['tracks']} tracks, {time.time() - t0:.1f} s)")

@@ -40,7 +40,19 @@ SILENCE_RMS = 1e-4  # -80 dBFS: below this over the whole fragment the track is 
 _BLOCK = 1 << 20  # frames per read when a stream cannot seek
 
 # Reason codes of skipped tracks (tracks.tsv column `reason` starts with one of these).
-REASONS = ("unreadable", "unsupported_format", "empty", "too_short", "silent", "nan", "duplicate", "error")
+REASONS = ("unreadable", "unsupported_format", "empty", "too_short", "silent", "nan", "duplicate", "error",
+           "short_read", "implausible", "corrupt")
+
+# What a header may claim. Below 4 kHz nothing of the 16 kHz descriptor is left; above
+# 384 kHz no audio interface records. A day-long track is a header lying about its length
+# (a 1 Hz WAV of 64,000 samples claims 17.8 hours), not music.
+MIN_RATE, MAX_RATE = 4_000, 384_000
+MAX_DURATION = 24 * 3600.0
+# A decoder may deliver slightly fewer frames than the header's estimate (MP3 padding,
+# VBR without a seek table): shortfalls up to this share of the fragment, or SHORT_READ_FRAMES,
+# pass; more means the stream broke off (a corrupt or truncated file) and the track is bad.
+SHORT_READ_SHARE = 0.01
+SHORT_READ_FRAMES = 4096
 
 # Extensions looked for in a folder. libsndfile reads the first group; the second is
 # audio that it cannot read: listed as `unsupported_format` so the user sees it, not lost.
@@ -125,6 +137,52 @@ def check_signal(x: np.ndarray) -> int:
     return t
 
 
+def check_header(rate: int, n: int) -> None:
+    """AudioError("implausible") for a sample rate or duration no real recording has."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError("implausible", f"sample rate {rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
+    if n / rate > MAX_DURATION:
+        raise AudioError("implausible", f"the header claims {n / rate:,.0f} s, more than {MAX_DURATION:,.0f} s")
+
+
+def check_complete(got: int, wanted: int, rate: int) -> None:
+    """AudioError("short_read") when decoding stopped well before the frames the header promised."""
+    if wanted - got > max(SHORT_READ_FRAMES, SHORT_READ_SHARE * wanted):
+        raise AudioError("short_read", f"decoded {got / rate:.2f} s of the {wanted / rate:.2f} s the header "
+                                       f"promises (corrupt or truncated stream)")
+
+
+OGG_EXTENSIONS = frozenset({".ogg", ".oga", ".opus"})
+
+
+def check_ogg_pages(path: Path) -> None:
+    """AudioError("corrupt") when an Ogg file's pages do not follow one another.
+
+    Why: the Vorbis decoder skips damaged pages without a word, and the length in the
+    header comes from the last page, so a file whose middle is overwritten decodes as a
+    shorter, intact-looking track (4 windows of 9). Walking the 27-byte page headers
+    (each names its own length and sequence number) finds the break for one small read
+    per page, without decoding anything.
+    """
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        offset, sequence = 0, {}
+        while offset < size:
+            fh.seek(offset)
+            head = fh.read(27)
+            if len(head) < 27 or head[:4] != b"OggS":
+                raise AudioError("corrupt", f"Ogg page structure broken at byte {offset} of {size} "
+                                            f"(damaged or truncated stream)")
+            serial = int.from_bytes(head[14:18], "little")
+            number = int.from_bytes(head[18:22], "little")
+            if serial in sequence and number != sequence[serial] + 1:
+                raise AudioError("corrupt", f"Ogg page {sequence[serial] + 1} missing at byte {offset} "
+                                            f"(damaged stream)")
+            sequence[serial] = number
+            table = fh.read(head[26])
+            offset += 27 + head[26] + sum(table)
+
+
 def centre_fragment(x: np.ndarray, rate: int) -> np.ndarray:
     """The fragment `fragment_of` picks, cut from samples already in memory."""
     frag = fragment_of(len(x), rate)
@@ -149,17 +207,23 @@ def decode_fragment(path: str | Path) -> Decoded:
     try:
         if path.stat().st_size == 0:
             raise AudioError("empty", "zero-byte file")
+        if path.suffix.lower() in OGG_EXTENSIONS:
+            check_ogg_pages(path)
         with sf.SoundFile(os.fsencode(path)) as fh:  # bytes: any file name, even one not valid UTF-8
             rate, n, channels = fh.samplerate, fh.frames, fh.channels
             if n <= 0 or channels <= 0:
                 raise AudioError("empty", "no audio samples")
+            check_header(rate, n)
             frag = fragment_of(n, rate)
             if fh.seekable():
                 fh.seek(frag.start)
             else:  # read and drop whole blocks up to the fragment, never the whole file
                 skip = frag.start
                 while skip > 0:
-                    skip -= len(fh.read(min(skip, _BLOCK), dtype="float32", always_2d=True))
+                    got = len(fh.read(min(skip, _BLOCK), dtype="float32", always_2d=True))
+                    if got == 0:
+                        break  # the stream ended early: reported below as a short read
+                    skip -= got
             data = fh.read(frag.length, dtype="float32", always_2d=True)
     except AudioError:
         raise
@@ -170,4 +234,5 @@ def decode_fragment(path: str | Path) -> Decoded:
         raise AudioError("unreadable", f"{type(exc).__name__}: {exc}") from None
     if len(data) == 0:
         raise AudioError("empty", "no audio samples could be read")
+    check_complete(len(data), frag.length, rate)
     return Decoded(samples=to_mono_16k(data, rate), duration=n / rate)

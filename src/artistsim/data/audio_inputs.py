@@ -2,8 +2,10 @@
 
 Input is either a folder (walked recursively; files with an audio extension are taken,
 see `artistsim.data.audio.AUDIO_EXTENSIONS`) or a TSV manifest with a header row and the
-columns `path` (required; relative paths are relative to the manifest's folder), and
-optionally `artist` and `trackid`. Artists come from the manifest, from `--labels` (a TSV
+columns `path` (required; relative to the manifest's folder), and optionally `artist` and
+`trackid` (checked by `artistsim.data.ids`). Paths stay inside their folder (the
+manifest's, or the walked one): absolute paths, `..` and links to files outside are
+refused unless `--allow-outside-paths` is given (`artistsim.data.paths`). Artists come from the manifest, from `--labels` (a TSV
 with `path` and `artist`, paths as in the input), or from the files' artist tags
 (mutagen) when `--tags` is given, in that order of precedence. A track without an artist
 goes to the test split, without ground truth.
@@ -24,7 +26,9 @@ import numpy as np
 import pandas as pd
 
 from artistsim.data.audio import AUDIO_EXTENSIONS, UNSUPPORTED_EXTENSIONS
-from artistsim.data.layout import DataError
+from artistsim.data.errors import DataError
+from artistsim.data.ids import check_ids, parse_ids
+from artistsim.data.paths import PathError, escaping_rows
 
 PLAN_COLUMNS = ("trackid", "path", "artist", "artistid", "split")
 
@@ -36,25 +40,43 @@ def display_path(path: str) -> str:
 
 
 def walk_folder(root: Path) -> list[str]:
-    """Audio files under `root` (recursive, symlinked folders not followed), relative, sorted."""
+    """Audio files under `root` (recursive, symlinked folders not followed), relative, sorted.
+
+    A file link that leads outside `root` is refused like a manifest path that does
+    (`refuse_outside`): the walk must not be a way to read files elsewhere.
+    """
     wanted = AUDIO_EXTENSIONS | UNSUPPORTED_EXTENSIONS
-    found = []
+    found, links = [], []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in wanted:
-                found.append(os.path.relpath(os.path.join(folder, name), root))
+                rel = os.path.relpath(os.path.join(folder, name), root)
+                found.append(rel)
+                if os.path.islink(os.path.join(folder, name)):
+                    links.append(rel)
+    refuse_outside(root, links, lambda row: f"{root / links[row]}")
     return sorted(found)
+
+
+def refuse_outside(base: Path, rel_paths: list[str], where) -> None:
+    """PathError naming the first path (by `where(row)`) that leaves `base`, and how many do."""
+    bad = escaping_rows(base, rel_paths)
+    if bad:
+        row = min(bad)
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise PathError(f"{where(row)}: the path {bad[row]}{more}; pass --allow-outside-paths to allow it")
 
 
 def _read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{path}: cannot parse as tab-separated values with a header row: {exc}") from None
+        raise DataError(f"{path}: cannot parse as tab-separated values with a header row "
+                        f"({type(exc).__name__})") from None
     missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
+    if missing:  # named, never quoted: the first line may belong to any file
+        raise DataError(f"{path}: missing column(s) {missing} (the first line must be a header naming them)")
     empty = df["path"].str.strip() == ""
     if empty.any():
         raise DataError(f"{path}: line {int(np.flatnonzero(empty.to_numpy())[0]) + 2}: empty path")
@@ -67,13 +89,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
     out = pd.DataFrame({"path": df["path"],
                         "artist": df["artist"].str.strip() if "artist" in df.columns else ""})
     if "trackid" in df.columns:
-        ids = pd.to_numeric(df["trackid"].str.strip(), errors="coerce")
-        bad = ids.isna() | (ids != ids.round()) | (ids < 0)
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path}: line {row + 2}: trackid must be a non-negative integer, "
-                            f"got {df['trackid'].iloc[row]!r}")
-        out["trackid"] = ids.astype(np.int64)
+        out["trackid"] = check_ids(df["trackid"], str(path), "trackid", first_line=2)
         dup = out["trackid"].duplicated()
         if dup.any():
             row = int(np.flatnonzero(dup.to_numpy())[0])
@@ -81,7 +97,9 @@ def read_manifest(path: Path) -> pd.DataFrame:
     dup = out["path"].duplicated()
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
-        raise DataError(f"{path}: line {row + 2}: path {out['path'].iloc[row]!r} listed twice")
+        raise DataError(f"{path}: line {row + 2}: path listed twice (first on line "
+                        f"{int(np.flatnonzero((out['path'] == out['path'].iloc[row]).to_numpy())[0]) + 2})")
+    refuse_outside(path.parent, out["path"].tolist(), lambda row: f"{path}: line {row + 2}")
     return out
 
 
@@ -117,6 +135,8 @@ def list_inputs(source: str | Path, labels: str | Path | None = None, tags: bool
         base, df = source.parent, read_manifest(source)
     else:
         raise DataError(f"{source}: no such folder or manifest")
+    if df.empty:
+        raise DataError(f"{source}: no tracks listed; nothing to featurize")
     if "trackid" not in df.columns:
         df = df.sort_values("path", kind="stable").reset_index(drop=True)
         df.insert(0, "trackid", np.arange(len(df), dtype=np.int64))
@@ -142,8 +162,8 @@ def list_inputs(source: str | Path, labels: str | Path | None = None, tags: bool
 def artist_ids(artists: pd.Series) -> tuple[np.ndarray, dict[str, int]]:
     """Integer ids for artist names: the names themselves when all are integers, else sorted order."""
     names = sorted({a for a in artists if a != ""})
-    as_int = pd.to_numeric(pd.Series(names, dtype=object), errors="coerce")
-    if len(names) and as_int.notna().all() and (as_int == as_int.round()).all():
+    as_int, reasons = parse_ids(pd.Series(names, dtype=object))  # ids only if every name is one
+    if len(names) and (reasons == None).all():  # noqa: E711 - elementwise over an object array
         mapping = {n: int(v) for n, v in zip(names, as_int)}
     else:
         mapping = {n: i for i, n in enumerate(names)}

@@ -56,7 +56,9 @@ from artistsim.data.audio import (
     HOP,
     SAMPLE_RATE,
     WINDOW,
+    AudioError,
     centre_fragment,
+    check_header,
     check_signal,
     decode_fragment,
     to_mono_16k,
@@ -252,13 +254,21 @@ def featurize_array(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     nan / too_short / silent) for audio that has no usable window.
     """
     x = np.asarray(samples)
+    check_header(int(sample_rate), len(x))
     x = to_mono_16k(centre_fragment(x, int(sample_rate)), int(sample_rate))
     return describe_samples(x)
 
 
 def featurize_file(path: str | Path) -> np.ndarray:
-    """An audio file -> (512, T) float32; decodes only the fragment used. AudioError if bad."""
-    return describe_samples(decode_fragment(path).samples)
+    """An audio file -> (512, T) float32; decodes only the fragment used.
+
+    AudioError if bad, its message naming the file (a CLI user may give several; the
+    batch job journals the reason next to the path instead).
+    """
+    try:
+        return describe_samples(decode_fragment(path).samples)
+    except AudioError as exc:
+        raise AudioError(exc.reason, f"{path}: bad audio ({exc.reason}): {exc}") from None
 
 
 def describe_samples(x: np.ndarray) -> np.ndarray:

@@ -17,7 +17,6 @@ Padding is never data: every batch carries the true lengths alongside the frames
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -25,6 +24,9 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from artistsim.data.arrays import check_size, open_npy, read_header, read_npy_header
+from artistsim.data.errors import DataError
+from artistsim.data.ids import parse_ids
 from artistsim.data.paths import escaping_links, outside_allowed, outside_rows
 
 FEATURE_DIM = 512
@@ -37,15 +39,7 @@ META_COLUMNS = {
 GT_FILE = "test_gt.tsv"
 
 
-class DataError(ValueError):
-    """Bad input data: the message names the file or the meta row at fault."""
-
-
 # --------------------------------------------------------------------------- meta files
-
-_UINT_RE = r"\+?[0-9]+"
-_INT64_MAX = str(np.iinfo(np.int64).max)
-
 
 def meta_path(data_dir: str | Path, split: str) -> Path:
     """Path of a split's meta file, `train_meta.tsv` or `test_meta.tsv`."""
@@ -78,32 +72,11 @@ class TableScan:
 
 
 def _parse_ids(path: Path, df: pd.DataFrame, col: str, problems: list[str]) -> np.ndarray:
-    """Column `col` as int64 ids; rows that are not plain integers in [0, 2^63) become -1.
-
-    Strict on purpose: `1e3`, `1.0`, `inf`, `-5` and 20-digit numbers are rejected, not
-    rounded, cast or wrapped, and each bad row is named.
-    """
-    text = df[col].str.strip().str.lstrip("+")
-    ok = np.array(text.str.fullmatch(r"[0-9]{1,19}"), dtype=bool)
-    long = ok & (text.str.len().to_numpy() == 19)
-    if long.any():
-        ok[long] = (text[long] <= _INT64_MAX).to_numpy(dtype=bool)
-    values = np.full(len(df), -1, dtype=np.int64)
-    if ok.any():
-        values[ok] = text[ok].astype(np.int64).to_numpy()
-    for row in np.flatnonzero(~ok):
-        raw = df[col].iloc[row]
-        reason = "is empty" if not raw.strip() else _id_reason(raw.strip())
-        problems.append(f"{path}: line {row + 2}: column {col!r} {reason}, got {raw[:40]!r}")
+    """Column `col` as int64 ids (`artistsim.data.ids`); bad rows become -1, each one named."""
+    values, reasons = parse_ids(df[col])
+    for row in np.flatnonzero(reasons != None):  # noqa: E711 - elementwise over an object array
+        problems.append(f"{path}: line {row + 2}: column {col!r} {reasons[row]}")
     return values
-
-
-def _id_reason(raw: str) -> str:
-    if re.fullmatch(r"-[0-9]+", raw):
-        return "must be a non-negative integer"
-    if re.fullmatch(_UINT_RE, raw):
-        return "is beyond the 64-bit integer range"
-    return "must be a plain integer (no decimals, exponents, inf or nan)"
 
 
 def scan_tsv(path: Path, columns: tuple[str, ...], int_columns: tuple[str, ...]) -> TableScan:
@@ -121,8 +94,9 @@ def scan_tsv(path: Path, columns: tuple[str, ...], int_columns: tuple[str, ...])
         return TableScan(path, None, [f"{path}: cannot parse as tab-separated values: {reason}"])
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        found = [str(c)[:40] for c in df.columns[:10]]
-        return TableScan(path, None, [f"{path}: missing column(s) {missing}; found {found}"])
+        # Named, never quoted: the "header" may be the first line of any file (a link to /etc/shadow).
+        return TableScan(path, None, [f"{path}: missing column(s) {missing} (the first line must "
+                                      f"be the header {'<TAB>'.join(columns)})"])
     df = df[list(columns)].fillna("").reset_index(drop=True)  # short rows: missing fields are empty
     if df.empty:
         return TableScan(path, None, [f"{path}: no rows"])
@@ -157,8 +131,8 @@ def scan_meta(data_dir: str | Path, split: str, allow_outside: bool | None = Non
     for row in np.flatnonzero(empty):
         scan.problems.append(f"{path}: line {row + 2}: empty archive_features_path")
     for row in np.flatnonzero(outside):
-        scan.problems.append(f"{path}: line {row + 2}: archive_features_path {rel.iloc[row][:80]!r} leaves "
-                             f"{split}_features/ (absolute or '..'); pass --allow-outside-paths to allow it")
+        scan.problems.append(f"{path}: line {row + 2}: archive_features_path leaves {split}_features/ "
+                             f"(absolute or '..'); pass --allow-outside-paths to allow it")
     scan.bad_rows = scan.bad_rows | empty | outside
     return scan
 
@@ -223,58 +197,6 @@ def readable_root(data_dir: str | Path, split: str, rel_paths: list[str]) -> Pat
 # --------------------------------------------------------------------------- .npy files
 
 
-def _read_header(fh, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """(shape, fortran order, dtype) from an open .npy; DataError without quoting the bytes."""
-    try:
-        version = np.lib.format.read_magic(fh)
-    except (ValueError, EOFError):
-        raise DataError(f"{path}: not an .npy file (no NUMPY magic string)") from None
-    try:
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-    except (ValueError, OSError, EOFError, SyntaxError) as exc:
-        raise DataError(f"{path}: not a readable .npy file (bad or truncated header: {type(exc).__name__})") from None
-    if dtype.hasobject:
-        raise DataError(f"{path}: holds pickled Python objects (dtype object), not float features; "
-                        f"such files are never loaded")
-    return tuple(int(s) for s in shape), bool(fortran), dtype
-
-
-def _open_npy(path: Path):
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: feature file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a feature file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot open ({exc.strerror})") from None
-
-
-def _check_size(fh, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> int:
-    """Payload bytes the header promises; DataError when the file is shorter (truncated)."""
-    expected = int(np.prod(shape)) * dtype.itemsize
-    actual = os.fstat(fh.fileno()).st_size
-    if actual < fh.tell() + expected:
-        raise DataError(f"{path}: truncated: {actual} bytes, header promises {fh.tell() + expected}")
-    return expected
-
-
-def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of an .npy file from its header, checking the file is complete.
-
-    Reading the header only makes indexing 167k files cheap, and comparing the byte size
-    with the header catches truncated downloads without loading the data. Messages never
-    quote the file's bytes (a meta path may point at any file).
-    """
-    with _open_npy(path) as fh:
-        shape, _, dtype = _read_header(fh, path)
-        _check_size(fh, path, shape, dtype)
-    return shape, dtype
-
-
 def check_shape(shape: tuple[int, ...], where: Path | str) -> int:
     """Return T for a valid (512, T) shape; otherwise raise with what is wrong."""
     if len(shape) != 2:
@@ -300,12 +222,12 @@ def read_features(path: Path) -> np.ndarray:
     check covers the cast: a float64 value beyond float32's range is finite in the file
     but inf in a float32 store or model.
     """
-    with _open_npy(path) as fh:
-        shape, fortran, dtype = _read_header(fh, path)
+    with open_npy(path, "feature file") as fh:
+        shape, fortran, dtype = read_header(fh, path)
         check_shape(shape, path)
         if not np.issubdtype(dtype, np.floating):
             raise DataError(f"{path}: expected float features, got dtype {dtype}")
-        nbytes = _check_size(fh, path, shape, dtype)
+        nbytes = check_size(fh, path, shape, dtype)
         flat = np.frombuffer(fh.read(nbytes), dtype=dtype)
     arr = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
     if dtype.itemsize <= 4:  # float16 / float32: the cast cannot overflow

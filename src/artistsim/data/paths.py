@@ -10,6 +10,11 @@ default:
   their objects under the same tree, such as git-annex or DVC's link cache) are fine.
 
 `--allow-outside-paths` lifts both for one command (`outside_paths_allowed`).
+
+The same policy holds for every other list of paths read from a file: a featurize
+manifest (and the links met by featurize's folder walk) and a catalogue manifest's
+segment and index names (`escaping_rows`, `inside`), so a crafted manifest can neither
+make artistsim decode /etc/passwd nor read another catalogue's segments.
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from artistsim.data.errors import DataError
+
+class PathError(DataError):
+    """A path read from a file that leaves the folder it must stay in."""
+
 
 _ALLOW_OUTSIDE: ContextVar[bool] = ContextVar("artistsim_allow_outside_paths", default=False)
 
@@ -99,3 +110,35 @@ def escaping_links(data_dir: str | Path, root: Path, rel_paths: Sequence[str]) -
         if not target.is_relative_to(boundary):
             escaped[int(row)] = str(target)
     return escaped
+
+
+def escaping_rows(base: str | Path, rel_paths: Sequence[str], boundary: str | Path | None = None) -> dict[int, str]:
+    """Rows of `rel_paths` (relative to `base`) that leave `boundary` (default `base`): row -> why.
+
+    For lists whose every file is then read at a cost far above a `realpath` (audio to
+    decode, a catalogue's few segment names): each row is resolved, so links are caught
+    wherever they are. Empty when `--allow-outside-paths` is in force.
+    """
+    if outside_allowed():
+        return {}
+    base = Path(base)
+    bound = Path(os.path.realpath(boundary if boundary is not None else base))
+    text_out = outside_rows(pd.Series([str(r) for r in rel_paths], dtype=object)) if len(rel_paths) else []
+    found: dict[int, str] = {}
+    for row, rel in enumerate(rel_paths):
+        if text_out[row]:
+            found[row] = "is absolute or climbs out with '..'"
+        elif not Path(os.path.realpath(base / str(rel))).is_relative_to(bound):
+            found[row] = f"leads outside {bound} through a symbolic link"
+    return found
+
+
+def inside(base: str | Path, rel: str, where: str) -> Path:
+    """`base / rel` when it stays inside `base`; DataError naming `where` otherwise.
+
+    The single-path form of the policy (a catalogue manifest's segment and index names).
+    """
+    bad = escaping_rows(base, [rel])
+    if bad:
+        raise PathError(f"{where} {bad[0]}; pass --allow-outside-paths to allow it")
+    return Path(base) / rel

@@ -13,7 +13,7 @@ scores below the plain ensemble on validation:
 1. fusion with the LDA baseline's embedding: [normalise(ensemble), w * normalise(LDA)],
    w from a grid (0 = off);
 2. AS-norm of the first search's candidate lists against a cohort of training-artist
-   centroids (`artistsim.search.scorenorm`), cohort top-k from a grid (0 = off);
+   centroids (`artistsim.scoring.asnorm`), cohort top-k from a grid (0 = off);
 3. weighted top-k query expansion (`artistsim.search.pipeline`), depth from a grid (0 = off);
 4. the seed's threshold query expansion (`artistsim.search.pipeline`), threshold from a
    grid (None = off).
@@ -34,7 +34,7 @@ from artistsim.evaluation.metrics import ndcg_at_k
 from artistsim.scoring.lda import LDA, centre_normalise
 from artistsim.search.exact import topk
 from artistsim.search.pipeline import InferenceSettings, PipelineState, rank_all
-from artistsim.search.scorenorm import artist_centroids
+from artistsim.scoring.asnorm import artist_centroids
 
 # (shrinkage, directions kept) for the LDA fusion partner. The baseline's own (1e-3, 128)
 # is in the grid; on the demo preset stronger shrinkage and fewer directions (0.3, 64) gain

@@ -157,7 +157,7 @@ def ndcg_at_k(
 def _check_ground_truth(gt: pd.DataFrame, where: str = "ground truth") -> None:
     missing = [c for c in ("trackid", "artistid") if c not in gt.columns]
     if missing:
-        raise ValueError(f"{where}: missing column(s) {missing}; found {list(gt.columns)}")
+        raise ValueError(f"{where}: missing column(s) {missing}")  # named; the header line is never quoted
     for column in ("trackid", "artistid"):
         if not pd.api.types.is_integer_dtype(gt[column]):
             raise ValueError(f"{where}: column {column!r} must hold integers, got dtype {gt[column].dtype}")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from artistsim.atomic import atomic_path
+from artistsim.data.ids import ID_LIMIT, check_id, id_reason
 
 __all__ = ["write_submission", "read_submission", "submission_gaps"]
 
@@ -84,10 +85,7 @@ def _format_block(line: str, rows: np.ndarray) -> str:
 
 
 def _parse_id(token: str, path: Path, line_no: int) -> int:
-    try:
-        return int(token)
-    except ValueError:
-        raise ValueError(f"{path}:{line_no}: {token[:40]!r} is not an integer track id") from None
+    return check_id(token, f"{path}:{line_no}: the query trackid")
 
 
 def read_submission(path: str | Path) -> dict[int, list[int]]:
@@ -126,8 +124,11 @@ def _parse_line(line: str, path: Path, line_no: int, result: dict[int, list[int]
     try:
         ids = [int(token) for token in rest.split()]
     except ValueError:
-        bad = next(t for t in rest.split() if not _is_int(t))
-        raise ValueError(f"{path}:{line_no}: {bad[:40]!r} is not an integer track id") from None
+        ids = [-1]  # named below, by the one id check
+    if ids and (min(ids) < 0 or max(ids) >= ID_LIMIT):
+        tokens = rest.split()
+        bad = next(i for i, t in enumerate(tokens) if id_reason(t) is not None)
+        check_id(tokens[bad], f"{path}:{line_no}: ranked id {bad + 1}")
     result[query] = ids
     first_line[query] = line_no
 
@@ -151,11 +152,3 @@ def submission_gaps(submission: Mapping[int, Sequence[int]], trackids: np.ndarra
     if short.any():
         gaps.append(f"{int(short.sum())} list(s) hold fewer than {need} ids (shortest: {int(lengths.min())})")
     return gaps
-
-
-def _is_int(token: str) -> bool:
-    try:
-        int(token)
-    except ValueError:
-        return False
-    return True

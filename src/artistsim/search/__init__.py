@@ -1,4 +1,5 @@
 """Embeddings -> ranked lists: exact chunked search (`exact`), FAISS flat / IVF / HNSW
-indexes (`ann`), the seed's threshold query-expansion rerank (`rerank`), and adaptive
-score normalisation against a cohort of artist centroids (`scorenorm`).
+indexes (`ann`), and the one ranking pipeline (`pipeline`: search -> AS-norm -> weighted
+query expansion -> rerank) that `predict`, the catalogue and the service all call, built
+from runs and their saved settings by `loader`.
 """

@@ -14,7 +14,7 @@ The steps, for a query vector q (L2-normalised; `self_row` its own catalogue row
 1. the `depth` (>= k, 100 like the competition's lists) nearest rows by cosine;
 2. AS-norm (`settings.as_norm_top_k` > 0): the list reordered by the symmetric
    z-scores of its cosines against a cohort of training-artist centroids
-   (`artistsim.search.scorenorm`); each row's cohort statistics are stored with it;
+   (`artistsim.scoring.asnorm`); each row's cohort statistics are stored with it;
 3. weighted query expansion (`expansion_depth` > 0): a second search from
    q + sum_j max(s_j, 0)^ALPHA e_j over the first `expansion_depth` listed rows;
 4. the seed's threshold rerank (`rerank_threshold`): rows above it stay first (in list
@@ -38,9 +38,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from artistsim.scoring.asnorm import as_norm, cohort_stats_exact
 from artistsim.scoring.lda import LDA
 from artistsim.search.exact import search_prepared
-from artistsim.search.scorenorm import as_norm, stats_of_scores
 
 K = 100  # the competition's list length: the depth every step works at
 MARGIN = 16  # extra float32 candidates re-scored exactly, so a last-bit difference cannot drop one
@@ -116,23 +116,7 @@ class PipelineState:
         """(n, 2) AS-norm cohort statistics of rows (mean, std), or None when AS-norm is off."""
         if not self.settings.as_norm_top_k or self.cohort is None:
             return None
-        return np.stack(cohort_stats64(vectors, self.cohort, self.settings.as_norm_top_k), axis=1)
-
-
-def cohort_stats64(x: np.ndarray, cohort: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cohort statistics of rows of x from float64 scores (batch-invariant up to the float32 result)."""
-    c = np.asarray(cohort, np.float64)
-    k = min(int(top_k), len(c))
-    means, stds = [], []
-    for start in range(0, len(x), _CHUNK * 4):
-        s = np.asarray(x[start : start + _CHUNK * 4], np.float64) @ c.T
-        top = -np.partition(-s, k - 1, axis=1)[:, :k] if k < s.shape[1] else s
-        m, sd = stats_of_scores(top)
-        means.append(m)
-        stds.append(sd)
-    if not means:
-        return np.empty(0, np.float32), np.empty(0, np.float32)
-    return np.concatenate(means), np.concatenate(stds)
+        return np.stack(cohort_stats_exact(vectors, self.cohort, self.settings.as_norm_top_k), axis=1)
 
 
 class Searcher(Protocol):
@@ -191,14 +175,17 @@ def weighted_sum(searcher: Searcher, q: np.ndarray, rows: np.ndarray, weights: n
                  normalise: bool = True) -> np.ndarray:
     """q + sum_j weights[:, j] * e[rows[:, j]] (float64; rows < 0 add nothing), L2-normalised if asked.
 
-    The loop runs over list positions, never over queries. Ranking by the dot product with
+    Vectorised over queries and positions. Ranking by the dot product with
     the plain sum is ranking by cosine with it; left unnormalised, exact ties stay exact.
     """
     acc = np.asarray(q, np.float64).copy()
-    for j in range(rows.shape[1]):
-        present = rows[:, j] >= 0
-        w = np.where(present, weights[:, j], 0.0)[:, None]
-        acc += w * searcher.vectors(np.maximum(rows[:, j], 0)).astype(np.float64)
+    w = np.where(rows >= 0, weights, 0.0)
+    step = max(1, _GATHER // max(1, rows.shape[1] * q.shape[1]))
+    for start in range(0, len(rows), step):  # blocks of queries: one gather each, bounded
+        sl = slice(start, start + step)
+        vec = searcher.vectors(np.maximum(rows[sl], 0).ravel()).reshape(*rows[sl].shape, -1)
+        # a sum over a middle axis adds the list positions in order, for any block size
+        acc[sl] += (w[sl, :, None] * vec.astype(np.float64)).sum(axis=1)
     return _normalise(acc) if normalise else acc
 
 
@@ -329,4 +316,4 @@ def rank_all(vectors: np.ndarray, state: PipelineState, k: int = K, depth: int =
 
 
 __all__ = ["ALPHA", "K", "InferenceSettings", "MatrixSearcher", "PipelineState", "Ranker", "Searcher",
-           "cohort_stats64", "exact_top", "pair_scores", "rank_all", "weighted_sum"]
+           "exact_top", "pair_scores", "rank_all", "weighted_sum"]

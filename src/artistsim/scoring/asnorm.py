@@ -13,9 +13,11 @@ against the cohort (the adaptive part: only the most competitive cohort members 
 and likewise for t. The cohort here is the L2-normalised mean embedding of each training
 artist (`artist_centroids`), so it never contains the test artists being ranked.
 
-Re-ranking a candidate list by s' (`as_norm_lists`) keeps the first search's candidates
-and only reorders them: it costs one (N x cohort) search for the statistics, vectorised.
-Whether it helps depends on the data; callers choose it on validation.
+The ranking pipeline (`artistsim.search.pipeline`) reorders a first search's candidate
+list by s' (it keeps the candidates, only reorders them), with each catalogue row's
+statistics computed once (`cohort_stats_exact`); identification normalises artist
+scores with `cohort_stats` against the catalogue's own tracks. Whether it helps depends
+on the data; `evaluate` chooses it on validation.
 """
 
 from __future__ import annotations
@@ -24,22 +26,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from artistsim.search.exact import ArrayLike, as_matrix, search
+__all__ = ["artist_centroids", "cohort_stats", "cohort_stats_exact", "as_norm", "stats_of_scores"]
 
-__all__ = ["artist_centroids", "cohort_stats", "as_norm", "as_norm_lists", "stats_of_scores"]
+
+def _matrix(x, name: str) -> torch.Tensor:
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (rows, dim), got shape {tuple(t.shape)}")
+    return t.to(torch.float32)
 
 # Floor on a cohort standard deviation: a row whose cohort scores are all equal (a tiny
 # cohort, or duplicates) would otherwise divide by zero.
 _MIN_STD = 1e-6
 
 
-def artist_centroids(embeddings: ArrayLike, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def artist_centroids(embeddings, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique labels (A,) and the L2-normalised mean of each label's normalised rows (A, d).
 
     Rows are normalised before averaging so a long or loud track does not outweigh the
     artist's others. One scatter-add over all rows; no loop over artists.
     """
-    e = F.normalize(as_matrix(embeddings, "embeddings"), dim=1)
+    e = F.normalize(_matrix(embeddings, "embeddings"), dim=1)
     labels = np.asarray(labels)
     if labels.shape != (e.shape[0],):
         raise ValueError(f"labels must have shape ({e.shape[0]},), got {labels.shape}")
@@ -49,28 +56,55 @@ def artist_centroids(embeddings: ArrayLike, labels: np.ndarray) -> tuple[np.ndar
     return unique, F.normalize(sums, dim=1).cpu().numpy().astype(np.float32)
 
 
-def cohort_stats(
-    x: ArrayLike,
-    cohort: ArrayLike,
-    top_k: int = 200,
-    *,
-    exclude: np.ndarray | None = None,
-    chunk_size: int = 4096,
-) -> tuple[np.ndarray, np.ndarray]:
+def cohort_stats(x, cohort, top_k: int = 200, *, exclude: np.ndarray | None = None,
+                 chunk_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Per row of `x`: mean and std of its `top_k` highest cosine scores against `cohort`.
 
     `exclude` (shape (N,) or (N, m), -1 = none) drops cohort rows per row of `x`: a
     training track must not be normalised against its own artist's centroid. `top_k` is
     capped at the cohort's size. Returns float32 (N,) means and (N,) stds (>= 1e-6).
+    Chunked products and a top-k of values (which rows win does not matter here).
     """
-    c = as_matrix(cohort, "cohort")
+    q = F.normalize(_matrix(x, "queries"), dim=1)
+    c = F.normalize(_matrix(cohort, "cohort"), dim=1)
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     k = min(int(top_k), c.shape[0])
     if k < 1:
         raise ValueError("the cohort is empty")
-    scores, _ = search(x, c, k, exclude=exclude, chunk_size=chunk_size)
-    return stats_of_scores(scores)
+    ex = None if exclude is None else np.asarray(exclude, dtype=np.int64).reshape(len(q), -1)
+    step = max(1, min(chunk_size, (1 << 26) // max(c.shape[0], 1)))
+    out = np.empty((len(q), k), dtype=np.float32)
+    with torch.no_grad():
+        for start in range(0, len(q), step):  # blocks of rows bound the (block, cohort) product
+            s = q[start : start + step] @ c.T
+            if ex is not None:
+                block = torch.from_numpy(ex[start : start + step])
+                rows = torch.arange(len(s))[:, None].expand_as(block)
+                keep = block >= 0
+                s[rows[keep], block[keep]] = float("-inf")
+            out[start : start + step] = torch.topk(s, k, dim=1).values.numpy()
+    return stats_of_scores(out)
+
+
+def cohort_stats_exact(x: np.ndarray, cohort: np.ndarray, top_k: int, chunk: int = 4096
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """`cohort_stats` of L2-normalised rows from float64 products, without exclusions.
+
+    Why float64: a row's statistics must not depend on which other rows were computed
+    with it (a catalogue stores them per row; `predict` computes them for a whole split);
+    a float32 product's last bit does, a float64 one's rounds away in the float32 result.
+    """
+    c = np.asarray(cohort, np.float64)
+    k = min(int(top_k), len(c))
+    means, stds = [np.empty(0, np.float32)], [np.empty(0, np.float32)]
+    for start in range(0, len(x), chunk):
+        s = np.asarray(x[start : start + chunk], np.float64) @ c.T
+        top = -np.partition(-s, k - 1, axis=1)[:, :k] if k < s.shape[1] else s
+        m, sd = stats_of_scores(top)
+        means.append(m)
+        stds.append(sd)
+    return np.concatenate(means), np.concatenate(stds)
 
 
 def stats_of_scores(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,31 +135,3 @@ def as_norm(
         mt, st = mt[None, :], st[None, :]
     out = 0.5 * ((s - mq) / sq + (s - mt) / st)
     return np.where(np.isfinite(s), out, -np.inf).astype(np.float32)
-
-
-def as_norm_lists(
-    embeddings: ArrayLike,
-    scores: np.ndarray,
-    indices: np.ndarray,
-    cohort: ArrayLike,
-    top_k: int = 200,
-    *,
-    stats: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Reorder each row's candidate list (from a search of `embeddings` against itself) by AS-norm.
-
-    `scores`/`indices` (N, K) are a first search's results with -1 / -inf for empty slots.
-    Returns the AS-normed scores and the indices sorted by them (descending; ties keep the
-    first search's order; empty slots stay last). `stats` may pass precomputed
-    `cohort_stats(embeddings, cohort, top_k)`.
-    """
-    idx = np.asarray(indices, dtype=np.int64)
-    raw = np.asarray(scores, dtype=np.float32)
-    if raw.shape != idx.shape or idx.ndim != 2:
-        raise ValueError(f"scores and indices must both be (N, K), got {raw.shape} and {idx.shape}")
-    mean, std = stats if stats is not None else cohort_stats(embeddings, cohort, top_k)
-    present = idx >= 0
-    safe = np.where(present, idx, 0)
-    normed = as_norm(np.where(present, raw, -np.inf), (mean, std), (mean[safe], std[safe]))
-    order = np.argsort(-normed, axis=1, kind="stable")
-    return np.take_along_axis(normed, order, axis=1), np.take_along_axis(idx, order, axis=1)

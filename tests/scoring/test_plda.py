@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from artistsim.catalogue.audit import audit, calibrate_shrinkage, plant_swaps, precision_at
-from artistsim.catalogue.plda import fit, log_scores
+from artistsim.scoring.plda import fit, log_scores
 
 
 def nuisance(n_artists: int = 60, per: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

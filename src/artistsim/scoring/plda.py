@@ -1,6 +1,6 @@
 """How well does each artist explain a track, direction by direction? A two-covariance (PLDA) artist model.
 
-`artistsim.catalogue.predictive` gives every direction of the embedding the same within-
+`artistsim.scoring.predictive` gives every direction of the embedding the same within-
 and between-artist variance. Embeddings are not like that: some directions separate
 artists (their artist means spread far, their tracks little), others mostly carry what
 varies between one artist's tracks. Here, as in speaker verification's two-covariance

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from artistsim.catalogue.predictive import fit, log_scores
+from artistsim.scoring.predictive import fit, log_scores
 
 
 def tracks(seed: int = 0, d: int = 16):
