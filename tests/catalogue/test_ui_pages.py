@@ -73,7 +73,9 @@ def test_artist_page_lists_tracks_nearest_artists_and_others(client, built):
 
 @pytest.mark.parametrize("path, status", [("/ui/tracks/5", 404), ("/ui/tracks/abc", 422), ("/ui/artists/999", 404),
                                           ("/ui/tracks/1003?k=0", 422), ("/ui/audit?page=x", 422),
-                                          ("/ui/audio/5", 404), ("/tracks/5", 404), ("/tracks/x", 422)])
+                                          ("/ui/audio/5", 404), ("/tracks/5", 404), ("/tracks/x", 422),
+                                          ("/ui/tracks/100000000000000000000", 422),
+                                          ("/tracks/100000000000000000000", 422), ("/ui/artists/-1", 404)])
 def test_bad_requests_are_4xx_naming_the_problem(client, path, status):
     r = client.get(path)
     assert r.status_code == status

@@ -33,6 +33,8 @@ from artistsim.catalogue.ui import pages, review
 from artistsim.catalogue.ui.mapview import SIZE, picture
 from artistsim.catalogue.ui.render import PageRoute, page, status_of
 from artistsim.catalogue.ui.state import CuratorState
+from artistsim.data.errors import DataError
+from artistsim.data.ids import check_id
 
 
 def _map_router(cat: LiveCatalogue, state: CuratorState) -> APIRouter:
@@ -60,9 +62,9 @@ def _track_json(cat: LiveCatalogue, state: CuratorState) -> APIRouter:
     @r.get("/tracks/{trackid}")
     def track(trackid: str) -> JSONResponse:
         try:
-            tid = int(trackid)
-        except ValueError:
-            return JSONResponse({"detail": "trackid must be an integer"}, status_code=422)
+            tid = check_id(trackid, "trackid")
+        except DataError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
         cat.maybe_refresh()
         snap = cat.snapshot
         try:

@@ -24,6 +24,7 @@ from artistsim.catalogue.snapshot import Snapshot
 from artistsim.catalogue.store import UNKNOWN_ARTIST
 from artistsim.catalogue.ui.render import PageError, PageRoute, artist_label, page
 from artistsim.catalogue.ui.state import CuratorState
+from artistsim.data.ids import ID_LIMIT
 
 NEIGHBOURS = 20  # a track page's default list
 MAX_NEIGHBOURS = 200
@@ -42,6 +43,8 @@ def parse_int(value: str | None, name: str, lo: int | None = None, hi: int | Non
         n = int(str(value).strip())
     except ValueError:
         raise PageError(422, f"{name} must be an integer") from None
+    if not -ID_LIMIT <= n < ID_LIMIT:  # ids and counts are int64 everywhere below
+        raise PageError(422, f"{name} is beyond the 64-bit integer range")
     if (lo is not None and n < lo) or (hi is not None and n > hi):
         raise PageError(422, f"{name} must be in {lo}..{hi}")
     return n
