@@ -69,7 +69,7 @@ def test_index_relabel_cli(cat, tmp_path, capsys):
     assert "relabelled 1 tracks" in capsys.readouterr().out
     after = open_snapshot(cat)
     assert int(after.artists()[after.rows_of(np.array([tid]))[0]]) == 321
-    for text, words in (("trackid\tnew_artist\tdecision\nx\t1\tmove\n", "row 2: trackid is not an integer"),
+    for text, words in (("trackid\tnew_artist\tdecision\nx\t1\tmove\n", "line 2: trackid must be a plain integer"),
                         ("trackid\tnew_artist\tdecision\n1\t1\tdelete\n", "row 2: decision must be one of"),
                         ("trackid\tdecision\n1\tmove\n", "no 'new_artist' column"),
                         ("trackid\tnew_artist\tdecision\n424242\t1\tmove\n", "424242 is not in the catalogue")):

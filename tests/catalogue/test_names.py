@@ -12,6 +12,7 @@ from conftest import write_tiny_dataset
 from artistsim.catalogue.names import Names, gather, read_names, read_table
 from artistsim.catalogue.store import CatalogueError, Manifest
 from artistsim.cli import main
+from artistsim.data.errors import DataError
 
 
 def featurize_tables(data: Path, audio_root: Path) -> None:
@@ -58,7 +59,7 @@ def test_build_keeps_names_of_a_featurize_folder(tmp_path):
 def test_bad_names_tables_are_one_line_errors(tmp_path, capsys):
     bad = tmp_path / "names.tsv"
     bad.write_text("trackid\tartistid\tartist\n12\t3\tA\nx\t4\tB\n")
-    with pytest.raises(CatalogueError, match=r"names.tsv: row 3: trackid is not an integer"):
+    with pytest.raises(DataError, match=r"names.tsv line 3: trackid must be a plain integer"):
         read_table(bad)
     (tmp_path / "none.tsv").write_text("id\tname\n1\ta\n")
     with pytest.raises(CatalogueError, match="no 'trackid' column"):
@@ -67,7 +68,7 @@ def test_bad_names_tables_are_one_line_errors(tmp_path, capsys):
     run = write_run(tmp_path / "run")
     code = main(["index", "build", str(tmp_path / "cat"), "--data", str(data), "--run", str(run), "--names", str(bad)])
     assert code == 2 and not (tmp_path / "cat" / "manifest.json").exists()  # refused before any work
-    assert "row 3" in capsys.readouterr().err
+    assert "line 3" in capsys.readouterr().err
 
 
 def test_audio_file_stays_inside_the_roots(tmp_path):

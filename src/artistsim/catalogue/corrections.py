@@ -25,8 +25,10 @@ import numpy as np
 import pandas as pd
 
 from artistsim.atomic import atomic_path, atomic_write_text
+from artistsim.catalogue.names import int_column
 from artistsim.catalogue.snapshot import Snapshot
 from artistsim.catalogue.store import MANIFEST, UNKNOWN_ARTIST, CatalogueError, Manifest, writer_lock
+from artistsim.data.ids import check_ids
 
 CORRECTIONS = "corrections.tsv"
 COLUMNS = ("trackid", "old_artist", "new_artist", "decision", "who", "when")
@@ -68,14 +70,10 @@ def read(path: str | Path) -> pd.DataFrame:
     for col in ("trackid", "new_artist", "decision"):
         if col not in df.columns:
             raise CatalogueError(f"{path}: no '{col}' column (columns: {', '.join(COLUMNS)})")
-    for col in ("trackid", "old_artist", "new_artist"):
-        if col not in df.columns:
-            continue
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = np.flatnonzero(values.isna().to_numpy() | (values != values.round()).to_numpy())
-        if len(bad):
-            raise CatalogueError(f"{path}: row {int(bad[0]) + 2}: {col} is not an integer")
-        df[col] = values.astype(np.int64)
+    df["trackid"] = check_ids(df["trackid"], str(path), "trackid", first_line=2)
+    df["new_artist"] = check_ids(df["new_artist"], str(path), "new_artist", first_line=2)
+    if "old_artist" in df.columns:  # -1 where the track had no artist
+        df["old_artist"] = int_column(df, "old_artist", path)
     bad = np.flatnonzero(~df["decision"].isin(DECISIONS).to_numpy())
     if len(bad):
         raise CatalogueError(f"{path}: row {int(bad[0]) + 2}: decision must be one of {', '.join(DECISIONS)}")

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from artistsim.catalogue.store import CatalogueError, Manifest, set_names
+from artistsim.data.ids import check_ids
 
 
 @dataclass
@@ -95,7 +96,8 @@ def _read_tsv(path: Path) -> pd.DataFrame:
         raise CatalogueError(f"{path}: not a readable TSV ({exc})") from None
 
 
-def _ints(df: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+def int_column(df: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    """A TSV column of integers that may be -1 (an unknown artist); trackids go through `data.ids`."""
     values = pd.to_numeric(df[column], errors="coerce")
     bad = np.flatnonzero(values.isna().to_numpy() | (values != values.round()).to_numpy())
     if len(bad):
@@ -114,9 +116,10 @@ def read_table(path: str | Path, audio_root: str | Path | None = None) -> Names:
     df = _read_tsv(path)
     if "trackid" not in df.columns:
         raise CatalogueError(f"{path}: no 'trackid' column (columns: trackid, path, duration, artistid, artist)")
+    tids = check_ids(df["trackid"], str(path), "trackid", first_line=2)
     if "status" in df.columns:
-        df = df[df["status"] == "ok"]
-    tids = _ints(df, "trackid", path)
+        ok = (df["status"] == "ok").to_numpy()
+        df, tids = df[ok], tids[ok]
     base = Path(audio_root) if audio_root is not None else path.parent
     paths: list[str | None] = [None] * len(df)
     if "path" in df.columns:
@@ -127,7 +130,7 @@ def read_table(path: str | Path, audio_root: str | Path | None = None) -> Names:
         durations = [float(x) if np.isfinite(x) else None for x in d]
     artists: dict[int, str] = {}
     if "artistid" in df.columns and "artist" in df.columns:
-        ids = _ints(df, "artistid", path)
+        ids = int_column(df, "artistid", path)
         artists = {int(a): n for a, n in zip(ids, df["artist"]) if a >= 0 and n}
     if audio_root is not None:
         roots = [os.path.abspath(audio_root)]
@@ -143,7 +146,7 @@ def read_artists(path: str | Path) -> dict[int, str]:
     for col in ("artistid", "artist"):
         if col not in df.columns:
             raise CatalogueError(f"{path}: no '{col}' column (columns: artistid, artist)")
-    return {int(a): n for a, n in zip(_ints(df, "artistid", path), df["artist"]) if n}
+    return {int(a): n for a, n in zip(int_column(df, "artistid", path), df["artist"]) if n}
 
 
 def gather(data_dir: str | Path | None, names_tsv: str | Path | None,
