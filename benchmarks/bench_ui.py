@@ -18,8 +18,8 @@ rendering, the client's own share), an upper bound of the server's time.
   background: the time until its ranking is shown is reported at a smaller catalogue
   (AUDIT_N), then pages are timed.
 
-    python benchmarks/bench_ui.py --quick   # 100,000 tracks (exact search)
-    python benchmarks/bench_ui.py --full    # 1,000,000 tracks (HNSW)
+    python -m benchmarks.bench_ui --quick   # 100,000 tracks (exact search)
+    python -m benchmarks.bench_ui --full    # 1,000,000 tracks (HNSW)
 
 Target (issue 21): at 1,000,000 tracks a track page renders in under 50 ms server time at p99.
 """
@@ -32,15 +32,25 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-from bench_serve import build  # noqa: E402
+from benchmarks import common as C
+from benchmarks.catalogues import make_catalogue
 
 REQUESTS = 1000
 WARM_UP = 100
 ARTIST_REQUESTS = 100
 AUDIT_N = 20_000
 AUDIT_PAGES = 50
+
+
+def build(root: Path, n: int, kind: str) -> None:
+    """A catalogue of n clustered random embeddings (once; bench_serve's folder names, so either reuses it)."""
+    from artistsim.catalogue.store import MANIFEST, Part, create
+
+    if (root / MANIFEST).exists():
+        return
+    x, owners = make_catalogue(n)
+    C.log(f"building a {kind} catalogue of {n:,} tracks in {root}")
+    create(root, Part(x, np.arange(n, dtype=np.int64), owners), runs=[], embed={}, index=kind, overwrite=True)
 
 
 def name_catalogue(root: Path) -> None:

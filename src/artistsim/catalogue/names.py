@@ -5,7 +5,7 @@ track before correcting its label. `index build` / `index add` take them from a
 `featurize` output folder (its `artists.tsv`: artistid, artist; `tracks.tsv`: trackid,
 path, ..., duration) or from a `--names` TSV of the same columns, and keep them in a
 `names-GENERATION.json` file the manifest names (written like every other catalogue
-file: a new file, then a new manifest; `store.set_names`).
+file: a new file, then a new manifest, under the writers' lock; `keep`).
 
 Source paths in those tables are relative to the folder `featurize` read (which the
 output does not record): `--audio-root DIR` names it. Paths are stored resolved, and
@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from artistsim.catalogue.store import CatalogueError, Manifest, set_names
+from artistsim.atomic import atomic_write_text
+from artistsim.catalogue.store import MANIFEST, CatalogueError, Manifest, writer_lock
 from artistsim.data.ids import check_ids
 
 
@@ -169,7 +170,14 @@ def keep(root: str | Path, names: Names) -> Manifest | None:
     if not names:
         return None
     root = Path(root)
-    return set_names(root, lambda manifest: read_names(root, manifest).merged(names).to_json())
+    with writer_lock(root):
+        manifest = Manifest.read(root)
+        gen = manifest.generation + 1
+        name = f"names-{gen:06d}.json"
+        atomic_write_text(root / name, read_names(root, manifest).merged(names).to_json())
+        new = Manifest(**{**manifest.__dict__, "generation": gen, "names": name}).with_records(root)
+        atomic_write_text(root / MANIFEST, new.to_json())  # the old names file: swept by the next writer
+    return new
 
 
 def describe(names: Names) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -396,17 +396,4 @@ def set_calibration(root: str | Path, calibration: dict[str, Any]) -> Manifest:
         manifest = Manifest.read(root)
         new = _commit(root, Manifest(**{**manifest.__dict__, "generation": manifest.generation + 1,
                                         "calibration": calibration}))
-    return new
-
-
-def set_names(root: str | Path, make_text: Callable[[Manifest], str]) -> Manifest:
-    """Write `make_text(current manifest)` as a new names file named by a new generation."""
-    root = Path(root)
-    with writer_lock(root):
-        manifest = Manifest.read(root)
-        gen = manifest.generation + 1
-        name = f"names-{gen:06d}.json"
-        atomic_write_text(root / name, make_text(manifest))
-        new = _commit(root, Manifest(**{**manifest.__dict__, "generation": gen, "names": name}))
-        _sweep(root, new)
     return new
