@@ -28,7 +28,7 @@ test: setup
 	$(PY) -m pytest tests
 
 bench: setup
-	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+	$(PY) -m benchmarks.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

@@ -13,8 +13,8 @@ A sample of Q catalogue rows is queried for its 100 nearest other rows with:
 Each index is built and queried in a fresh subprocess, so its peak RSS (VmHWM) is its own;
 "RSS before" is the process with the catalogue loaded, before the index.
 
-    python benchmarks/bench_ann.py --quick   # N = 100,000, Q = 500
-    python benchmarks/bench_ann.py --full    # N = 1,000,000, Q = 1,000
+    python -m benchmarks.bench_ann --quick   # N = 100,000, Q = 500
+    python -m benchmarks.bench_ann --full    # N = 1,000,000, Q = 1,000
 
 Target (tracker issue): report build and query time and recall@100 against exact, with
 memory bounded: every case's peak RSS within 4x the raw catalogue (N x 128 float32).
@@ -29,46 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from benchmarks import common as C
+from benchmarks.catalogues import DIM, artist_recall, make_catalogue
 
-DIM = 128
 K = 100
 KINDS = ("exact", "flat", "ivf", "hnsw")
 SEARCH_PARAMS = {"ivf": ("nprobe", (16, 64, 256)), "hnsw": ("efSearch", (128, 256, 512))}
-
-
-def make_catalogue(n: int, d: int = DIM, seed: int = 0, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
-    """N clustered unit vectors (artists of ~10) and each row's artist, built chunk by chunk."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    artists = max(1, n // 10)
-    centres = torch.randn(artists, d, generator=gen)
-    spread = 0.25 + 0.65 * torch.rand(artists, 1, generator=gen)
-    out = np.empty((n, d), dtype=np.float32)
-    owners = np.empty(n, dtype=np.int64)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        owner = torch.randint(0, artists, (stop - start,), generator=gen)
-        owners[start:stop] = owner.numpy()
-        x = centres[owner] + spread[owner] * torch.randn(stop - start, d, generator=gen)
-        out[start:stop] = torch.nn.functional.normalize(x, dim=1).numpy()
-    return out, owners
-
-
-def artist_recall(found: np.ndarray, rows: np.ndarray, owners: np.ndarray) -> float:
-    """Share of each query's same-artist rows (itself excluded, at most k) among its results.
-
-    The recall a user of same-artist search cares about: on this catalogue a query has ~9
-    artist-mates well above the rest, and its other ~90 exact neighbours are noise vectors
-    whose order is nearly arbitrary, which an approximate index cannot be expected to
-    reproduce (hence its low plain recall@100).
-    """
-    mates = np.bincount(owners)[owners[rows]] - 1
-    hits = ((owners[np.maximum(found, 0)] == owners[rows][:, None]) & (found >= 0) & (found != rows[:, None])).sum(1)
-    want = np.minimum(mates, found.shape[1])
-    return float(hits[want > 0].sum() / max(1, want[want > 0].sum()))
 
 
 def query_rows(n: int, q: int) -> np.ndarray:
@@ -91,7 +57,7 @@ def child(args: argparse.Namespace) -> dict:
     """Build one kind of index over the catalogue and query the sample; report figures."""
     import faiss
 
-    from artistsim.search._faiss import omp_threads
+    from artistsim.search import omp_threads
     from artistsim.search.ann import build_faiss_index, recall_at_k
     from artistsim.search.exact import search
 

@@ -23,8 +23,8 @@ the threshold and closed-set top-1, with a row for each method (`catalogue.enrol
 PLDA log-likelihood ratio, the default, and AS-normed centroid cosine), and their means
 over 10 draws of the held-out artists.
 
-    python benchmarks/bench_audit.py --quick   # 5 seeds
-    python benchmarks/bench_audit.py --full    # 20 seeds
+    python -m benchmarks.bench_audit --quick   # 5 seeds
+    python -m benchmarks.bench_audit --full    # 20 seeds
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from benchmarks import common as C
 
 METHODS = ("margin", "loo", "asnorm", "predictive", "plda")  # the plain margin first: the baseline
 
@@ -156,7 +155,7 @@ def oracle_precision(e: np.ndarray, y: np.ndarray, seeds: range) -> float:
 
 def clean_top1(e: np.ndarray, y: np.ndarray) -> float:
     """Share of tracks (true labels) nearer their own artist's leave-one-out centroid than any other's."""
-    from artistsim.catalogue.identify import artist_model, raw_scores
+    from artistsim.catalogue import artist_model, raw_scores
 
     model = artist_model(e, y)
     own = model.column(y)
@@ -342,7 +341,7 @@ def main() -> int:
               f"The train split ({len(y_seen):,} tracks of {len(np.unique(y_seen))} "
               f"artists, N = {n_seen}) holds the artists the models were trained on, except the 10% held out "
               f"for validation: how the audit does once the embedding knows the artists. Measured and not kept "
-              f"(README, Catalogue): kNN label votes, softmax label probability, AS-norm or z-norm of the track's "
+              f"(docs/experiments.md, 'The catalogue audit'): kNN label votes, softmax label probability, AS-norm or z-norm of the track's "
               f"scores, within-artist whitening, LDA fusion, a second round with the most suspect tracks left out of "
               f"or moved to their suspected artist."))
     sections.append(identification_section(manifest.calibration, e, y, name))

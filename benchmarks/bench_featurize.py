@@ -44,8 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from benchmarks import common as C
 
 REAL = Path(os.environ.get("ARTISTSIM_REAL_MUSIC", "/work/data/real_music"))
 FORMATS = {"wav": "PCM_16", "flac": "PCM_16", "ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}

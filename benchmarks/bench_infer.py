@@ -10,11 +10,11 @@ dataset from its packed store with:
 - `infer.embed_windows` (the seed's windows of 10 frames, hop 5: 15 windows per 81-frame
   track, each embedded as a short track, then averaged).
 
-The model FLOPs of each (benchmarks/_flops.py) over the rate of a square fp32 matmul
+The model FLOPs of each (benchmarks/flops.py) over the rate of a square fp32 matmul
 measured in the same process give the utilisation.
 
-    python benchmarks/bench_infer.py --quick   # 120 tracks
-    python benchmarks/bench_infer.py --full    # 600 tracks
+    python -m benchmarks.bench_infer --quick   # 120 tracks
+    python -m benchmarks.bench_infer --full    # 600 tracks
 
 No target in the tracker: the table says what rolling windows cost per track.
 """
@@ -22,13 +22,11 @@ No target in the tracker: the table says what rolling windows cost per track.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import _flops  # noqa: E402
+from benchmarks import common as C
+from benchmarks import flops as model_flops
 
 
 def run(args, tracks: int) -> tuple[list[dict], float]:
@@ -53,10 +51,10 @@ def run(args, tracks: int) -> tuple[list[dict], float]:
         embed_full(model, split.source, rows[:16], device, progress=False)  # warm-up
         for method, fn, flops in (
             ("full", lambda: embed_full(model, split.source, rows, device, batch_size=args.batch_size,
-                                        progress=False), _flops.forward_flops(cfg, lengths)),
+                                        progress=False), model_flops.forward_flops(cfg, lengths)),
             ("windows", lambda: embed_windows(model, split.source, rows, device, window=10, hop=5,
                                               batch_size=4 * args.batch_size, progress=False),
-             _flops.forward_flops(cfg, win_len)),
+             model_flops.forward_flops(cfg, win_len)),
         ):
             C.log(f"infer: {cfg.kind} {method} on {len(rows)} tracks")
             t, emb = C.time_call(fn)
@@ -82,7 +80,7 @@ def section(results: list[dict], rate: float, preset: str) -> C.Section:
         heading=f"Embedding {results[0]['tracks']} test tracks (synth `{preset}`), seed encoders, CPU",
         table=tbl, target="", met=None, load=(min(loads), max(loads)),
         notes=(f"Matmul rate in this process: {rate / 1e9:.0f} GFLOP/s. FLOPs count matrix products only "
-               "(benchmarks/_flops.py). Windows compute ~1.85x the frame positions of full tracks (15 x 10 vs 81) "
+               "(benchmarks/flops.py). Windows compute ~1.85x the frame positions of full tracks (15 x 10 vs 81) "
                "but with 10-frame attention, and many more, smaller sequences."),
     )
 

@@ -18,8 +18,8 @@ synth `full` (168,030 train and 42,129 test tracks, as the competition's sizes; 
 as file-backed pages (page cache the kernel can drop), so the anonymous peak is sampled
 and reported too.
 
-    python benchmarks/bench_loading.py --quick   # synth `demo` (3,011 train tracks)
-    python benchmarks/bench_loading.py --full    # synth `small` (~30,000 train tracks) + `full`
+    python -m benchmarks.bench_loading --quick   # synth `demo` (3,011 train tracks)
+    python -m benchmarks.bench_loading --full    # synth `small` (~30,000 train tracks) + `full`
 
 Targets (tracker issue): the store loads batches >= 10x faster than per-file loading;
 each memory job stays under 6 GB.
@@ -35,8 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from benchmarks import common as C
 
 ARTISTS_PER_BATCH = 32
 CROPS = (81, 10)

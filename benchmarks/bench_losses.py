@@ -6,8 +6,8 @@ had before the loss ran (imports + inputs) and the time of one forward + backwar
 SeedLoss on B x dim random embeddings with artist-like labels (whole artists of mostly
 10 tracks, some singletons, as the seed's batches hold).
 
-    python benchmarks/bench_losses.py            # B = 2,000 / 6,000 / 13,000
-    python benchmarks/bench_losses.py --quick    # B = 500 / 1,500 (seconds)
+    python -m benchmarks.bench_losses            # B = 2,000 / 6,000 / 13,000
+    python -m benchmarks.bench_losses --quick    # B = 500 / 1,500 (seconds)
 
 Measured on 2 shared cores: the PML path at 13,000 peaks at ~12 GB and takes ~80 s; on
 a smaller machine pass --sizes (each case is capped by --memory-limit-gb anyway).
@@ -93,14 +93,12 @@ def run_child(args: argparse.Namespace) -> dict:
 def run_case(size: int, path: str, args: argparse.Namespace) -> dict:
     """Run one case in a fresh interpreter; a crash or OOM kill becomes an error row."""
     cmd = [
-        sys.executable, str(Path(__file__).resolve()), "--child",
+        sys.executable, "-m", "benchmarks.bench_losses", "--child",
         "--size", str(size), "--path", path, "--dim", str(args.dim),
         "--chunk-size", str(args.chunk_size), "--repeats", str(args.repeats),
         "--seed", str(args.seed), "--threads", str(args.threads),
     ]
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    env = dict(os.environ)  # PYTHONPATH holds this checkout (benchmarks/__init__.py)
     limit = int(args.memory_limit_gb * 2**30) if args.memory_limit_gb > 0 else None
 
     def cap_memory() -> None:  # fail with an allocation error instead of waking the OOM killer
@@ -176,7 +174,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.chunk_size is None:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
         from artistsim.training.losses import DEFAULT_CHUNK_SIZE
 
         args.chunk_size = DEFAULT_CHUNK_SIZE

@@ -43,8 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from benchmarks import common as C
 
 HELD_OUT = "holdout"  # the preset never used for tuning
 ALL_PRESETS = ("demo", "albums", "genres", "mixed", HELD_OUT)

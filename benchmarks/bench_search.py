@@ -14,8 +14,8 @@ tracks whose within-artist cosine spans 0.55-0.95, so the rerank has work to do)
   this process before and after the case (the faster of the two, i.e. the lower bound);
 - `rerank` (threshold 0.85) on the `topk` result.
 
-    python benchmarks/bench_search.py --quick     # N = 20,000, d = 128 and 256
-    python benchmarks/bench_search.py --full      # N = 41,377 and 200,000, d = 128 and 256
+    python -m benchmarks.bench_search --quick     # N = 20,000, d = 128 and 256
+    python -m benchmarks.bench_search --full      # N = 41,377 and 200,000, d = 128 and 256
 
 Targets (tracker issue): topk no slower than FAISS exact in the same run and within 1.5x
 of the compute bound; rerank within 1.5x of the plain search.
@@ -24,12 +24,10 @@ of the compute bound; rerank within 1.5x of the plain search.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from benchmarks import common as C
 
 QUICK_SIZES = (20_000,)
 FULL_SIZES = (41_377, 200_000)
@@ -58,7 +56,7 @@ def faiss_flat(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """FAISS IndexFlatIP with FAISS's defaults, all usable cores, k + 1 (self included)."""
     import faiss
 
-    from artistsim.search._faiss import available_cpus
+    from artistsim.search import available_cpus
 
     faiss.omp_set_num_threads(available_cpus())
     index = faiss.IndexFlatIP(x.shape[1])
@@ -74,7 +72,7 @@ def faiss_products(x: np.ndarray) -> None:
     """
     import faiss
 
-    from artistsim.search._faiss import available_cpus
+    from artistsim.search import available_cpus
 
     faiss.omp_set_num_threads(available_cpus())
     faiss.knn(x, x, 1, faiss.METRIC_INNER_PRODUCT)

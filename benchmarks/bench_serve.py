@@ -60,9 +60,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-from bench_ann import make_catalogue  # noqa: E402
+from benchmarks import common as C
+from benchmarks.catalogues import make_catalogue
 
 K = 100
 CLIENTS = (1, 8, 32)

@@ -12,13 +12,13 @@ with batches of whole artists scaled to fit (64 / 32 / 16 artists; a quarter in 
   `emb.square().mean()`, AdamW.
 
 MFU = model FLOPs per second / the rate of a square fp32 matmul in the same process;
-model FLOPs are counted analytically (benchmarks/_flops.py: matrix products only,
+model FLOPs are counted analytically (benchmarks/flops.py: matrix products only,
 training = 3x forward). Then a profile of the real trainer at crop 81 (transformer):
 time per phase of a step (replicating train_epoch's calls with timers) and the top
 operators by self CPU time from torch.profiler.
 
-    python benchmarks/bench_train.py --quick   # synth `demo`, 1 timed step per case
-    python benchmarks/bench_train.py --full    # synth `small`, 4 timed steps per case
+    python -m benchmarks.bench_train --quick   # synth `demo`, 1 timed step per case
+    python -m benchmarks.bench_train --full    # synth `small`, 4 timed steps per case
 
 Target (tracker issue): >= 60% MFU end to end for the transformer at crop 81 (a bare
 loop reached ~70% on an idle machine: 27 tracks/s at crop 81, 208 at crop 10).
@@ -30,13 +30,11 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import _flops  # noqa: E402
+from benchmarks import common as C
+from benchmarks import flops as model_flops
 
 CASES = ((10, 64), (40, 32), (81, 16))  # (crop, artists per batch) at full size
 MODELS = ("transformer", "conformer")
@@ -57,7 +55,7 @@ class Trainer:
         import torch
 
         from artistsim.models import build_model
-        from artistsim.training.loop import make_optimizer
+        from artistsim.training import make_optimizer
         from artistsim.training.losses import build_loss
         from artistsim.training.sampling import ArtistBatchSampler
 
@@ -79,7 +77,7 @@ class Trainer:
         return out[:steps]
 
     def loader(self, batches: list[np.ndarray], seed: int):
-        from artistsim.training.loop import CropLoader
+        from artistsim.training import CropLoader
 
         return CropLoader(self.data.split.source, batches, self.data.labels, self.stage.crop, self.cfg.pad_mode,
                           np.random.default_rng(seed), prefetch=max(1, self.cfg.num_workers) + 1)
@@ -88,7 +86,7 @@ class Trainer:
         """train_epoch over exactly these batches."""
         import torch
 
-        from artistsim.training.loop import train_epoch
+        from artistsim.training import train_epoch
 
         gen = torch.Generator().manual_seed(seed)
         train_epoch(self.model, self.loss_fn, self.optimizer, self.loader(batches, seed), self.cfg, self.stage,
@@ -140,7 +138,7 @@ def run_case(data, kind: str, crop: int, artists: int, steps: int) -> dict:
     C.log(f"train {kind} crop {crop}: bare loop")
     t_bare = bare_loop(cfg, sizes, crop)
     rate = max(rate_before, C.matmul_rate())
-    flops = _flops.train_flops(cfg.model, np.full(sum(sizes), crop))
+    flops = model_flops.train_flops(cfg.model, np.full(sum(sizes), crop))
     return {"model": kind, "crop": crop, "artists": artists, "steps": steps, "tracks": sum(sizes),
             "mean_batch": float(np.mean(sizes)), "real": t_real, "bare": t_bare, "flops": flops, "rate": rate,
             "augment": cfg.stages[0].augment}
@@ -230,7 +228,7 @@ def variant_child(args) -> dict:
     cfg = train_config(args.kind, args.crop, 2)
     sizes = [args.batch] * args.steps
     t = bare_loop(cfg, sizes, args.crop, fused=VARIANTS[args.child_variant][1])  # + 1 warm-up step
-    flops = _flops.train_flops(cfg.model, np.full(args.batch * len(sizes), args.crop))
+    flops = model_flops.train_flops(cfg.model, np.full(args.batch * len(sizes), args.crop))
     return {"variant": args.child_variant, "wall": t.wall, "cpu": t.cpu, "steps": len(sizes), **t.usage,
             "flops": flops, "rate": C.matmul_rate(), "load": (t.load_before, t.load_after)}
 
@@ -325,7 +323,7 @@ def throughput_section(cases: list[dict], lengths: np.ndarray | None = None) -> 
     return C.Section(
         heading="Tracks per second and MFU: real trainer vs bare PyTorch loop", table=tbl,
         target="transformer at crop 81: real trainer >= 60% MFU", met=met, load=(min(loads), max(loads)),
-        notes=("MFU = analytic model FLOPs (matrix products, training = 3x forward; benchmarks/_flops.py) per "
+        notes=("MFU = analytic model FLOPs (matrix products, training = 3x forward; benchmarks/flops.py) per "
                "second over the square-matmul rate measured in the same process. Batch sizes are the real "
                "whole-artist batches, in both loops. Real-trainer batches at crop 81 are augmented (the seed's "
                "last stage)." + ("" if lengths is None else " Computed frames that are wrap padding of short "
@@ -368,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_variant:
         print(json.dumps(variant_child(args)))
         return 0
-    from artistsim.training.loop import prepare_data
+    from artistsim.training import prepare_data
 
     facts = C.machine_facts()
     steps = args.steps or (4 if args.full else 1)

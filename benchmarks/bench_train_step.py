@@ -16,8 +16,8 @@ Each case runs in a fresh
 subprocess (peak RSS only grows within a process), after a small warm-up step, with its
 address space capped so an oversized case fails instead of waking the OOM killer.
 
-    python benchmarks/bench_train_step.py --quick   # 30 artists at crop 10, 5 at crop 81
-    python benchmarks/bench_train_step.py --full    # 1,200 artists at crop 10, 200 at crop 81
+    python -m benchmarks.bench_train_step --quick   # 30 artists at crop 10, 5 at crop 81
+    python -m benchmarks.bench_train_step --full    # 1,200 artists at crop 10, 200 at crop 81
 
 Target (tracker issue): the 1,200-artist step under 8 GB peak RSS and no slower than the
 PML path (which needs ~15-20 GB at 13,000 tracks, or is killed).
@@ -31,8 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from benchmarks import common as C
 
 FULL_CASES = ((10, 1200), (81, 200))
 QUICK_CASES = ((10, 30), (81, 5))

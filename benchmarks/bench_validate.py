@@ -9,8 +9,8 @@ interleaved so both see the same page cache and load:
   (the floor: no meta checks, no messages);
 - `validate_dataset` (every check of issue 12).
 
-    python benchmarks/bench_validate.py --quick   # demo preset, 2 repeats
-    python benchmarks/bench_validate.py --full    # demo preset, 5 repeats
+    python -m benchmarks.bench_validate --quick   # demo preset, 2 repeats
+    python -m benchmarks.bench_validate --full    # demo preset, 5 repeats
 
 Target: validate within 1.2x of the bare read (issue 12 asked for 1.2x of the previous
 validate, which itself was a read of every file plus the meta checks).
@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from benchmarks import common as C
 
 TARGET = 1.2
 

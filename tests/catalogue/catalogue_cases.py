@@ -50,10 +50,12 @@ WRITER_KEY = "test-writer-key-0123456789"
 WRITER = {"Authorization": f"Bearer {WRITER_KEY}"}
 
 
-def cli(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+def cli(*args: str, env: dict[str, str] | None = None, launcher: list[str] | None = None,
+        **kw) -> subprocess.Popen:
+    """`artistsim ARGS` in a subprocess; `launcher` replaces `python -m artistsim` (a patched entry point)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "artistsim", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen([*(launcher or [sys.executable, "-m", "artistsim"]), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
 class Server:
@@ -62,11 +64,13 @@ class Server:
     Writes need `WRITER` headers (the key comes by ARTISTSIM_API_KEY) unless `env` says otherwise.
     """
 
-    def __init__(self, catalogue: Path, *extra: str, env: dict[str, str] | None = None):
+    def __init__(self, catalogue: Path, *extra: str, env: dict[str, str] | None = None,
+                 launcher: list[str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {"ARTISTSIM_API_KEY": WRITER_KEY} if env is None else env
-        self.proc = cli("serve", str(catalogue), "--host", "127.0.0.1", "--port", str(self.port), *extra, env=env)
+        self.proc = cli("serve", str(catalogue), "--host", "127.0.0.1", "--port", str(self.port), *extra, env=env,
+                        launcher=launcher)
 
     def __enter__(self) -> Server:
         for _ in range(300):  # up to ~60 s on a loaded machine; returns as soon as it answers

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,9 @@ import pytest
 from artistsim.catalogue.snapshot import open_snapshot
 from artistsim.catalogue.store import Manifest
 from artistsim.cli import main
-from catalogue_cases import cli, features, make_catalogue, write_run
+from catalogue_cases import features, make_catalogue, write_run
 from conftest import write_tiny_dataset
+from kill_cases import kill_at_write, run_counting_writes
 
 
 @pytest.fixture(scope="module")
@@ -131,25 +131,33 @@ def _files(folder: Path, n: int) -> list[str]:
 
 
 def test_sigkill_of_the_cli_during_index_add(setup, tmp_path):
-    """A real `artistsim index add` killed at several moments: the catalogue is the old or the new one."""
+    """A real `artistsim index add` killed at each of its atomic writes: the catalogue is the old or the new one.
+
+    The child signals each write itself (kill_cases.py), so every kill lands inside the
+    add, at a known step, however loaded the machine.
+    """
     data, run = setup
     cat = make_catalogue(tmp_path / "cat", data, run)
     files = _files(tmp_path, 30)
-    sizes = set()
-    for delay in (0.5, 1.5, 3.0, 5.0):  # from "still importing" to "probably done"
+
+    def fresh(offset: int) -> list[str]:  # the same tracks under new trackids: each add is a new one
+        new = [str(tmp_path / f"{int(Path(f).stem) + offset}.npy") for f in files]
+        for old, f in zip(files, new):
+            Path(f).write_bytes(Path(old).read_bytes())
+        return new
+
+    size = open_snapshot(cat).size
+    writes = run_counting_writes(["-q", "index", "add", str(cat), "--features", *fresh(1000)])
+    assert writes >= 2 and open_snapshot(cat).size == size + len(files)  # a segment, then the manifest
+    for k in range(1, writes + 1):
         size = open_snapshot(cat).size
-        new = [str(tmp_path / f"{int(Path(f).stem) + int(delay * 1000)}.npy") for f in files]
-        for old, fresh in zip(files, new):
-            Path(fresh).write_bytes(Path(old).read_bytes())
-        proc = cli("-q", "index", "add", str(cat), "--features", *new)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        target = kill_at_write(["-q", "index", "add", str(cat), "--features", *fresh(1000 * (k + 1))], k)
         after = open_snapshot(cat).size
-        assert after in (size, size + len(new))
-        sizes.add(after - size)
+        assert after in (size, size + len(files)), f"killed before renaming {target}"
         _consistent(cat, after)
-    assert sizes <= {0, len(files)}
+    size = open_snapshot(cat).size
+    assert main(["-q", "index", "add", str(cat), "--features", *fresh(1000 * (writes + 2))]) == 0
+    _consistent(cat, size + len(files))  # the next add after the kills goes through whole
 
 
 def test_sharded_build_under_torchrun_equals_one_process(setup, tmp_path):

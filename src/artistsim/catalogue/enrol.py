@@ -12,7 +12,7 @@
 - "asnorm": cosine to the artist centroids, AS-normalised (`artistsim.catalogue.identify`),
   the method of catalogues calibrated before "plda" (their calibration records no method).
 
-Measured on the test-split catalogues of five synthetic presets (README, Catalogue):
+Measured on the test-split catalogues of five synthetic presets (docs/benchmarks.md, "Catalogue audit and identification"):
 "plda" has the lower EER, more known-artist tracks accepted and right at a 1% false-accept
 rate, and a higher closed-set top-1 on each. AS-norm on top of the LLR lowered the EER a
 little but accepted fewer known tracks at 1% false accepts: not kept.

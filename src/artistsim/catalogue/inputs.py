@@ -20,11 +20,12 @@ import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 
+from artistsim.data.arrays import MAX_ABS, check_values
 from artistsim.data.ids import ID_LIMIT, TOO_LARGE, check_id
 from artistsim.data.layout import DataError
 
 MAX_BODY_BYTES = 32 * 2**20  # a 81-frame track as JSON is ~0.8 MB; audio files a few MB
-MAX_ABS_VALUE = 1e6  # features and embeddings beyond this are refused (`finite_bounded`)
+MAX_ABS_VALUE = MAX_ABS  # features and embeddings beyond this are refused (`finite_bounded`)
 MAX_LENIENT_BRACKETS = 600  # a features array has 513; the interpreter's recursion limit is 1000
 _INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
@@ -138,13 +139,12 @@ def finite_bounded(x: np.ndarray, name: str) -> np.ndarray:
 
     Why a magnitude bound: values near float32's limit overflow when squared (a norm of
     inf, a vector "normalised" to zeros or NaN scores), and no feature or embedding in
-    this domain comes near 1e6.
+    this domain comes near 1e6. The check is the data layer's (`data.arrays.check_values`).
     """
-    if not np.isfinite(x).all():
-        raise BadInput(422, f"{name} holds NaN or infinite values")
-    if x.size and float(np.abs(x).max()) > MAX_ABS_VALUE:
-        raise BadInput(422, f"{name} holds values beyond +-{MAX_ABS_VALUE:g}")
-    return x
+    try:
+        return check_values(x, name, MAX_ABS_VALUE)
+    except DataError as exc:
+        raise BadInput(422, str(exc)) from None
 
 
 def validation_line(exc: RequestValidationError) -> str:

@@ -197,7 +197,9 @@ def worker_main(settings: dict[str, Any], host: str, port: int, parent: int) -> 
     except Exception as exc:  # one line, as from the CLI; the supervisor stops the server
         print(f"artistsim serve: worker {os.getpid()}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
-    uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[sock])
+    config = uvicorn_config(app, settings)
+    config.headers = [("x-worker", str(os.getpid()))]  # names the worker that answered (tests check both do)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def run_workers(settings: dict[str, Any], host: str, port: int, workers: int,

@@ -64,7 +64,7 @@ per-track shift of all channels, `noise` an independent per-channel, per-frame t
 `albums`, `genres`, `mixed` and `holdout` keep the demo's sizes and add the nuisance of real
 catalogues (studio/album recording effects, genre timbre, long generic blocks, loudness and
 EQ, near-duplicates), off in `demo`. On `albums` a linear LDA beats the demo recipe;
-`holdout` is never used for tuning. QUALITY.md holds the measured table per preset.
+`holdout` is never used for tuning. docs/quality.md holds the measured table per preset.
 
 ## Calibration (demo preset, test split; figures measured with a scratch script)
 nDCG@100 with competition semantics (cosine, self excluded, single-track queries skipped):

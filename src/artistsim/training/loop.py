@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+import artistsim.training.tblog as tblog
 from artistsim.config import StageConfig, TrainConfig, to_dict
 from artistsim.data.layout import FeatureSource
 from artistsim.data.splits import SplitData, crop_indices, holdout_mask, load_split, take_batch
@@ -270,6 +271,7 @@ def prepare_data(data_dir: str | Path, cfg: TrainConfig, folds: int = 0, fold: i
 def _log(out_dir: Path, record: dict) -> None:
     with (out_dir / "metrics.jsonl").open("a") as fh:
         fh.write(json.dumps(record) + "\n")
+    tblog.record(out_dir, record)  # the same scalars for TensorBoard, in the same folder
 
 
 def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, **kwargs) -> dict:
@@ -350,6 +352,7 @@ def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: 
             save_checkpoint(out_dir / "last.pt", model, loss_fn, None, cfg, prog, data.label_ids)
     summary = {"best_ndcg": prog.best, "epochs": len(prog.history), "seconds": round(time.time() - started, 1)}
     if d.main:
+        tblog.close(out_dir)
         log(f"done: best validation nDCG@100 {prog.best:.4f} after {len(prog.history)} epochs; {out_dir}/best.pt")
     return model, summary
 

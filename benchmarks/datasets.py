@@ -1,0 +1,36 @@
+"""Synthetic datasets for the benchmarks, made once in a scratch folder outside the repository."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Scratch data (synthetic datasets, stores) lives outside the repository.
+SCRATCH = Path(os.environ.get("ARTISTSIM_BENCH_DIR", "/tmp/artistsim_bench"))
+
+
+def synth_dataset(preset: str, seed: int = 0, packed: bool = True) -> Path:
+    """A synthetic dataset (competition layout) under SCRATCH, made once and reused.
+
+    Made in a temporary folder and renamed when complete, so an interrupted run never
+    leaves a half-written dataset that later runs would trust.
+    """
+    from artistsim.data.synth import generate
+
+    out = SCRATCH / f"{preset}_seed{seed}"
+    if not (out / "train_meta.tsv").exists():
+        tmp = SCRATCH / f".{preset}_seed{seed}.partial"
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        print(f"[bench] generating synthetic '{preset}' data in {out} (once) ...", file=sys.stderr, flush=True)
+        generate(tmp, preset, seed=seed, progress=False)
+        tmp.rename(out)
+    if packed:
+        from artistsim.data.store import pack_split
+
+        for split in ("train", "test"):
+            pack_split(out, split, progress=False)
+    return out

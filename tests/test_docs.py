@@ -1,0 +1,96 @@
+"""The documentation site builds with no broken link, anchor or nav entry.
+
+Why a test: docs/ pages link to each other and to generated tables (docs/benchmarks.md,
+docs/quality.md); a renamed heading or a moved page breaks a link silently on GitHub.
+`mkdocs build --strict` turns every such warning into a failure, so CI catches it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_docs_build_strict(tmp_path):
+    pytest.importorskip("mkdocs", reason="mkdocs is in the dev extra (make setup installs it)")
+    pytest.importorskip("material", reason="mkdocs-material is in the dev extra")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q",
+                           "-f", str(ROOT / "mkdocs.yml"), "-d", str(tmp_path / "site")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "site" / "index.html").exists()
+    assert (tmp_path / "site" / "experiments" / "index.html").exists()
+
+
+def test_every_docs_page_is_in_the_nav():
+    """A page outside the nav is unreachable from the site's menu; mkdocs only logs it."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML comes with mkdocs (the dev extra)")
+
+    def pages_of(nav: list) -> set[str]:
+        out: set[str] = set()
+        for entry in nav:
+            value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+            out |= pages_of(value) if isinstance(value, list) else {value}
+        return out
+
+    listed = pages_of(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"])
+    pages = {p.name for p in (ROOT / "docs").glob("*.md")}
+    assert pages == listed, f"not in nav: {sorted(pages - listed)}; missing: {sorted(listed - pages)}"
+
+
+def test_generated_pages_match_the_results_files():
+    """docs/benchmarks.md and docs/quality.md are rendered from benchmarks/results/, never edited by hand."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.report", "--check"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
+# README's headline figures that come from a results file: (file, table heading, row, column,
+# the text README shows). README is written by hand; this keeps it from drifting.
+PER_PRESET = "Test nDCG@100 per preset: the trained recipe against LDA"
+ADD_ONS, MARGIN = "recipe + add-ons", "margin over LDA (paired), + add-ons"
+REAL = "Retrieval quality on real music"
+README_FIGURES = [
+    ("quality_recommended_more.json", PER_PRESET, "demo", "LDA", "0.2816"),
+    ("quality.json", PER_PRESET, "albums", "LDA", "0.444 ± 0.010"),
+    ("quality.json", PER_PRESET, "albums", ADD_ONS, "0.566 ± 0.046"),
+    ("quality.json", PER_PRESET, "albums", MARGIN, "+0.123 ± 0.053"),
+    ("quality.json", PER_PRESET, "holdout", "LDA", "0.497 ± 0.034"),
+    ("quality.json", PER_PRESET, "holdout", ADD_ONS, "0.713 ± 0.013"),
+    ("quality.json", PER_PRESET, "holdout", MARGIN, "+0.217 ± 0.023"),
+    ("quality_rflda.json", PER_PRESET, "holdout", "LDA", "| 0.485 |"),
+    ("quality_rflda.json", PER_PRESET, "holdout", ADD_ONS, "| 0.704 |"),
+    ("quality_rflda.json", PER_PRESET, "holdout", MARGIN, "+0.219"),
+    ("featurize.json", REAL, "baseline lda", "test nDCG@100", "0.554"),
+    ("featurize.json", REAL, "baseline meanpool", "test nDCG@100", "0.626"),
+    ("featurize.json", REAL, "random ranking", "test nDCG@100", "0.443"),
+]
+
+
+def table_cell(result: dict, heading: str, row: str, column: str) -> str:
+    """The cell of a result's markdown table whose first column contains `row`."""
+    table = next(s["table"] for s in result["sections"] if s["heading"] == heading)
+    lines = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.splitlines()]
+    header, rows = lines[0], lines[2:]
+    return next(r[header.index(column)] for r in rows if row in r[0])
+
+
+@pytest.mark.parametrize("name,heading,row,column,shown", README_FIGURES)
+def test_readme_headline_figures_match_their_results_files(name, heading, row, column, shown):
+    readme = (ROOT / "README.md").read_text()
+    assert shown in readme, f"README no longer shows {shown!r}: update README_FIGURES with it"
+    result = json.loads((ROOT / "benchmarks" / "results" / name).read_text())
+    numbers = [float(x) for x in re.findall(r"[+-]?\d+\.\d+", table_cell(result, heading, row, column))]
+    for text in re.findall(r"[+-]?\d+\.\d+", shown):  # each figure README prints, at its precision
+        measured = numbers.pop(0)
+        assert abs(float(text) - measured) <= 0.5 * 10 ** -len(text.split(".")[1]) + 1e-9, (
+            f"README shows {text} for {row} / {column}; {name} holds {measured}")
