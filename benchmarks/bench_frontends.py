@@ -6,10 +6,10 @@ through every front end, which on a shared 2-core machine takes most of an hour 
 musicnn network, so the pooled statistics are computed once per front end into a cache
 outside the repository (resumable, one process per front end) and scored in seconds.
 
-    python benchmarks/bench_frontends.py pool dsp                    # one per front end,
-    python benchmarks/bench_frontends.py pool musicnn-msd --stride 8 # may run in parallel
-    python benchmarks/bench_frontends.py quality                     # the table
-    python benchmarks/bench_frontends.py speed --tracks 3 [--tf /tmp/tfref/venv/bin/python]
+    python -m benchmarks.bench_frontends pool dsp                    # one per front end,
+    python -m benchmarks.bench_frontends pool musicnn-msd --stride 8 # may run in parallel
+    python -m benchmarks.bench_frontends quality                     # the table
+    python -m benchmarks.bench_frontends speed --tracks 3 [--tf /tmp/tfref/venv/bin/python]
 
 Quality: every track's frames are pooled (mean and standard deviation over windows); 3
 artist-disjoint splits (30% of the artists to test, seeds 0-2) score the test tracks
@@ -38,8 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from benchmarks import common as C
 
 REAL = Path(os.environ.get("ARTISTSIM_REAL_MUSIC", "/work/data/real_music"))
 CACHE = C.SCRATCH / "frontends"
