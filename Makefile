@@ -17,6 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e '.[dev]'
+	# musicnn's weights for `featurize --frontend musicnn-*` (its own code and pins are not used).
+	$(PY) -m pip install -q --no-deps musicnn==0.1.0
 	touch $@
 
 demo: setup

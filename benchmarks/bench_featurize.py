@@ -22,6 +22,9 @@ Quality (when the real set is featurized): nDCG@100 on its artist-disjoint test 
 a random ranking, the mean-pool and LDA baselines, and the demo training recipe
 (configs/transformer_demo.toml) trained on its train split.
 
+Front ends (`featurize --frontend`) are compared by `python -m benchmarks.bench_frontends`
+(quality per front end on the real set, speed against the TensorFlow musicnn).
+
     python benchmarks/real_music.py                   # once: build the real set
     python benchmarks/bench_featurize.py --quick      # 3 tracks per format
     python benchmarks/bench_featurize.py --full       # 12 tracks per format

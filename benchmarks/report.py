@@ -40,6 +40,7 @@ BENCHES = {
     "audit": ("bench_audit.py", "catalogue audit precision on planted label swaps; identification EER (demo data)"),
     "validate": ("bench_validate.py", "validate's one pass over everything vs the bare read of every file"),
     "quality": ("bench_quality.py", "nDCG@100 per synthetic preset and seed: baselines, recipes, margin over LDA"),
+    "ui": ("bench_ui.py", "the curator pages' server time at a million tracks: track, artist and audit pages"),
     "featurize": ("bench_featurize.py", "audio files -> features vs decode-only and librosa; quality on real music"),
 }
 

@@ -61,3 +61,64 @@ def test_featurize_then_train_ranks_same_artist_first(tmp_path, capsys):
             for line in sub.read_text().splitlines()]
     print(f"audio end-to-end: test nDCG@100 {ndcg:.3f}, top-1 same artist {sum(top1)}/{len(top1)}")
     assert ndcg > 0.8 and sum(top1) >= 0.8 * len(top1)
+
+
+SMALL_CONFIG = """
+val_fraction = 0.25
+eval_batch_size = 16
+
+[model]
+kind = "transformer"
+d_model = 32
+num_heads = 2
+num_layers = 1
+ffn_dim = 64
+dropout = 0.0
+projector_hidden = 32
+embedding_dim = 16
+
+[[stages]]
+artists_per_batch = 3
+crop = 4
+lr = 1e-3
+max_epochs = 1
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frontend, dim", [("musicnn-msd", 753), ("musicnn-mtt", 753)])
+def test_every_front_end_runs_from_audio_to_a_submission(tmp_path, capsys, frontend, dim):
+    """A few short tracks per pretrained front end through the whole chain (dsp: the test above).
+
+    D comes from frontend.json: validate, pack and train read it, no option says 753.
+    """
+    import json
+
+    import numpy as np
+
+    if frontend != "dsp":
+        from artistsim.data.musicnn import MusicnnError, checkpoint_prefix
+
+        try:
+            checkpoint_prefix("MSD_musicnn")
+        except MusicnnError:
+            pytest.skip("musicnn package not installed (make setup installs it)")
+    manifest = write_artists(tmp_path / "music", n_artists=6, tracks=3, seconds=4.0)
+    data = tmp_path / "data"
+    assert main(["-q", "featurize", str(manifest), str(data), "--test-fraction", "0.34", "--seed", "1",
+                 "--workers", "1", "--frontend", frontend]) == 0
+    record = json.loads((data / "frontend.json").read_text())
+    assert (record["name"], record["dim"]) == (frontend, dim)
+    some = next((data / "train_features").rglob("*.npy"))
+    assert np.load(some).shape[0] == dim
+    assert main(["-q", "validate", str(data)]) == 0
+    assert main(["-q", "pack", str(data)]) == 0
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(SMALL_CONFIG)
+    run = tmp_path / "run"
+    assert main(["-q", "train", str(data), "--config", str(cfg), "--out", str(run)]) == 0
+    sub = tmp_path / "submission.tsv"
+    assert main(["-q", "predict", str(data), "--run", str(run), "--out", str(sub), "--no-rerank"]) == 0
+    test_ids = pd.read_csv(data / "test_meta.tsv", sep="\t")["trackid"]
+    assert sorted(int(line.split("\t")[0]) for line in sub.read_text().splitlines()) == sorted(test_ids)
+    capsys.readouterr()

@@ -83,6 +83,8 @@ def run_demo(out_dir: Path, device: str | None = None, progress: bool | None = N
     _step("index build", lambda: build_catalogue(catalogue, data, runs, ["train", "test"], device=device,
                                                  overwrite=True, progress=progress), log)
     log(f"catalogue {catalogue}: `artistsim query|identify|audit|serve {catalogue}` (docs/catalogue.md)")
+    log(f"curate it: `artistsim serve {catalogue} --allow-writes`, then open http://127.0.0.1:8000/ui "
+        f"(docs/curate.md)")
     answers = _step("catalogue answers", lambda: catalogue_answers(out_dir / "catalogue-test", data, runs, device,
                                                                    progress), log)
     answered = score_submission(answers, read_ground_truth_tsv(data / "test_gt.tsv"))

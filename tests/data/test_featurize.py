@@ -217,9 +217,25 @@ def test_features_of_another_descriptor_version_are_refused(tmp_path):
     manifest = _folder(tmp_path / "music", n=2)
     out = tmp_path / "out"
     featurize_dataset(manifest, out, FeaturizeOptions(workers=1))
+    (out / fz.STATE_DIR / "frontend.json").unlink()  # a folder from before front ends had records
     (out / fz.STATE_DIR / "descriptor_version").write_text("1\n")
-    with pytest.raises(DataError, match="descriptor version 1"):
+    with pytest.raises(DataError, match="front end dsp v1"):
         featurize_dataset(manifest, out, FeaturizeOptions(workers=1))
+
+
+def test_features_of_another_front_end_are_refused(tmp_path):
+    manifest = _folder(tmp_path / "music", n=2)
+    out = tmp_path / "out"
+    featurize_dataset(manifest, out, FeaturizeOptions(workers=1))
+    with pytest.raises(DataError, match=r"front end dsp v\d+ \(512-d\), this run applies musicnn-msd"):
+        featurize_dataset(manifest, out, FeaturizeOptions(workers=1, frontend="musicnn-msd"))
+
+
+def test_an_unknown_front_end_is_one_line(tmp_path):
+    manifest = _folder(tmp_path / "music", n=2)
+    with pytest.raises(DataError, match="unknown front end 'vggish'; choose from dsp, musicnn-msd"):
+        featurize_dataset(manifest, tmp_path / "out", FeaturizeOptions(workers=1, frontend="vggish"))
+    assert not (tmp_path / "out").exists()
 
 
 def test_outside_paths_are_featurized_only_when_allowed(tmp_path, capsys):

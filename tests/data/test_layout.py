@@ -95,3 +95,50 @@ def test_features_root_decided_by_the_directory(tmp_path):
     assert features_root(data, "train", rel[:1]) == nested  # the missing first file does not decide
     (data / "train_features" / "stray.txt").write_text("x")  # a sibling: the sample of files decides
     assert features_root(data, "train", rel) == nested
+
+
+def _reshape_dataset(root, dim: int) -> None:
+    """Cut every feature file of a tiny dataset to its first `dim` rows and record D = dim."""
+    from artistsim.data.provenance import Frontend, write_frontend
+
+    for path in root.glob("*_features/*/*.npy"):
+        np.save(path, np.load(path)[:dim])
+    write_frontend(root, Frontend("elsewhere", "1", dim, {}))
+
+
+def test_frames_of_any_dimension_are_read_validated_and_packed(tmp_path):
+    from artistsim.data.layout import feature_dim
+    from artistsim.data.store import pack_split
+
+    root = write_tiny_dataset(tmp_path / "d")
+    _reshape_dataset(root, 24)
+    assert feature_dim(root) == 24
+    assert validate_dataset(root, progress=False).ok
+    split = load_split(root, "train", progress=False)
+    x, lengths = full_batch(split.source, np.arange(3))
+    assert x.shape[2] == 24
+    for s in ("train", "test"):
+        pack_split(root, s, dtype="float32")
+    packed = load_split(root, "train", progress=False)
+    np.testing.assert_array_equal(full_batch(packed.source, np.arange(3))[0], x)
+
+
+def test_a_file_of_another_dimension_than_the_record_names_both(tmp_path):
+    root = write_tiny_dataset(tmp_path / "d")
+    _reshape_dataset(root, 24)
+    bad = sorted(root.glob("train_features/*/*.npy"))[0]
+    np.save(bad, np.zeros((512, 5), np.float32))
+    report = validate_dataset(root, progress=False)
+    assert not report.ok
+    assert any(f"{bad}: expected 24 rows (features, as frontend.json's dim says), got shape (512, 5)" in e
+               for e in report.errors)
+
+
+def test_a_store_packed_for_another_dimension_is_refused(tmp_path):
+    from artistsim.data.store import PackedStore, pack_split
+
+    root = write_tiny_dataset(tmp_path / "d")
+    pack_split(root, "train", dtype="float32")
+    _reshape_dataset(root, 24)
+    with pytest.raises(DataError, match="store holds 512-d frames, frontend.json says 24"):
+        PackedStore.open(root, "train")

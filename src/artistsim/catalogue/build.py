@@ -24,7 +24,7 @@ from artistsim.catalogue.enrol import DEFAULT_METHOD, calibrate
 from artistsim.catalogue.snapshot import labelled, open_snapshot
 from artistsim.catalogue.store import UNKNOWN_ARTIST, CatalogueError, Manifest, Part, create, set_calibration
 from artistsim.data.arrays import check_values
-from artistsim.data.layout import DataError, check_shape
+from artistsim.data.layout import FEATURE_DIM, DataError, check_shape
 from artistsim.data.provenance import COMPETITION, Frontend, read_frontend, require_same
 from artistsim.data.splits import load_split
 from artistsim.embed import Embedder
@@ -40,9 +40,9 @@ def check_features(arr: Any, where: str, dim: int | None = None) -> np.ndarray:
             x = np.asarray(arr, dtype=np.float32)
     except (TypeError, ValueError, OverflowError):
         raise DataError(f"{where}: features must be a numeric array (D, T)") from None
-    check_shape(tuple(x.shape), where)
-    if dim is not None and x.shape[0] != dim:
+    if dim is not None and x.ndim == 2 and dim not in x.shape:
         raise DataError(f"{where}: features are {x.shape[0]}-d but the catalogue's runs take {dim}-d frames")
+    check_shape(tuple(x.shape), where, FEATURE_DIM if dim is None else dim)
     return check_values(x, where)
 
 

@@ -47,34 +47,23 @@ class Unavailable(ValueError):
         self.status = status
 
 
-def audio_frontend():
-    """The front end `featurize` applies to audio (None when this installation has no audio front end)."""
-    try:
-        from artistsim.data.descriptor import frontend
-    except ImportError:
-        return None
-    return frontend()
-
-
 def featurize_audio(path: str | Path, expected=None) -> np.ndarray:
-    """(D, T) features of an audio file through `artistsim.data.featurize` (when installed).
+    """(D, T) features of an audio file by the front end the catalogue's runs were trained on.
 
-    `expected` (a provenance `Frontend`) is the front end the catalogue's runs were
-    trained on: audio is refused (409) when featurize would apply another one, since the
-    runs would embed features they never saw. Tracks longer than the models' 81 frames
-    keep their central 81 frames.
+    `expected` (a provenance `Frontend`; None: the default `dsp`) names it: audio is
+    refused (409, naming both) when no front end `featurize` knows makes those frames
+    (runs trained on the competition's CNN features, say), since the runs would embed
+    features they never saw. Tracks longer than the models' 81 frames keep their central
+    81 frames.
     """
+    from artistsim.data import frontends
+
     try:
-        from artistsim.data.featurize import featurize_file  # lands with the audio front end
-    except ImportError:
-        raise Unavailable("audio input needs artistsim.data.featurize, which this installation lacks; "
-                          "send features (D, T) instead", status=415) from None
-    front = audio_frontend()
-    if expected is not None and (front is None or not front.same_as(expected)):
-        have = front.label() if front is not None else "none"
-        raise Unavailable(f"audio refused: the catalogue's runs were trained on features of {expected.label()}, "
-                          f"but featurize applies {have}; send features of the runs' front end instead")
-    x = np.asarray(featurize_file(path), dtype=np.float32)
+        name = frontends.DEFAULT if expected is None else frontends.name_of(expected)
+    except frontends.FrontendError as exc:
+        raise Unavailable(f"audio refused: the catalogue's runs were trained on features of another front end; "
+                          f"{exc}; send features of the runs' front end instead") from None
+    x = np.asarray(frontends.featurize_file(path, name), dtype=np.float32)
     if x.ndim == 2 and x.shape[1] > MAX_FRAMES:
         start = (x.shape[1] - MAX_FRAMES) // 2
         x = x[:, start : start + MAX_FRAMES]

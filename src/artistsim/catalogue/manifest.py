@@ -57,6 +57,7 @@ class Manifest:
     pipeline: dict[str, Any] | None = None
     frontend: dict[str, Any] | None = None  # the front end the runs were trained on (provenance record)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> size, sha256
+    names: str | None = None  # names-GENERATION.json: artist names, source files (`catalogue.names`)
 
     def to_json(self) -> str:
         d = {"format": FORMAT, **self.__dict__}
@@ -77,6 +78,8 @@ class Manifest:
             names.append(self.index["file"])
         if self.pipeline and self.pipeline.get("arrays"):
             names.append(self.pipeline["arrays"])
+        if self.names:
+            names.append(self.names)
         return names
 
     def with_records(self, root: Path) -> Manifest:
@@ -142,6 +145,8 @@ def parse_manifest(d: Any, path: Path, root: Path) -> Manifest:
         raise _problem(path, "pipeline", "must be null or an object with settings and an arrays file name")
     if d.get("frontend") is not None and not isinstance(d["frontend"], dict):
         raise _problem(path, "frontend", "must be null or an object")
+    if d.get("names") is not None and (not isinstance(d["names"], str) or not d["names"]):
+        raise _problem(path, "names", "must be null or a file name")
     files = d.get("files", {})
     if not isinstance(files, dict) or not all(
             isinstance(r, dict) and _is_int(r.get("size")) and isinstance(r.get("sha256"), str) for r in files.values()):
@@ -150,7 +155,8 @@ def parse_manifest(d: Any, path: Path, root: Path) -> Manifest:
     for name, rel in [("main", manifest.main), *(("tail", t) for t in manifest.tail),
                       *((("index.file", manifest.index["file"]),) if manifest.index.get("file") else ()),
                       *((("pipeline.arrays", manifest.pipeline["arrays"]),)
-                        if manifest.pipeline and manifest.pipeline.get("arrays") else ())]:
+                        if manifest.pipeline and manifest.pipeline.get("arrays") else ()),
+                      *((("names", manifest.names),) if manifest.names else ())]:
         try:
             inside(root, rel, f"{path}: field {name!r}")
         except DataError as exc:

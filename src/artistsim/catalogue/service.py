@@ -48,6 +48,7 @@ from artistsim.catalogue.live import LiveCatalogue, NotFound, Unavailable, check
 from artistsim.catalogue.observe import Observe, metrics_text
 from artistsim.catalogue.snapshot import MAX_K
 from artistsim.catalogue.store import CatalogueError
+from artistsim.catalogue.ui import mount_ui
 from artistsim.data.layout import DataError
 from artistsim.search._faiss import faiss_module
 
@@ -229,6 +230,7 @@ def create_app(cat: LiveCatalogue, max_body: int = MAX_BODY_BYTES, search_thread
 
         return await run_in_threadpool(guard, run)
 
+    mount_ui(app, cat)  # the curator pages under /ui (artistsim.catalogue.ui)
     return app
 
 

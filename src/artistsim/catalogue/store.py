@@ -234,12 +234,14 @@ def _sweep(root: Path, manifest: Manifest) -> None:
         keep.add(manifest.pipeline["arrays"])
     if manifest.index.get("file"):
         keep.add(manifest.index["file"])
+    if manifest.names:
+        keep.add(manifest.names)
     for p in root.iterdir():
         if p.name in keep:
             continue
         if p.is_dir() and p.name.startswith("seg-"):
             shutil.rmtree(p, ignore_errors=True)
-        elif (p.name.startswith(("index-", "pipeline-", f".{MANIFEST}."))
+        elif (p.name.startswith(("index-", "pipeline-", "names-", f".{MANIFEST}."))
               or (p.name.startswith(".") and ".tmp" in p.name)):
             p.unlink(missing_ok=True)
 

@@ -16,7 +16,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 
     opts = FeaturizeOptions(labels=args.labels, tags=args.tags, test_fraction=args.test_fraction, seed=args.seed,
                             workers=args.workers, shard=parse_shard(args.shard), merge=args.merge,
-                            progress=progress(args))
+                            progress=progress(args), frontend=args.frontend)
     summary = featurize_dataset(args.source, args.out_dir, opts)
     print(summary.render())
     if summary.finalized and summary.skipped:
@@ -27,9 +27,12 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's verbs to the `artistsim` parser."""
-    p = sub.add_parser("featurize", help="audio files -> the competition layout (512-d features per 1.5 s window)",
-                       description="Decode the middle 60 s of every audio file, describe each 1.5 s window by 512 "
-                                   "numbers and write train/test meta files and features. Exit 0 when every track "
+    from artistsim.data.frontends import DEFAULT, NAMES
+
+    p = sub.add_parser("featurize", help="audio files -> the competition layout (D-d features per window)",
+                       description="Decode the middle 60 s of every audio file, describe each window (every "
+                                   "0.73 s, at most 81) by the chosen front end and write train/test meta files, "
+                                   "features and frontend.json. Exit 0 when every track "
                                    "was featurized, 1 when some were skipped (listed in OUT_DIR/tracks.tsv), "
                                    "2 on bad input.")
     p.add_argument("source", help="folder of audio files (recursive) or TSV manifest (path[, artist][, trackid])")
@@ -41,4 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=non_negative_int, default=0, help="decoding processes (default: one per core, at most 8)")
     p.add_argument("--shard", default="1/1", help="featurize only shard K of N (K/N); then run --merge")
     p.add_argument("--merge", action="store_true", help="write the meta files once every shard is done")
+    p.add_argument("--frontend", default=DEFAULT, choices=NAMES,
+                   help="dsp: the 512-d descriptor of 1.5 s windows; musicnn-msd / musicnn-mtt: the musicnn "
+                        "tagger's 753-d mean-pool of 3 s windows (weights from `pip install --no-deps musicnn`); "
+                        f"default {DEFAULT} (docs/featurize.md)")
     p.set_defaults(func=cmd_featurize)

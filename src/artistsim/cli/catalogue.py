@@ -11,11 +11,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from artistsim.cli.common import (finite_float, fraction, port_number, positive_int, progress, track_id,
                                   window_frames)
+
+if TYPE_CHECKING:
+    from artistsim.catalogue.names import Names
 
 LOOPING = frozenset({"index"})  # embedding batches: keep freed memory for reuse
 # Outputs checked before any work (cli.check_outputs); `index`'s catalogue folder is
@@ -44,6 +48,7 @@ def _print_calibration(cal: dict | None) -> None:
 def cmd_index_build(args: argparse.Namespace) -> int:
     from artistsim.catalogue.build import build_catalogue
 
+    names = _names(args)
     manifest = build_catalogue(args.catalogue, args.data, args.run, _split_list(args.split), args.index,
                                args.window, args.hop, args.device, args.overwrite, progress(args), args.far,
                                warn=lambda m: print(f"artistsim: warning: {m}", file=sys.stderr))
@@ -55,6 +60,34 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     print(f"wrote {args.catalogue}: {snap.size} tracks, dim {snap.dim}, index {manifest.index['kind']} "
           f"(asked {manifest.index['requested']}), generation {manifest.generation}")
     _print_calibration(manifest.calibration)
+    _keep_names(args, names)
+    return 0
+
+
+def _names(args: argparse.Namespace) -> Names:
+    """The names of --data's featurize tables / --names, read (and checked) before any embedding."""
+    from artistsim.catalogue.names import gather
+
+    return gather(args.data, args.names, args.audio_root)
+
+
+def _keep_names(args: argparse.Namespace, names: Names) -> None:
+    """Keep the artist names and source files in the catalogue (a new generation)."""
+    from artistsim.catalogue.names import describe, keep
+
+    if keep(args.catalogue, names) is not None:
+        d = describe(names)
+        print(f"names: {d['artists']} artist names, {d['tracks']} tracks ({d['with_path']} with a source file)")
+
+
+def cmd_index_relabel(args: argparse.Namespace) -> int:
+    from artistsim.catalogue.corrections import apply
+    from artistsim.catalogue.snapshot import open_snapshot
+
+    if not Path(args.corrections).is_file():
+        raise ValueError(f"{args.corrections}: file not found")
+    new, n = apply(args.catalogue, args.corrections, open_snapshot(args.catalogue))
+    print(f"relabelled {n} tracks: generation {new.generation}" if new else "no label changes: catalogue unchanged")
     return 0
 
 
@@ -93,6 +126,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     from artistsim.catalogue.store import Manifest, append
 
     manifest = Manifest.read(Path(args.catalogue))
+    known = _names(args)
     state = pipeline_state(args.catalogue, manifest)
     embedder = catalogue_embedder(manifest, state, args.device)
     if args.data:
@@ -108,6 +142,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
         part = part_from(embedder.embed_arrays(tracks), ids, artists)
     new = append(args.catalogue, with_stats(part, state), compact=True if args.compact else None, checksums=True)
     print(f"added {len(part)} tracks to {args.catalogue}: generation {new.generation}")
+    _keep_names(args, known)
     return 0
 
 
@@ -218,6 +253,13 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None)
 
 
+def _add_names(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--names", metavar="TSV", help="artist names and source files: columns trackid and any of "
+                   "path, duration, artistid, artist (default: --data's tracks.tsv / artists.tsv when present)")
+    p.add_argument("--audio-root", metavar="DIR", help="the folder relative source paths start from (the folder "
+                   "featurize read); the server plays audio only from inside it")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's verbs to the `artistsim` parser."""
     from artistsim.catalogue.store import INDEX_KINDS
@@ -237,6 +279,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--far", type=fraction, default=0.01, help="identification's target false-accept rate")
     p.add_argument("--device", default=None)
     p.add_argument("--overwrite", action="store_true")
+    _add_names(p)
     p.set_defaults(func=cmd_index_build)
 
     p = isub.add_parser("add", help="add tracks without rebuilding")
@@ -247,7 +290,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--artist", type=track_id, default=None, help="artist of the added files, when known")
     p.add_argument("--compact", action="store_true", help="merge every added track into the main index now")
     _add_inputs(p)
+    _add_names(p)
     p.set_defaults(func=cmd_index_add)
+
+    p = isub.add_parser("relabel", help="apply curators' decisions (corrections.tsv) as a new generation")
+    p.add_argument("catalogue")
+    p.add_argument("corrections", help="TSV: trackid, old_artist, new_artist, decision (confirm/move/skip), who, when")
+    p.set_defaults(func=cmd_index_relabel)
 
     p = isub.add_parser("check", help="verify every file of a catalogue; list what is damaged",
                         description="Verify manifest.json, every segment and the index (sizes, SHA-256, dtypes, "

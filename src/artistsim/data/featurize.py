@@ -1,8 +1,9 @@
 """`artistsim featurize`: a folder (or manifest) of audio files -> the competition layout.
 
 OUT_DIR receives exactly what `validate`, `pack`, `train` ... read: `train_meta.tsv`,
-`test_meta.tsv`, `{split}_features/<trackid % 10>/<trackid>.npy` (float32, (512, T);
-descriptor in `artistsim.data.descriptor`), `test_gt.tsv` when every test track has an artist,
+`test_meta.tsv`, `{split}_features/<trackid % 10>/<trackid>.npy` (float32, (D, T); D = 512
+for the default `dsp` descriptor, 753 for `musicnn-*`: `artistsim.data.frontends`),
+`frontend.json` (which front end made them), `test_gt.tsv` when every test track has an artist,
 plus `tracks.tsv` (every input track: source path, split, artist, duration, T, status and
 the reason it was skipped) and `artists.tsv` (artistid -> name).
 
@@ -34,10 +35,10 @@ import pandas as pd
 
 from artistsim.atomic import atomic_write_text
 from artistsim.data.audio_inputs import PLAN_COLUMNS, display_path, list_inputs, make_plan
-from artistsim.data.descriptor import featurize_array, featurize_file, frontend
+from artistsim.data.frontends import DEFAULT, FrontendError, featurize_array, featurize_file, prepare
 from artistsim.data.featurize_worker import init_worker, process_track
 from artistsim.data.layout import DataError, progress_disabled
-from artistsim.data.provenance import write_frontend
+from artistsim.data.provenance import FRONTEND_FILE, Frontend, ProvenanceError, read_frontend, write_frontend
 
 STATE_DIR = ".featurize"
 JOURNAL_COLUMNS = ("trackid", "status", "reason", "duration", "frames", "sha1")
@@ -56,6 +57,7 @@ class FeaturizeOptions:
     shard: tuple[int, int] = (1, 1)
     merge: bool = False
     progress: bool | None = None
+    frontend: str = DEFAULT  # artistsim.data.frontends.NAMES
 
 
 @dataclass
@@ -159,16 +161,23 @@ def _tsv(df: pd.DataFrame) -> str:
     return df.to_csv(sep="\t", index=False, lineterminator="\n")
 
 
-def _check_plan(out_dir: Path, plan: pd.DataFrame) -> None:
-    """Store the plan on the first run; refuse a later run whose plan or descriptor differs."""
-    from artistsim.data.descriptor import VERSION
-
-    version = out_dir / STATE_DIR / "descriptor_version"
-    if version.exists() and version.read_text().strip() != str(VERSION):
-        raise DataError(f"{out_dir}: features made by descriptor version {version.read_text().strip()}, "
-                        f"this is version {VERSION}; featurize into a new folder")
-    if not version.exists():
-        atomic_write_text(version, f"{VERSION}\n")
+def _check_plan(out_dir: Path, plan: pd.DataFrame, frontend: Frontend) -> None:
+    """Store the plan and front end on the first run; refuse a later run whose plan or front end differs."""
+    state = out_dir / STATE_DIR
+    legacy = state / "descriptor_version"  # folders from before front ends had records: dsp only
+    if (state / FRONTEND_FILE).exists():
+        try:
+            before = read_frontend(state)
+        except ProvenanceError as exc:
+            raise DataError(str(exc)) from None
+    elif legacy.exists():
+        before = Frontend("dsp", legacy.read_text().strip(), 512, frontend.params if frontend.name == "dsp" else {})
+    else:
+        before = frontend
+    if not before.same_as(frontend):
+        raise DataError(f"{out_dir}: holds features made by front end {before.label()}, this run applies "
+                        f"{frontend.label()}; featurize into a new folder")
+    write_frontend(state, frontend)
     text = _tsv(plan.assign(path=plan["path"].map(display_path)))
     path = out_dir / STATE_DIR / "plan.tsv"
     if path.exists():
@@ -191,7 +200,7 @@ def default_workers() -> int:
     return max(1, min(8, cores))
 
 
-def _run_jobs(jobs: list[tuple[int, str, str]], journal: Path, workers: int, progress: bool | None) -> int:
+def _run_jobs(jobs: list[tuple[int, str, str, str]], journal: Path, workers: int, progress: bool | None) -> int:
     """Featurize `jobs`, journalling each result as it arrives; returns how many ran."""
     from tqdm.auto import tqdm
 
@@ -225,8 +234,13 @@ def featurize_dataset(source: str | Path, out_dir: str | Path, opts: FeaturizeOp
     out_dir = Path(out_dir)
     base, inputs = list_inputs(source, opts.labels, opts.tags, opts.progress)
     plan = make_plan(inputs, opts.test_fraction, opts.seed).sort_values("trackid").reset_index(drop=True)
+    try:
+        frontend = prepare(opts.frontend)
+    except FrontendError as exc:
+        raise DataError(str(exc)) from None
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_plan(out_dir, plan)
+    (out_dir / STATE_DIR).mkdir(exist_ok=True)
+    _check_plan(out_dir, plan, frontend)
     for stray in out_dir.glob("*_features/*/.*.tmp.npy"):  # temporaries of a killed run
         stray.unlink(missing_ok=True)
     summary = FeaturizeSummary(planned=len(plan))
@@ -236,16 +250,16 @@ def featurize_dataset(source: str | Path, out_dir: str | Path, opts: FeaturizeOp
         journal = _journal_path(out_dir, opts.shard)
         finished = set(read_journals(out_dir).index)
         mine = plan[(np.arange(len(plan)) % n == k - 1) & ~plan["trackid"].isin(finished)]
-        jobs = [(int(t), str(base / p), str(out_dir / f"{s}_features" / feature_relpath(int(t))))
+        jobs = [(int(t), str(base / p), str(out_dir / f"{s}_features" / feature_relpath(int(t))), opts.frontend)
                 for t, p, s in zip(mine["trackid"], mine["path"], mine["split"])]
         summary.processed = _run_jobs(jobs, journal, opts.workers, opts.progress)
     summary.seconds = time.perf_counter() - start
     if opts.merge or opts.shard == (1, 1):
-        write_layout(out_dir, plan, summary)
+        write_layout(out_dir, plan, summary, frontend)
     return summary
 
 
-def write_layout(out_dir: Path, plan: pd.DataFrame, summary: FeaturizeSummary) -> None:
+def write_layout(out_dir: Path, plan: pd.DataFrame, summary: FeaturizeSummary, frontend: Frontend) -> None:
     """Meta files, tracks.tsv and artists.tsv from the plan and the journals of every shard."""
     records = read_journals(out_dir)
     missing = plan.loc[~plan["trackid"].isin(records.index), "trackid"].to_numpy()
@@ -279,7 +293,7 @@ def write_layout(out_dir: Path, plan: pd.DataFrame, summary: FeaturizeSummary) -
     artists = df[df["artistid"] >= 0].drop_duplicates("artistid").sort_values("artistid")
     _write_if_changed(out_dir / "artists.tsv", _tsv(artists[["artistid", "artist"]].assign(
         artist=artists["artist"].map(display_path))))
-    write_frontend(out_dir, frontend())  # which front end made these frames (train copies it into runs)
+    write_frontend(out_dir, frontend)  # which front end made these frames (train copies it into runs)
 
     summary.finalized = True
     summary.statuses = Counter(df["status"])

@@ -2,7 +2,7 @@
 
 Kept apart from `artistsim.data.featurize` (which plans with pandas) so that a spawned
 worker imports only numpy, libsndfile, soxr and torch: start-up is part of every
-worker's cost.
+worker's cost. A musicnn front end's weights are loaded once per worker (cached).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from artistsim.atomic import atomic_path
 from artistsim.data.audio import AudioError, Decoded, decode_fragment
-from artistsim.data.descriptor import describe_samples
+from artistsim.data.frontends import DEFAULT, describe
 
 
 def content_hash(decoded: Decoded) -> str:
@@ -33,14 +33,15 @@ def _clean(text: str) -> str:
     return " ".join(str(text).split())[:300]
 
 
-def process_track(job: tuple[int, str, str]) -> tuple:
-    """Featurize one file into `out` (atomically); a journal row, never an exception."""
-    trackid, src, out = job
+def process_track(job: tuple[int, str, str] | tuple[int, str, str, str]) -> tuple:
+    """Featurize one file into `out` (atomically) with front end `job[3]` (default dsp); a journal row."""
+    trackid, src, out = job[:3]
+    name = job[3] if len(job) > 3 else DEFAULT
     path, out_path = Path(src), Path(out)
     try:
         decoded = decode_fragment(path)
         sha = content_hash(decoded)
-        feats = describe_samples(decoded.samples)
+        feats = describe(decoded.samples, name)
     except AudioError as exc:
         out_path.unlink(missing_ok=True)
         return trackid, "skipped", _clean(f"{exc.reason}: {exc}"), 0.0, 0, ""

@@ -2,12 +2,14 @@
 
 Layout (REFERENCE.md): `train_meta.tsv` (trackid, artistid, archive_features_path),
 `test_meta.tsv` (trackid, archive_features_path), optional `test_gt.tsv` (trackid,
-artistid), and one float32 `.npy` of shape (512, T), 1 <= T <= 81, per track under
+artistid), and one float32 `.npy` of shape (D, T), 1 <= T <= 81, per track under
 `train_features/` or `test_features/` -- or one level deeper, `train_features/
-train_features/`, as the released archives unpack.
+train_features/`, as the released archives unpack. D is 512 for the competition's
+features; a folder made by `featurize` (or by hand) records its front end in
+`frontend.json` (`artistsim.data.provenance`), whose `dim` is D: `feature_dim`.
 
 Features reach the rest of the pipeline through a `FeatureSource`: `lengths` (true frame
-counts) and `gather(rows, frame_idx)`, which returns frames time-major (n, L, 512). Two
+counts) and `gather(rows, frame_idx)`, which returns frames time-major (n, L, D). Two
 sources implement it: `NpyFiles` (one file per track, the seed's way) and `PackedStore`
 (one contiguous memory map per split, written by `pack`; see `artistsim.data.store`).
 Splits, crops and hold-outs built on these live in `artistsim.data.splits`.
@@ -28,8 +30,9 @@ from artistsim.data.arrays import check_size, open_npy, read_header, read_npy_he
 from artistsim.data.errors import DataError
 from artistsim.data.ids import parse_ids
 from artistsim.data.paths import escaping_links, outside_allowed, outside_rows
+from artistsim.data.provenance import ProvenanceError, read_frontend
 
-FEATURE_DIM = 512
+FEATURE_DIM = 512  # the competition's D; a data folder's own is `feature_dim(data_dir)`
 MAX_FRAMES = 81
 SPLITS = ("train", "test")
 META_COLUMNS = {
@@ -197,25 +200,33 @@ def readable_root(data_dir: str | Path, split: str, rel_paths: list[str]) -> Pat
 # --------------------------------------------------------------------------- .npy files
 
 
-def check_shape(shape: tuple[int, ...], where: Path | str) -> int:
-    """Return T for a valid (512, T) shape; otherwise raise with what is wrong."""
+def feature_dim(data_dir: str | Path) -> int:
+    """D of a data folder: its front-end record's `dim` (512, the competition's, without one)."""
+    try:
+        return read_frontend(data_dir).dim
+    except ProvenanceError as exc:
+        raise DataError(str(exc)) from None
+
+
+def check_shape(shape: tuple[int, ...], where: Path | str, dim: int = FEATURE_DIM) -> int:
+    """Return T for a valid (dim, T) shape; otherwise raise with what is wrong."""
     if len(shape) != 2:
-        raise DataError(f"{where}: expected a 2-D array (512, T), got shape {shape}")
+        raise DataError(f"{where}: expected a 2-D array ({dim}, T), got shape {shape}")
     rows, cols = shape
-    if rows != FEATURE_DIM:
-        if cols == FEATURE_DIM:
+    if rows != dim:
+        if cols == dim:
             raise DataError(
-                f"{where}: shape {shape} looks transposed: expected ({FEATURE_DIM}, T) "
+                f"{where}: shape {shape} looks transposed: expected ({dim}, T) "
                 f"with features in rows and frames in columns"
             )
-        raise DataError(f"{where}: expected {FEATURE_DIM} rows (features), got shape {shape}")
+        raise DataError(f"{where}: expected {dim} rows (features, as frontend.json's dim says), got shape {shape}")
     if not 1 <= cols <= MAX_FRAMES:
         raise DataError(f"{where}: expected 1 <= T <= {MAX_FRAMES} frames, got T = {cols}")
     return cols
 
 
-def read_features(path: Path) -> np.ndarray:
-    """One track as stored, (512, T), after every check: shape, float dtype, complete, and
+def read_features(path: Path, dim: int = FEATURE_DIM) -> np.ndarray:
+    """One track as stored, (dim, T), after every check: shape, float dtype, complete, and
     finite once cast to float32.
 
     One open and one read per file (validate reads every file of a dataset). The finite
@@ -224,7 +235,7 @@ def read_features(path: Path) -> np.ndarray:
     """
     with open_npy(path, "feature file") as fh:
         shape, fortran, dtype = read_header(fh, path)
-        check_shape(shape, path)
+        check_shape(shape, path, dim)
         if not np.issubdtype(dtype, np.floating):
             raise DataError(f"{path}: expected float features, got dtype {dtype}")
         nbytes = check_size(fh, path, shape, dtype)
@@ -244,9 +255,9 @@ def read_features(path: Path) -> np.ndarray:
     return arr
 
 
-def load_npy(path: Path) -> np.ndarray:
-    """Load one track as (T, 512) float32, checked (see `read_features`)."""
-    return np.ascontiguousarray(read_features(path).T, dtype=np.float32)
+def load_npy(path: Path, dim: int = FEATURE_DIM) -> np.ndarray:
+    """Load one track as (T, dim) float32, checked (see `read_features`)."""
+    return np.ascontiguousarray(read_features(path, dim).T, dtype=np.float32)
 
 
 def meta_line(split: str, row: int, exc: Exception) -> DataError:
@@ -263,20 +274,21 @@ class FeatureSource(Protocol):
     lengths: np.ndarray  # (N,) int64 true frame counts
 
     def gather(self, rows: np.ndarray, frame_idx: np.ndarray) -> np.ndarray:
-        """Frames `frame_idx[i]` (each < lengths[rows[i]]) of track `rows[i]`: (n, L, 512) float32."""
+        """Frames `frame_idx[i]` (each < lengths[rows[i]]) of track `rows[i]`: (n, L, D) float32."""
         ...
 
 
 class NpyFiles:
     """One `.npy` per track, read on demand: the seed's layout, the fallback when unpacked."""
 
-    def __init__(self, paths: list[Path], lengths: np.ndarray):
+    def __init__(self, paths: list[Path], lengths: np.ndarray, dim: int = FEATURE_DIM):
         self.paths = paths
         self.lengths = lengths
+        self.dim = dim
 
     @classmethod
     def index(cls, root: Path, rel_paths: list[str], progress: bool | None = None,
-              split: str | None = None) -> NpyFiles:
+              split: str | None = None, dim: int = FEATURE_DIM) -> NpyFiles:
         """Read every file's header (shape check, truncation check) to learn true lengths."""
         from tqdm.auto import tqdm
 
@@ -286,15 +298,15 @@ class NpyFiles:
         for i, path in enumerate(tqdm(paths, desc="Indexing features", disable=progress_disabled(progress), leave=False)):
             try:
                 shape, _ = read_npy_header(path)
-                lengths[i] = check_shape(shape, path)
+                lengths[i] = check_shape(shape, path, dim)
             except DataError as exc:
                 raise meta_line(split, i, exc) from None
-        return cls(paths, lengths)
+        return cls(paths, lengths, dim)
 
     def gather(self, rows: np.ndarray, frame_idx: np.ndarray) -> np.ndarray:
-        out = np.empty((len(rows), frame_idx.shape[1], FEATURE_DIM), dtype=np.float32)
+        out = np.empty((len(rows), frame_idx.shape[1], self.dim), dtype=np.float32)
         for i, row in enumerate(rows):  # one file per track: I/O bound by nature
-            out[i] = load_npy(self.paths[row])[frame_idx[i]]
+            out[i] = load_npy(self.paths[row], self.dim)[frame_idx[i]]
         return out
 
 

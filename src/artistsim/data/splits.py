@@ -19,6 +19,7 @@ from artistsim.data.layout import (
     DataError,
     FeatureSource,
     NpyFiles,
+    feature_dim,
     readable_root,
     read_ground_truth_tsv,
     read_meta,
@@ -92,7 +93,7 @@ def open_source(data_dir: str | Path, split: str, meta: pd.DataFrame, progress: 
         return PackedStore.open(data_dir, split, meta)
     rel = meta["archive_features_path"].tolist()
     root = readable_root(data_dir, split, rel)
-    return NpyFiles.index(root, rel, progress=progress, split=split)
+    return NpyFiles.index(root, rel, progress=progress, split=split, dim=feature_dim(data_dir))
 
 
 def load_split(data_dir: str | Path, split: str, progress: bool | None = None, labels: bool = True) -> SplitData:

@@ -1,7 +1,7 @@
 """Packed feature store: one contiguous memory map per split, written by `artistsim pack`.
 
 Why: the seed re-read one `.npy` per track per batch. Here a split's frames live in one
-file, time-major, track after track (`frames`: (total_frames, 512), float16 by default,
+file, time-major, track after track (`frames`: (total_frames, D), float16 by default,
 half the size of float32 and well within the features' precision), with an index
 (`trackids`, `lengths`, `offsets`, and a fingerprint of the meta file). A crop of any
 batch is then a single vectorised fancy-index into the memory map; the OS page cache
@@ -27,6 +27,7 @@ from artistsim.data.layout import (
     FEATURE_DIM,
     DataError,
     NpyFiles,
+    feature_dim,
     readable_root,
     load_npy,
     meta_line,
@@ -65,6 +66,7 @@ class PackedStore:
         self.trackids = trackids
         self.lengths = lengths
         self.offsets = offsets
+        self.dim = int(frames.shape[1])
 
     @classmethod
     def open(cls, data_dir: str | Path, split: str, meta: pd.DataFrame | None = None) -> PackedStore:
@@ -80,10 +82,14 @@ class PackedStore:
         dtype = DTYPES.get(info.get("dtype"))
         if dtype is None:
             raise DataError(f"{index_path}: unknown store dtype; run `artistsim pack {data_dir} --force`")
-        expected = total * FEATURE_DIM * np.dtype(dtype).itemsize
+        dim = int(info.get("dim", FEATURE_DIM))  # stores packed before D was recorded hold 512
+        if dim != feature_dim(data_dir):
+            raise DataError(f"{index_path}: store holds {dim}-d frames, frontend.json says "
+                            f"{feature_dim(data_dir)}; run `artistsim pack {data_dir} --force`")
+        expected = total * dim * np.dtype(dtype).itemsize
         if frames_path.stat().st_size != expected:
             raise DataError(f"{frames_path}: {frames_path.stat().st_size} bytes, index expects {expected}")
-        frames = np.memmap(frames_path, dtype=dtype, mode="r", shape=(total, FEATURE_DIM))
+        frames = np.memmap(frames_path, dtype=dtype, mode="r", shape=(total, dim))
         return cls(frames, trackids, lengths, offsets)
 
     def gather(self, rows: np.ndarray, frame_idx: np.ndarray) -> np.ndarray:
@@ -97,7 +103,7 @@ class PackedStore:
         is returned as gathered, without a second copy.
         """
         flat = (self.offsets[rows][:, None] + frame_idx).reshape(-1)
-        x = self.frames.view(np.ndarray).take(flat, axis=0).reshape(*frame_idx.shape, FEATURE_DIM)
+        x = self.frames.view(np.ndarray).take(flat, axis=0).reshape(*frame_idx.shape, self.dim)
         if x.dtype == np.float32:
             return x
         import torch
@@ -126,7 +132,7 @@ def pack_split(
 ) -> dict:
     """Stream a split's .npy files into its store; returns a summary.
 
-    Every file is checked (exists, complete, (512, T), finite) as it is copied; the first
+    Every file is checked (exists, complete, (D, T) with D = `feature_dim`, finite) as it is copied; the first
     bad file aborts with its name and nothing is left behind. Peak memory is one track.
     """
     from tqdm.auto import tqdm
@@ -134,6 +140,7 @@ def pack_split(
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     meta = read_meta(data_dir, split)
+    dim = feature_dim(data_dir)
     fingerprint = meta_fingerprint(meta)
     frames_path, index_path = store_paths(data_dir, split)
     remove_stale_temp_files(frames_path.parent)  # a killed pack's frames: gigabytes on full data
@@ -144,7 +151,8 @@ def pack_split(
             if not force:
                 raise
             info = {"fingerprint": None}
-        if info["fingerprint"] == fingerprint and info.get("dtype") == dtype and not force:
+        same = info["fingerprint"] == fingerprint and info.get("dtype") == dtype
+        if same and int(info.get("dim", FEATURE_DIM)) == dim and not force:
             return {"split": split, "status": "up to date", "tracks": len(meta)}
         if not force:
             raise DataError(
@@ -153,7 +161,7 @@ def pack_split(
             )
     rel = meta["archive_features_path"].tolist()
     root = readable_root(data_dir, split, rel)
-    lengths = NpyFiles.index(root, rel, progress, split=split).lengths
+    lengths = NpyFiles.index(root, rel, progress, split=split, dim=dim).lengths
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     total = int(lengths.sum())
     np_dtype = DTYPES[dtype]
@@ -163,16 +171,16 @@ def pack_split(
         # process's resident memory (10.9 GB peak on the full train split), file writes don't.
         for row, p in enumerate(tqdm(rel, desc=f"Packing {split}", disable=progress_disabled(progress))):
             try:
-                track = load_npy(root / p)
+                track = load_npy(root / p, dim)
             except DataError as exc:
                 raise meta_line(split, row, exc) from None
             if np_dtype == np.float16 and np.abs(track).max(initial=0.0) > np.finfo(np.float16).max:
                 raise meta_line(split, row, DataError(f"{root / p}: values exceed float16 range; "
                                                       f"pack with --dtype float32"))
             out.write(track.astype(np_dtype).tobytes())
-    info = {"version": STORE_VERSION, "dtype": dtype, "fingerprint": fingerprint, "split": split}
+    info = {"version": STORE_VERSION, "dtype": dtype, "fingerprint": fingerprint, "split": split, "dim": dim}
     with atomic_path(index_path, suffix=".npz") as tmp_index:
         np.savez(tmp_index, trackids=meta["trackid"].to_numpy(np.int64), lengths=lengths, offsets=offsets,
                  info=np.array(json.dumps(info)))
     return {"split": split, "status": "packed", "tracks": len(meta), "frames": total,
-            "bytes": total * FEATURE_DIM * np.dtype(np_dtype).itemsize}
+            "bytes": total * dim * np.dtype(np_dtype).itemsize}

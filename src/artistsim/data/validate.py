@@ -19,6 +19,7 @@ from artistsim.data.layout import (
     SPLITS,
     DataError,
     TableScan,
+    feature_dim,
     features_root,
     link_problem,
     meta_line,
@@ -60,6 +61,11 @@ def _check_features(data_dir: Path, split: str, meta: pd.DataFrame, report: Vali
     """
     rel = meta["archive_features_path"]
     lengths = np.zeros(len(rel), dtype=np.int64)
+    try:
+        dim = feature_dim(data_dir)  # frontend.json's D, 512 without one
+    except DataError as exc:
+        report.errors.append(str(exc))
+        return lengths
     usable = np.array(rel != "", dtype=bool)
     if not outside_allowed():
         usable &= ~outside_rows(rel)
@@ -79,7 +85,7 @@ def _check_features(data_dir: Path, split: str, meta: pd.DataFrame, report: Vali
     rows = np.flatnonzero(usable)
     for i in tqdm(rows, desc=f"Checking {split} features", disable=progress_disabled(progress)):
         try:
-            lengths[i] = read_features(root / paths[i]).shape[1]
+            lengths[i] = read_features(root / paths[i], dim).shape[1]
         except DataError as exc:
             report.errors.append(str(meta_line(split, i, exc)))
     return lengths

@@ -8,6 +8,7 @@ metrics.jsonl).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from artistsim.config import RandomFeatureConfig, TrainConfig
@@ -23,9 +24,14 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, **kwargs)
 
     The data's front end (`artistsim.data.provenance`) is checked against the model's input
     width first and recorded in the finished run, so every later use of the run knows what
-    features it eats.
+    features it eats. A config that leaves `input_dim` at its default takes the data's D
+    (512 for the competition's features, 753 for musicnn's): one config serves every front
+    end; one that names another width is refused.
     """
     frontend = read_frontend(data_dir)
+    default = next(f.default for f in dataclasses.fields(cfg.model) if f.name == "input_dim")
+    if cfg.model.input_dim == default:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, input_dim=frontend.dim))
     if frontend.dim != cfg.model.input_dim:
         raise DataError(f"{data_dir}: features are {frontend.dim}-d ({frontend.label()}) but [model] input_dim is "
                         f"{cfg.model.input_dim}")

@@ -1,0 +1,241 @@
+"""Front ends compared on real music: untrained retrieval quality per front end, and speed.
+
+Why its own script: the quality figures decide `featurize`'s default front end
+(docs/featurize.md); they need every track of the real set (benchmarks/real_music.py)
+through every front end, which on a shared 2-core machine takes most of an hour for the
+musicnn network, so the pooled statistics are computed once per front end into a cache
+outside the repository (resumable, one process per front end) and scored in seconds.
+
+    python -m benchmarks.bench_frontends pool dsp                    # one per front end,
+    python -m benchmarks.bench_frontends pool musicnn-msd --stride 8 # may run in parallel
+    python -m benchmarks.bench_frontends quality                     # the table
+    python -m benchmarks.bench_frontends speed --tracks 3 [--tf /tmp/tfref/venv/bin/python]
+
+Quality: every track's frames are pooled (mean and standard deviation over windows); 3
+artist-disjoint splits (30% of the artists to test, seeds 0-2) score the test tracks
+among themselves (nDCG@100, mean over the splits): mean-pool cosine (the project's
+`meanpool` baseline: centred means), the same after standardising each pooled number over
+the set, and LDA (`lda` baseline: fitted on the train artists' standardised mean + std).
+`--stride S` keeps every S-th window of the competition framing (81 windows every 0.73 s):
+with S = 4 the 3 s musicnn windows no longer overlap; pooled over a track they estimate
+the statistics of all 81 (see the notes of docs/featurize.md).
+
+Speed: tracks of 3-7 minutes, one thread, each step timed on the same tracks in turn:
+decode-only (the centred 60 s, resampled), + the dsp descriptor, + musicnn (all 81
+windows, `embed_track`), and the original TensorFlow graph on the same 81 log-mel
+windows (batches of 16; a scratch environment, tests/data/musicnn_reference.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import common as C
+
+REAL = Path(os.environ.get("ARTISTSIM_REAL_MUSIC", "/work/data/real_music"))
+CACHE = C.SCRATCH / "frontends"
+TF_SCRIPT = C.ROOT / "tests/data/musicnn_reference.py"
+
+
+def manifest() -> list[tuple[Path, str]]:
+    lines = (REAL / "manifest.tsv").read_text().splitlines()[1:]
+    return [(REAL / p, a) for p, a in (line.split("\t")[:2] for line in lines)]
+
+
+def frames(name: str, x: np.ndarray, stride: int) -> np.ndarray:
+    """(D, T') frames of front end `name` for a decoded fragment, every `stride`-th window."""
+    import torch
+
+    from artistsim.data import frontends as fe
+    from artistsim.data import musicnn as m
+    from artistsim.data.audio import check_signal
+
+    if name == "dsp":
+        return fe.describe(x, name)[:, ::stride]
+    t = check_signal(x)
+    net = m.load_model(fe.MUSICNN[name], "cpu")
+    with torch.inference_mode():
+        mel = m.log_mel(x)
+        if len(mel) < m.PATCH:
+            mel = torch.nn.functional.pad(mel, (0, 0, 0, m.PATCH - len(mel)))
+        starts = torch.as_tensor(fe.musicnn_starts(t, len(mel))[::stride])
+        return net.embed_track(mel, starts)[fe.MUSICNN_LAYER].T.numpy()
+
+
+def pool(name: str, stride: int) -> Path:
+    """Pooled mean and std of every track through front end `name`, cached (resumes where it stopped)."""
+    import torch
+
+    from artistsim.data.audio import AudioError, decode_fragment
+
+    torch.set_num_threads(1)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    out = CACHE / f"{name}_stride{stride}.npz"
+    done: dict[str, tuple] = {}
+    if out.exists():
+        with np.load(out) as z:
+            done = {p: (a, m, s) for p, a, m, s in zip(z["paths"], z["artists"], z["mean"], z["std"])}
+    rows = manifest()
+    start = time.perf_counter()
+    for i, (path, artist) in enumerate(rows):
+        if str(path) in done:
+            continue
+        try:
+            f = frames(name, decode_fragment(path).samples, stride)
+        except AudioError:
+            continue
+        done[str(path)] = (artist, f.mean(1), f.std(1))
+        if len(done) % 10 == 0 or i == len(rows) - 1:
+            keys = sorted(done)
+            tmp = out.with_suffix(".tmp.npz")  # renamed into place: `quality` may read it meanwhile
+            np.savez(tmp, paths=np.array(keys), artists=np.array([done[k][0] for k in keys]),
+                     mean=np.stack([done[k][1] for k in keys]), std=np.stack([done[k][2] for k in keys]))
+            os.replace(tmp, out)
+            print(f"{name}: {len(done)}/{len(rows)} tracks, {time.perf_counter() - start:.0f} s", flush=True)
+    return out
+
+
+def scores(mean: np.ndarray, std: np.ndarray, labels: np.ndarray, seeds: int = 3) -> dict[str, float]:
+    """nDCG@100 on the test artists of `seeds` artist-disjoint splits, per method (mean over splits)."""
+    from artistsim.evaluation.baselines import baseline_embeddings
+    from artistsim.evaluation.metrics import ndcg_at_k
+    from artistsim.evaluation.report import rank
+
+    z = [(x - x.mean(0)) / (x.std(0) + 1e-6) for x in (mean, std)]
+    artists = np.unique(labels)
+    out: dict[str, list[float]] = {"mean-pool": [], "standardised": [], "LDA": []}
+    for seed in range(seeds):
+        test_artists = np.random.default_rng(seed).permutation(artists)[: int(round(0.3 * len(artists)))]
+        test = np.isin(labels, test_artists)
+        ev = labels[test]
+        out["mean-pool"].append(ndcg_at_k(rank(baseline_embeddings("meanpool", None, None, (mean[test],)), False), ev))
+        out["standardised"].append(ndcg_at_k(rank(baseline_embeddings("meanpool", None, None, (z[0][test],)),
+                                                  False), ev))
+        lda = baseline_embeddings("lda", (z[0][~test], z[1][~test]), labels[~test], (z[0][test], z[1][test]))
+        out["LDA"].append(ndcg_at_k(rank(lda, False), ev))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+def _read(path: Path, tries: int = 5) -> dict[str, np.ndarray]:
+    """A cache read whole (retried: a pool started before the atomic rename rewrites it in place)."""
+    for attempt in range(tries):
+        try:
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, __import__("zipfile").BadZipFile):
+            if attempt == tries - 1:
+                raise
+            time.sleep(2)
+    raise AssertionError("unreachable")
+
+
+def quality() -> str:
+    caches = sorted(c for c in CACHE.glob("*_stride*.npz") if not c.name.endswith(".tmp.npz"))
+    loaded = {c.stem: _read(c) for c in caches}
+    common = set.intersection(*(set(z["paths"]) for z in loaded.values())) if loaded else set()
+    rows = []
+    for stem, z in loaded.items():
+        keep = np.isin(z["paths"], sorted(common))
+        labels = np.unique(z["artists"][keep], return_inverse=True)[1]
+        s = scores(z["mean"][keep], z["std"][keep], labels)
+        rows.append([stem.replace("_stride", ", window stride "), z["mean"].shape[1], *(C.fmt(v, 3) for v in s.values())])
+    n_artists = len(np.unique(next(iter(loaded.values()))["artists"])) if loaded else 0
+    return (C.markdown_table(["front end", "D", "mean-pool cosine", "standardised", "LDA"], rows, "lrrrr")
+            + f"\n\n{len(common)} tracks common to every front end, {n_artists} artists; 3 artist-disjoint splits "
+              "(30% of the artists in test), test nDCG@100, mean over the splits.")
+
+
+def speed(n: int, tf_python: str | None, repeats: int = 2) -> str:
+    """Tracks/s per step on n 3-7 minute tracks of the real set, one thread, the same tracks.
+
+    Every step runs `repeats` times in turn (the load drifts on a shared machine) and each
+    keeps its fastest time per track. The network-only rows time the same log-mel windows:
+    PyTorch window by window and whole-track (`embed_track`), and TensorFlow window by
+    window (its own process; graph building and a warm-up batch excluded, as for PyTorch).
+    """
+    import soundfile as sf
+    import torch
+
+    from artistsim.data import frontends as fe
+    from artistsim.data import musicnn as m
+    from artistsim.data.audio import check_signal, decode_fragment
+
+    torch.set_num_threads(1)
+    paths = [p for p, _ in manifest() if 180 <= sf.info(str(p)).duration <= 420][:n]
+    net = m.load_model("MSD_musicnn", "cpu")
+    best: dict[str, list[float]] = {}
+    windows = 0
+
+    def clock(key: str, i: int, fn) -> None:
+        t0 = time.perf_counter()
+        fn()
+        row = best.setdefault(key, [float("inf")] * len(paths))
+        row[i] = min(row[i], time.perf_counter() - t0)
+
+    for i, path in enumerate(paths):
+        x = decode_fragment(path).samples
+        mel = m.log_mel(x)
+        starts = fe.musicnn_starts(check_signal(x), len(mel))
+        windows += len(starts)
+        patches = torch.from_numpy(mel.numpy()[starts[:, None] + np.arange(m.PATCH)])
+        np.save(C.SCRATCH / "tf_patches.npy", patches.numpy())
+        with torch.inference_mode():
+            net(patches[:16])  # warm-up, as the TF side
+            for _ in range(repeats):
+                clock("decode", i, lambda: decode_fragment(path))
+                clock("dsp", i, lambda: fe.describe(x, "dsp"))
+                clock("musicnn", i, lambda: fe.describe(x, "musicnn-msd"))
+                clock("net_windows", i, lambda: [net(patches[a : a + 16]) for a in range(0, len(patches), 16)])
+                clock("net_track", i, lambda: net.embed_track(mel, torch.as_tensor(starts)))
+                if tf_python:
+                    res = subprocess.run([tf_python, str(TF_SCRIPT), "speed", str(C.SCRATCH / "tf_patches.npy")],
+                                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                    sec = json.loads(res.stdout.strip().splitlines()[-1])["seconds"]
+                    row = best.setdefault("tf", [float("inf")] * len(paths))
+                    row[i] = min(row[i], sec)
+    t = {k: sum(v) for k, v in best.items()}
+    k = len(paths)
+    rows = [["decode-only", C.fmt(k / t["decode"]), "-"],
+            ["decode + dsp", C.fmt(k / (t["decode"] + t["dsp"])), "-"],
+            ["decode + musicnn-msd (featurize's path)", C.fmt(k / (t["decode"] + t["musicnn"])),
+             C.fmt(windows / t["musicnn"])],
+            ["musicnn network only, PyTorch, whole track (embed_track)", C.fmt(k / t["net_track"]),
+             C.fmt(windows / t["net_track"])],
+            ["musicnn network only, PyTorch, window by window (batches of 16)", C.fmt(k / t["net_windows"]),
+             C.fmt(windows / t["net_windows"])]]
+    if "tf" in t:
+        rows.append(["musicnn network only, TensorFlow reference, window by window (batches of 16)",
+                     C.fmt(k / t["tf"]), C.fmt(windows / t["tf"])])
+    return (C.markdown_table(["step (one thread)", "tracks/s", "windows/s"], rows, "lrr")
+            + f"\n\n{k} tracks of 3-7 min, {windows} windows, best of {repeats} per step and track; "
+              f"load average {C.load_average()} at the end.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=("pool", "quality", "speed"))
+    p.add_argument("frontend", nargs="?", default="dsp")
+    p.add_argument("--stride", type=int, default=1)
+    p.add_argument("--tracks", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--tf", help="python of a scratch environment with TensorFlow and musicnn (speed reference)")
+    args = p.parse_args(argv)
+    if args.what == "pool":
+        print(pool(args.frontend, args.stride))
+    elif args.what == "quality":
+        print(quality())
+    else:
+        print(speed(args.tracks, args.tf, args.repeats))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
