@@ -71,7 +71,7 @@ def test_saved_ensemble_weights_that_do_not_fit_the_runs_name_the_file(tmp_path,
 def test_negative_saved_weights_are_refused(tmp_path):
     a, b = _run(tmp_path / "a", 1), _run(tmp_path / "b", 2)
     save_settings([a, b], InferenceSettings(member_weights=[1.0, -0.5]).to_record(), {"cohort": np.zeros((0, 0))})
-    with pytest.raises(DataError, match="wrong kind or range"):
+    with pytest.raises(DataError, match=r"member_weights\[1\]: expected member_weights\[1\] >= 0"):
         saved_state([a, b])
 
 
@@ -86,3 +86,19 @@ def test_a_data_directorys_front_end_travels_into_the_run(tmp_path):
     record_frontend(other, tmp_path)  # competition
     with pytest.raises(DataError, match="different front ends"):
         common_frontend([run, other])
+
+
+@pytest.mark.parametrize("record,words", [({"name": "dsp", "dim": "512"}, "dim: expected int, found str"),
+                                          ({"name": "dsp", "dim": 0}, "dim: expected 1 <= dim <= 65536"),
+                                          ({"name": "dsp", "params": [1]}, "params: expected a table"),
+                                          ({"name": "dsp", "colour": 1}, "colour: unknown key"),
+                                          ([], "expected a table")])
+def test_a_damaged_front_end_record_is_one_line_naming_the_field(tmp_path, record, words):
+    import json
+
+    from artistsim.data.provenance import ProvenanceError, read_frontend
+
+    (tmp_path / "frontend.json").write_text(json.dumps(record))
+    with pytest.raises(ProvenanceError, match=words) as err:
+        read_frontend(tmp_path)
+    assert "\n" not in str(err.value) and "frontend.json" in str(err.value)

@@ -80,6 +80,8 @@ def _expected(hint: Any) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is float:
         return "number"
+    if origin is dict:
+        return f"table of {_expected(args[1])}s"
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin in (Union, types.UnionType):
@@ -121,6 +123,12 @@ def _check(value: Any, hint: Any, where: str, path: str, rule: str | None) -> An
             except ConfigError:
                 continue
         _fail(where, path, f"expected {_expected(hint)}, found {_found(value)}")
+    if hint is Any:  # free-form (a record's params): JSON values as they are
+        return value
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            _fail(where, path, f"expected a table of {_expected(args[1])}, found {_found(value)}")
+        return {k: _check(v, args[1], where, f"{path}.{k}", rule) for k, v in value.items()}
     if origin is Literal:
         if not any(type(value) is type(a) and value == a for a in args):
             found = _shown(value) if isinstance(value, (str, int, float)) else _found(value)

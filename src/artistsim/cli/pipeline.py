@@ -165,6 +165,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_runs(p: argparse.ArgumentParser) -> None:
+    """DATA_DIR, --run (repeatable: an ensemble) and the seed's rerank --threshold: evaluate's and predict's."""
+    p.add_argument("data_dir")
+    p.add_argument("--run", action="append", required=True)
+    p.add_argument("--threshold", type=float, default=0.85)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's verbs to the `artistsim` parser."""
 
@@ -220,9 +227,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("evaluate", help="the seed's table: each run, the ensemble, baselines")
-    p.add_argument("data_dir")
-    p.add_argument("--run", action="append", required=True)
-    p.add_argument("--threshold", type=float, default=0.85)
+    _add_runs(p)
     p.add_argument("--out", help="report folder (default FIRST_RUN/evaluation)")
     p.add_argument("--save-settings", action="store_true",
                    help="save the inference settings chosen on validation for exactly these runs (keyed by their "
@@ -231,11 +236,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="write a submission for every test track")
-    p.add_argument("data_dir")
-    p.add_argument("--run", action="append", required=True)
+    _add_runs(p)
     p.add_argument("--out", required=True)
     p.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--threshold", type=float, default=0.85)
     p.add_argument("--index", default="exact", choices=INDEXES)
     p.add_argument("--saved-settings", action=argparse.BooleanOptionalAction, default=True,
                    help="apply the inference settings `evaluate --save-settings` saved for exactly these runs "

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from artistsim.atomic import atomic_write_text
+from artistsim.config_check import ConfigError, build, ranged
 
 FRONTEND_FILE = "frontend.json"
 
@@ -37,7 +38,7 @@ class Frontend:
 
     name: str
     version: str = "1"
-    dim: int = 512
+    dim: int = ranged(512, "1 <= x <= 65536")
     params: dict[str, Any] = field(default_factory=dict)
 
     def key(self) -> tuple[str, str, int, str]:
@@ -56,22 +57,11 @@ class Frontend:
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> Frontend:
-        """A record read from JSON, checked field by field (one-line error naming `where`)."""
-        if not isinstance(d, dict):
-            raise ProvenanceError(f"{where}: front-end record must be a JSON object")
-        unknown = sorted(set(d) - {"name", "version", "dim", "params"})
-        if unknown:
-            raise ProvenanceError(f"{where}: unknown front-end field(s) {unknown}")
-        name, version, dim, params = d.get("name"), d.get("version", "1"), d.get("dim", 512), d.get("params", {})
-        if not isinstance(name, str) or not name:
-            raise ProvenanceError(f"{where}: front-end 'name' must be a non-empty string")
-        if not isinstance(version, str):
-            raise ProvenanceError(f"{where}: front-end 'version' must be a string")
-        if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 65536:
-            raise ProvenanceError(f"{where}: front-end 'dim' must be an integer in 1..65536")
-        if not isinstance(params, dict):
-            raise ProvenanceError(f"{where}: front-end 'params' must be a JSON object")
-        return cls(name, version, dim, params)
+        """A record read from JSON, every field checked by its type hint (one-line error naming `where`)."""
+        try:
+            return build(cls, d, where)
+        except ConfigError as exc:
+            raise ProvenanceError(str(exc)) from None
 
 
 # The released competition data: a CNN's 512-d embeddings of ~1.5 s chunks, no record.

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from artistsim.config import ConformerConfig
-from artistsim.models.heads import Projector, build_embedding_norm, build_pooling, check_inputs, padding_mask
+from artistsim.models.heads import EncoderHead
 
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):
@@ -137,7 +137,7 @@ class ConformerBlock(nn.Module):
         return self.final_norm(x)
 
 
-class ConformerEncoderModel(nn.Module):
+class ConformerEncoderModel(EncoderHead):
     """forward(x [B, T, F], lengths [B]) -> [B, embedding_dim] (not normalised)."""
 
     def __init__(self, cfg: ConformerConfig) -> None:
@@ -152,17 +152,11 @@ class ConformerEncoderModel(nn.Module):
         )
         # torchaudio's Conformer has no input projection; one is added only for d < input
         self.input_proj = nn.Linear(cfg.input_dim, d) if d != cfg.input_dim else nn.Identity()
-        self.pooling = build_pooling(cfg.pooling, d, cfg.mask_padding, cfg.vlad_clusters, cfg.ghost_clusters)
-        self.projector = Projector(self.pooling.out_dim, cfg.projector_hidden, cfg.embedding_dim)
-        self.embedding_norm = build_embedding_norm(cfg.embedding_norm, cfg.embedding_dim)
+        self.attach_head(cfg, d)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        check_inputs(x, lengths, self.cfg.input_dim)
-        pad = padding_mask(lengths, x.shape[1])
-        if self.cfg.mask_padding:
-            # Masked attention weights are exactly 0, but 0 * NaN is NaN: zero garbage first.
-            x = x.masked_fill(pad.unsqueeze(-1), 0.0)
+        x, pad = self.frames_in(x, lengths)
         x = self.input_proj(x)
         for block in self.blocks:
             x = block(x, pad, self.cfg.mask_padding)
-        return self.embedding_norm(self.projector(self.pooling(x, pad)))
+        return self.head(x, pad)

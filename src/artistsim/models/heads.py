@@ -236,3 +236,32 @@ class Projector(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+
+class EncoderHead(nn.Module):
+    """What every encoder ends with: pooling over true frames -> projector -> embedding norm.
+
+    Why one class: the transformer and the conformer differ only in their frame layers;
+    how a track's frames become its embedding (and which switches shape that) is one idea.
+    The attribute names (pooling, projector, embedding_norm) are the checkpoints' keys.
+    """
+
+    def attach_head(self, cfg, width: int) -> None:
+        self.pooling = build_pooling(cfg.pooling, width, cfg.mask_padding, cfg.vlad_clusters, cfg.ghost_clusters)
+        self.projector = Projector(self.pooling.out_dim, cfg.projector_hidden, cfg.embedding_dim)
+        self.embedding_norm = build_embedding_norm(cfg.embedding_norm, cfg.embedding_dim)
+
+    def frames_in(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Checked input and its padding mask; with mask_padding, padded frames zeroed first.
+
+        Masked attention weights are exactly 0, but 0 * NaN is NaN: garbage in the padding
+        must not reach the values.
+        """
+        check_inputs(x, lengths, self.cfg.input_dim)
+        pad = padding_mask(lengths, x.shape[1])
+        if self.cfg.mask_padding:
+            x = x.masked_fill(pad.unsqueeze(-1), 0.0)
+        return x, pad
+
+    def head(self, h: Tensor, pad: Tensor) -> Tensor:
+        return self.embedding_norm(self.projector(self.pooling(h, pad)))

@@ -13,10 +13,10 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from artistsim.config import TransformerConfig
-from artistsim.models.heads import Projector, build_embedding_norm, build_pooling, check_inputs, padding_mask
+from artistsim.models.heads import EncoderHead
 
 
-class TransformerEncoderModel(nn.Module):
+class TransformerEncoderModel(EncoderHead):
     """forward(x [B, T, F], lengths [B]) -> [B, embedding_dim] (not normalised)."""
 
     def __init__(self, cfg: TransformerConfig) -> None:
@@ -38,18 +38,9 @@ class TransformerEncoderModel(nn.Module):
         # pays off when batches are mostly padding, and most tracks are full length.
         # The fused eval path still runs; tests check it agrees with training mode.
         self.encoder = nn.TransformerEncoder(layer, num_layers=cfg.num_layers, enable_nested_tensor=False)
-        self.pooling = build_pooling(cfg.pooling, cfg.d_model, cfg.mask_padding, cfg.vlad_clusters, cfg.ghost_clusters)
-        self.projector = Projector(self.pooling.out_dim, cfg.projector_hidden, cfg.embedding_dim)
-        self.embedding_norm = build_embedding_norm(cfg.embedding_norm, cfg.embedding_dim)
+        self.attach_head(cfg, cfg.d_model)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        check_inputs(x, lengths, self.cfg.input_dim)
-        pad = padding_mask(lengths, x.shape[1])
-        if self.cfg.mask_padding:
-            # Zero the padding first: attention weights of masked keys are exactly 0,
-            # but 0 * NaN is NaN, so non-finite garbage must not reach the values.
-            x = x.masked_fill(pad.unsqueeze(-1), 0.0)
-            h = self.encoder(self.input_proj(x), src_key_padding_mask=pad)
-        else:
-            h = self.encoder(self.input_proj(x))
-        return self.embedding_norm(self.projector(self.pooling(h, pad)))
+        x, pad = self.frames_in(x, lengths)
+        h = self.encoder(self.input_proj(x), src_key_padding_mask=pad if self.cfg.mask_padding else None)
+        return self.head(h, pad)

@@ -155,13 +155,8 @@ def _canonical_order(vals: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tenso
     return vals, idx
 
 
-def _search_tensors(
-    queries: torch.Tensor,
-    catalogue: torch.Tensor,
-    k: int,
-    exclude: np.ndarray | None,
-    chunk_size: int,
-) -> tuple[np.ndarray, np.ndarray]:
+def _search_tensors(queries: torch.Tensor, catalogue: torch.Tensor, k: int, exclude: np.ndarray | None,
+                    chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Chunked inner-product top-k of prepared (already normalised if wanted) tensors."""
     n_queries, n_catalogue = queries.shape[0], catalogue.shape[0]
     scores = np.empty((n_queries, k), dtype=np.float32)
@@ -255,13 +250,8 @@ def _compact(found_scores: np.ndarray, found: np.ndarray, keep: np.ndarray, widt
     return scores[:, :width].numpy(), indices[:, :width].numpy()
 
 
-def _search_faiss(
-    queries: torch.Tensor,
-    catalogue: torch.Tensor,
-    k: int,
-    exclude: np.ndarray | None,
-    chunk_size: int,
-) -> tuple[np.ndarray, np.ndarray]:
+def _search_faiss(queries: torch.Tensor, catalogue: torch.Tensor, k: int, exclude: np.ndarray | None,
+                  chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
     """`_search_tensors` through faiss.knn, with identical results.
 
     FAISS is asked for k + m + 1 neighbours (m = exclusions per query), so after dropping
@@ -296,14 +286,8 @@ def _search_faiss(
     return scores, indices
 
 
-def search_prepared(
-    queries: torch.Tensor,
-    catalogue: torch.Tensor,
-    k: int,
-    exclude: np.ndarray | None,
-    chunk_size: int,
-    backend: str,
-) -> tuple[np.ndarray, np.ndarray]:
+def search_prepared(queries: torch.Tensor, catalogue: torch.Tensor, k: int, exclude: np.ndarray | None,
+                    chunk_size: int, backend: str) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k of prepared (already normalised if wanted) tensors by either backend."""
     if _choose_backend(backend, queries, catalogue) == "faiss":
         return _search_faiss(queries, catalogue, k, exclude, chunk_size)

@@ -32,12 +32,13 @@ for it among all test tracks (tested), not one with two near-tied neighbours swa
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from artistsim.config_check import build, ranged
 from artistsim.scoring.asnorm import as_norm, cohort_stats_exact
 from artistsim.scoring.lda import LDA
 from artistsim.search.exact import search_prepared
@@ -53,34 +54,21 @@ _GATHER = 1 << 22  # float64 elements of one gathered (queries, rows, dim) block
 class InferenceSettings:
     """What ranking does after embedding; the defaults are the seed's (rerank at 0.85)."""
 
-    lda_weight: float = 0.0
-    as_norm_top_k: int = 0
+    lda_weight: float = ranged(0.0, "x >= 0")
+    as_norm_top_k: int = ranged(0, "x >= 0")
     rerank_threshold: float | None = 0.85
-    expansion_depth: int = 0  # weighted top-k query expansion; 0 = off
+    expansion_depth: int = ranged(0, "x >= 0")  # weighted top-k query expansion; 0 = off
     runs: list[str] = field(default_factory=list)  # run folder names these were chosen for
     validation: dict[str, float] = field(default_factory=dict)  # nDCG@100 after each step
-    member_weights: list[float] = field(default_factory=list)  # per run, in `runs` order; empty = 1 each
+    member_weights: list[float] = field(default_factory=lambda: [], metadata={"range": "x >= 0"})
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_record(cls, d: Any, where: str) -> InferenceSettings:
-        """Settings read from JSON; unknown or ill-typed fields are a ValueError naming `where`."""
-        if not isinstance(d, dict):
-            raise ValueError(f"{where}: inference settings must be a JSON object")
-        known = {f.name for f in fields(cls)}
-        if set(d) - known:
-            raise ValueError(f"{where}: unknown inference setting(s) {sorted(set(d) - known)}")
-        s = cls(**d)
-        num = (int, float)
-        if (not isinstance(s.lda_weight, num) or s.lda_weight < 0 or not isinstance(s.as_norm_top_k, int)
-                or s.as_norm_top_k < 0 or not isinstance(s.expansion_depth, int) or s.expansion_depth < 0
-                or not (s.rerank_threshold is None or isinstance(s.rerank_threshold, num))
-                or not isinstance(s.member_weights, list)
-                or not all(isinstance(w, num) and w >= 0 for w in s.member_weights)):
-            raise ValueError(f"{where}: inference settings hold a value of the wrong kind or range")
-        return s
+        """Settings read from JSON, every field checked by its type hint and range (ValueError naming `where`)."""
+        return build(cls, d, where)
 
 
 @dataclass
