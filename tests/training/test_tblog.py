@@ -43,3 +43,19 @@ def test_missing_and_nan_values_are_skipped(tmp_path):
     tblog.record(tmp_path, {"stage": 0, "epoch": 0, "val_ndcg": 0.25, "loss": float("nan")})
     tblog.close(tmp_path)
     assert scalars(tmp_path) == {"stage0/val_ndcg100": [(0, 0.25)]}
+
+
+def test_a_checkpoint_average_record_gets_its_own_tags(tmp_path):
+    """The average's record has no epoch: it is written under swa_ tags, stepped by the epochs averaged."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from artistsim.training import tblog
+
+    tblog.record(tmp_path, {"stage": 1, "epoch": 3, "val_ndcg": 0.5, "loss": 1.0})
+    tblog.record(tmp_path, {"stage": 1, "swa_epochs": 2, "val_ndcg": 0.9})
+    tblog.close(tmp_path)
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    swa = acc.Scalars("stage1/swa_val_ndcg100")
+    assert [(e.step, round(e.value, 6)) for e in swa] == [(2, 0.9)]
+    assert [e.step for e in acc.Scalars("stage1/val_ndcg100")] == [3]

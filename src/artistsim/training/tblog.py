@@ -31,10 +31,13 @@ def record(out_dir: Path, rec: dict) -> None:
         from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when training
 
         writer = _writers[out_dir] = SummaryWriter(log_dir=str(out_dir))
+    # An epoch's record is stepped by its epoch; the checkpoint average's (no epoch) gets its
+    # own tags, stepped by how many epochs it averaged.
+    prefix, step = ("", rec["epoch"]) if "epoch" in rec else ("swa_", rec.get("swa_epochs", 0))
     for key, name in SCALARS.items():
         value = rec.get(key)
         if value is not None and math.isfinite(value):
-            writer.add_scalar(f"stage{rec['stage']}/{name}", value, global_step=rec["epoch"])
+            writer.add_scalar(f"stage{rec['stage']}/{prefix}{name}", value, global_step=step)
     writer.flush()
 
 
