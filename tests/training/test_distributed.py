@@ -30,6 +30,9 @@ def _worker(rank: int, world: int, port: int, data: str, out: str, result_dir: s
     cfg = tiny_config(stages=((2, 10, 1e-2, 2, True),))
     model, _ = fit(data, cfg, out, device="cpu", progress=False, log=lambda *_: None, max_steps=3)
     torch.save(model.state_dict(), os.path.join(result_dir, f"rank{rank}.pt"))
+    # Both ranks leave together: a rank tearing gloo down while the other still talks to it
+    # aborted the other now and then ("terminate called without an active exception").
+    dist.barrier()
     dist.destroy_process_group()
 
 
