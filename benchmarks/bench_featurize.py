@@ -106,7 +106,7 @@ def make_inputs(n: int) -> tuple[dict[str, Path], float]:
 
 
 def _decode_only(path: str) -> int:
-    from artistsim.data.audio import decode_fragment
+    from artistsim.audio.decode import decode_fragment
 
     return len(decode_fragment(path).samples)
 
@@ -153,7 +153,7 @@ def child(method: str, folder: Path, workers: int) -> dict:
     """Run one method over a folder in this fresh process; wall time and peak memory."""
     import multiprocessing as mp
 
-    from artistsim.data.featurize import FeaturizeOptions, featurize_dataset
+    from artistsim.audio.featurize import FeaturizeOptions, featurize_dataset
 
     paths = sorted(str(p) for p in folder.iterdir() if p.is_file())
     start = time.perf_counter()  # after the imports: each method's own work, pool start-up included
@@ -230,7 +230,7 @@ def quality() -> C.Section:
     return C.Section("Retrieval quality on real music", tracks, notes=notes)
 
 
-ABLATION = {  # cumulative groups of the descriptor (artistsim.data.descriptor.GROUPS)
+ABLATION = {  # cumulative groups of the descriptor (artistsim.audio.descriptor.GROUPS)
     "log-mel mean + std (128)": ("logmel_mean", "logmel_std"),
     "+ log-mel change, MFCC (256)": ("logmel_delta", "mfcc_mean", "mfcc_std"),
     "+ chroma, shape, contrast (312)": ("chroma_mean", "chroma_std", "shape_mean", "shape_std", "contrast",
@@ -248,7 +248,7 @@ def ablation() -> C.Section | None:
     data = REAL / "features"
     if not (data / "test_gt.tsv").exists():
         return None
-    from artistsim.data.descriptor import GROUPS
+    from artistsim.audio.descriptor import GROUPS
     from artistsim.data.splits import load_split
     from artistsim.evaluation.baselines import baseline_embeddings, pooled_stats
     from artistsim.evaluation.metrics import ndcg_at_k

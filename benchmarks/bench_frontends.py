@@ -23,7 +23,7 @@ the statistics of all 81 (see the notes of docs/featurize.md).
 Speed: tracks of 3-7 minutes, one thread, each step timed on the same tracks in turn:
 decode-only (the centred 60 s, resampled), + the dsp descriptor, + musicnn (all 81
 windows, `embed_track`), and the original TensorFlow graph on the same 81 log-mel
-windows (batches of 16; a scratch environment, tests/data/musicnn_reference.py).
+windows (batches of 16; a scratch environment, tests/audio/musicnn_reference.py).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from benchmarks import common as C
 
 REAL = Path(os.environ.get("ARTISTSIM_REAL_MUSIC", "/work/data/real_music"))
 CACHE = C.SCRATCH / "frontends"
-TF_SCRIPT = C.ROOT / "tests/data/musicnn_reference.py"
+TF_SCRIPT = C.ROOT / "tests/audio/musicnn_reference.py"
 
 
 def manifest() -> list[tuple[Path, str]]:
@@ -54,9 +54,9 @@ def frames(name: str, x: np.ndarray, stride: int) -> np.ndarray:
     """(D, T') frames of front end `name` for a decoded fragment, every `stride`-th window."""
     import torch
 
-    from artistsim.data import frontends as fe
-    from artistsim.data import musicnn as m
-    from artistsim.data.audio import check_signal
+    from artistsim.audio import frontends as fe
+    from artistsim.audio import musicnn as m
+    from artistsim.audio.decode import check_signal
 
     if name == "dsp":
         return fe.describe(x, name)[:, ::stride]
@@ -74,7 +74,7 @@ def pool(name: str, stride: int) -> Path:
     """Pooled mean and std of every track through front end `name`, cached (resumes where it stopped)."""
     import torch
 
-    from artistsim.data.audio import AudioError, decode_fragment
+    from artistsim.audio.decode import AudioError, decode_fragment
 
     torch.set_num_threads(1)
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -164,9 +164,9 @@ def speed(n: int, tf_python: str | None, repeats: int = 2) -> str:
     import soundfile as sf
     import torch
 
-    from artistsim.data import frontends as fe
-    from artistsim.data import musicnn as m
-    from artistsim.data.audio import check_signal, decode_fragment
+    from artistsim.audio import frontends as fe
+    from artistsim.audio import musicnn as m
+    from artistsim.audio.decode import check_signal, decode_fragment
 
     torch.set_num_threads(1)
     paths = [p for p, _ in manifest() if 180 <= sf.info(str(p)).duration <= 420][:n]

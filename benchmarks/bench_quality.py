@@ -356,7 +356,7 @@ def write_quality_md(result: dict, path: Path) -> None:
              "nDCG@100 with the competition's semantics; `validation` = the artists each run held out "
              "of the train split, `test` = the preset's test split. Presets: `demo` (the calibrated "
              "demo data), `albums`, `genres`, `mixed` (the nuisance of real catalogues: see "
-             "`artistsim.data.synth_nuisance`), and `holdout` and `holdout_wide`, of two other structures, "
+             "`artistsim.synth.nuisance`), and `holdout` and `holdout_wide`, of two other structures, "
              "**never used for tuning**.", "",
              "Recipes: " + ", ".join(f"`{c}`" for c in result["extra"].get("configs", [])) + " (with more than "
              "one, `recipe` is their ensemble). Every figure is mean ± standard deviation over the seeds: "

@@ -16,7 +16,7 @@ def synth_dataset(preset: str, seed: int = 0, packed: bool = True) -> Path:
     Made in a temporary folder and renamed when complete, so an interrupted run never
     leaves a half-written dataset that later runs would trust.
     """
-    from artistsim.data.synth import generate
+    from artistsim.synth import generate
 
     out = SCRATCH / f"{preset}_seed{seed}"
     if not (out / "train_meta.tsv").exists():

@@ -1,6 +1,6 @@
 """Shared fixtures: a tiny dataset in the competition layout, written directly with numpy.
 
-Kept independent of `artistsim.data.synth` so that data-layer tests do not depend on the
+Kept independent of `artistsim.synth` so that data-layer tests do not depend on the
 generator they would otherwise be testing.
 """
 

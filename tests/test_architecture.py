@@ -22,7 +22,6 @@ MAX_LINES = 400
 # Modules over the limit when it was set (issue 22), each capped at its length then: they
 # may shrink, never grow, and leave this table once split (the test below says when).
 TOO_LONG_TODAY = {
-    "artistsim.data.synth": 441,
     "artistsim.training.chunked_loss": 444,
 }
 
@@ -34,6 +33,8 @@ ALLOWED = {
     "config": {"config_check"},
     "runtime": set(),
     "data": {"config_check", "atomic", "config"},
+    "synth": {"atomic"},
+    "audio": {"config_check", "atomic", "config", "data"},
     "models": {"config_check", "config"},
     "runs": {"config_check", "atomic", "config", "data"},
     "scoring": {"config_check", "atomic", "config", "data"},
@@ -41,10 +42,10 @@ ALLOWED = {
     "search": {"config_check", "atomic", "config", "data", "models", "runs", "scoring", "embed"},
     "evaluation": {"config_check", "atomic", "config", "data", "models", "runs", "scoring", "search", "embed"},
     "training": {"config_check", "atomic", "config", "data", "models", "runs", "scoring", "search", "embed", "evaluation"},
-    "catalogue": {"config_check", "atomic", "config", "data", "models", "runs", "scoring", "search", "embed", "evaluation"},
-    "demo": {"config_check", "atomic", "config", "data", "models", "runs", "scoring", "search", "embed", "evaluation", "training",
+    "catalogue": {"config_check", "atomic", "config", "data", "audio", "models", "runs", "scoring", "search", "embed", "evaluation"},
+    "demo": {"config_check", "atomic", "config", "data", "synth", "audio", "models", "runs", "scoring", "search", "embed", "evaluation", "training",
              "catalogue"},
-    "cli": {"config_check", "atomic", "config", "runtime", "data", "models", "runs", "scoring", "search", "embed", "evaluation",
+    "cli": {"config_check", "atomic", "config", "runtime", "data", "synth", "audio", "models", "runs", "scoring", "search", "embed", "evaluation",
             "training", "catalogue", "demo"},
     "__main__": {"cli"},
 }

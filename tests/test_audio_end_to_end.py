@@ -13,7 +13,7 @@ import pytest
 
 from artistsim.cli import main
 
-sys.path.insert(0, str(Path(__file__).parent / "data"))
+sys.path.insert(0, str(Path(__file__).parent / "audio"))
 from audio_cases import write_artists  # noqa: E402
 
 CONFIG = """
@@ -97,7 +97,7 @@ def test_every_front_end_runs_from_audio_to_a_submission(tmp_path, capsys, front
     import numpy as np
 
     if frontend != "dsp":
-        from artistsim.data.musicnn import MusicnnError, checkpoint_prefix
+        from artistsim.audio.musicnn import MusicnnError, checkpoint_prefix
 
         try:
             checkpoint_prefix("MSD_musicnn")

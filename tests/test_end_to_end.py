@@ -9,7 +9,7 @@ import re
 import pytest
 
 from artistsim.cli import main
-from artistsim.data.synth import SynthPreset, generate
+from artistsim.synth import SynthPreset, generate
 
 CONFIG = """
 val_fraction = 0.15

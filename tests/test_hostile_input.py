@@ -21,7 +21,7 @@ from hostile_cases import CASES, SECRET, Case, Workspace
 
 from artistsim.catalogue.build import build_catalogue
 from artistsim.cli import main
-from artistsim.data.descriptor import frontend
+from artistsim.audio.descriptor import frontend
 from artistsim.data.provenance import write_frontend
 
 

@@ -20,7 +20,7 @@ from artistsim.atomic import atomic_write_text
 from artistsim.config import load_train_config, packaged_config
 from artistsim.data.layout import DataError, read_ground_truth_tsv
 from artistsim.data.store import pack_split
-from artistsim.data.synth import generate
+from artistsim.synth import generate
 from artistsim.data.validate import validate_dataset
 from artistsim.embed import resolve_device
 from artistsim.evaluation.metrics import score_submission

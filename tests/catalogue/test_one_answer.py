@@ -129,7 +129,7 @@ def test_audio_is_taken_when_the_runs_were_trained_on_featurizes_front_end(tmp_p
 
     import soundfile as sf
 
-    from artistsim.data.descriptor import frontend
+    from artistsim.audio.descriptor import frontend
     from artistsim.data.provenance import write_frontend
 
     data = write_tiny_dataset(tmp_path / "data", n_train_artists=3, n_test_artists=2, tracks=3)

@@ -56,7 +56,7 @@ def featurize_audio(path: str | Path, expected=None) -> np.ndarray:
     features they never saw. Tracks longer than the models' 81 frames keep their central
     81 frames.
     """
-    from artistsim.data import frontends
+    from artistsim.audio import frontends
 
     try:
         name = frontends.DEFAULT if expected is None else frontends.name_of(expected)

@@ -1,5 +1,5 @@
 """Audio verbs: `featurize` turns a folder (or manifest) of audio files into the
-competition layout that every other verb reads (see artistsim.data.featurize)."""
+competition layout that every other verb reads (see artistsim.audio.featurize)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ OUTPUTS = {"featurize": (("out_dir", "dir"),)}  # checked writable before any tr
 
 
 def cmd_featurize(args: argparse.Namespace) -> int:
-    from artistsim.data.featurize import FeaturizeOptions, featurize_dataset, parse_shard
+    from artistsim.audio.featurize import FeaturizeOptions, featurize_dataset, parse_shard
 
     opts = FeaturizeOptions(labels=args.labels, tags=args.tags, test_fraction=args.test_fraction, seed=args.seed,
                             workers=args.workers, shard=parse_shard(args.shard), merge=args.merge,
@@ -27,7 +27,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's verbs to the `artistsim` parser."""
-    from artistsim.data.frontends import DEFAULT, NAMES
+    from artistsim.audio.frontends import DEFAULT, NAMES
 
     p = sub.add_parser("featurize", help="audio files -> the competition layout (D-d features per window)",
                        description="Decode the middle 60 s of every audio file, describe each window (every "

@@ -249,7 +249,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _add_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", nargs="+", metavar="F.npy", help="(512, T) feature files")
-    p.add_argument("--audio", nargs="+", metavar="F", help="audio files (needs artistsim.data.featurize)")
+    p.add_argument("--audio", nargs="+", metavar="F", help="audio files (needs artistsim.audio.featurize)")
     p.add_argument("--device", default=None)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from artistsim.cli.common import INDEXES, add_embed, add_holdout, progress
 from artistsim.config import ConfigError, load_train_config, packaged_config
-from artistsim.data.synth_plan import PRESETS
+from artistsim.synth.plan import PRESETS
 
 # Verbs whose time goes into loops that free and re-allocate the same buffers (training
 # steps, embedding batches): they keep freed memory for reuse. One-shot jobs (pack, search
@@ -26,7 +26,7 @@ OUTPUTS = {"synth": (("out_dir", "dir"),), "baseline": (("out", "file"),), "trai
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from artistsim.data.synth import generate
+    from artistsim.synth import generate
 
     summary = generate(args.out_dir, preset=args.preset, seed=args.seed, nested=args.nested,
                        progress=progress(args), overwrite=args.overwrite)

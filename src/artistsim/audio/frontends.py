@@ -5,12 +5,12 @@ folder records which one made its frames (`frontend.json`, `artistsim.data.prove
 and whoever featurizes audio later (the catalogue's `--audio`) must apply the very same
 one, found again from that record.
 
-- `dsp`: the hand-designed 512-d descriptor of `artistsim.data.descriptor`, 1.5 s windows.
-- `musicnn-msd` / `musicnn-mtt`: the musicnn tagger (`artistsim.data.musicnn`) trained on
+- `dsp`: the hand-designed 512-d descriptor of `artistsim.audio.descriptor`, 1.5 s windows.
+- `musicnn-msd` / `musicnn-mtt`: the musicnn tagger (`artistsim.audio.musicnn`) trained on
   the Million Song Dataset / MagnaTagATune; the `mean_pool` layer (753 numbers: the
   front- and mid-end feature maps averaged over the window) of a 3 s window.
 
-Both use the competition's framing (`artistsim.data.audio`): T windows (<= 81) centred
+Both use the competition's framing (`artistsim.audio.decode`): T windows (<= 81) centred
 every 0.73125 s over the centred 60 s fragment; the musicnn windows are 3 s (what it was
 trained on) around the same centres, shifted inward at the fragment's edges (a window never
 reaches outside the decoded audio; a fragment shorter than 3 s is padded with silence).
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from artistsim.data import descriptor
-from artistsim.data.audio import (HOP, SAMPLE_RATE, WINDOW, AudioError, centre_fragment, check_signal, decode_fragment,
+from artistsim.audio import descriptor
+from artistsim.audio.decode import (HOP, SAMPLE_RATE, WINDOW, AudioError, centre_fragment, check_signal, decode_fragment,
                                   to_mono_16k)
 from artistsim.data.provenance import Frontend
 
@@ -49,7 +49,7 @@ def record(name: str) -> Frontend:
     """The provenance record of front end `name` (what featurize writes to frontend.json)."""
     if check_name(name) == "dsp":
         return descriptor.frontend()
-    from artistsim.data import musicnn as m
+    from artistsim.audio import musicnn as m
 
     params = {"model": MUSICNN[name], "layer": MUSICNN_LAYER, "sample_rate": SAMPLE_RATE,
               "window": m.PATCH * m.MEL_HOP, "hop": HOP, "n_mels": m.N_MELS, "mel_hop": m.MEL_HOP,
@@ -64,7 +64,7 @@ def prepare(name: str) -> Frontend:
     """
     rec = record(name)
     if name in MUSICNN:
-        from artistsim.data import musicnn as m
+        from artistsim.audio import musicnn as m
 
         try:
             m.load_weights(m.checkpoint_prefix(MUSICNN[name]))
@@ -88,7 +88,7 @@ def window_centres(t: int) -> np.ndarray:
 
 def musicnn_starts(t: int, frames: int) -> np.ndarray:
     """First mel frame of each 3 s window, centred on the competition's window centres, kept inside."""
-    from artistsim.data.musicnn import MEL_HOP, PATCH
+    from artistsim.audio.musicnn import MEL_HOP, PATCH
 
     starts = np.rint(window_centres(t) / MEL_HOP).astype(np.int64) - PATCH // 2
     return np.clip(starts, 0, max(0, frames - PATCH))
@@ -98,7 +98,7 @@ def musicnn_frames(x: np.ndarray, name: str, device: str | None = None) -> np.nd
     """A checked mono 16 kHz fragment holding T windows -> (753, T) musicnn mean-pool frames."""
     import torch
 
-    from artistsim.data import musicnn as m
+    from artistsim.audio import musicnn as m
 
     t = check_signal(x)
     net = m.load_model(MUSICNN[name], device)

@@ -1,6 +1,6 @@
 """The synthetic generator's presets and split plans: sizes, ids, tracks per artist, lengths.
 
-Why apart from the feature generator (`artistsim.data.synth`): a plan is cheap (a few MB
+Why apart from the feature generator (`artistsim.synth`): a plan is cheap (a few MB
 even at full size) and fully determined by (preset, seed), so readers and tests can ask
 for ids and counts without generating a single frame. See `synth`'s docstring for what
 each knob of `SynthPreset` means.

@@ -1,4 +1,4 @@
-"""Framing (artistsim.data.audio): fragment position, window count and positions, decoding."""
+"""Framing (artistsim.audio.decode): fragment position, window count and positions, decoding."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from artistsim.data.audio import (
+from artistsim.audio.decode import (
     FRAGMENT,
     HOP,
     MAX_WINDOWS,
@@ -20,7 +20,7 @@ from artistsim.data.audio import (
     window_count,
     window_starts,
 )
-from artistsim.data.descriptor import GROUPS, featurize_array, featurize_file
+from artistsim.audio.descriptor import GROUPS, featurize_array, featurize_file
 from audio_cases import tone
 
 

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from artistsim.data.audio import (
+from artistsim.audio.decode import (
     HOP,
     SAMPLE_RATE,
     WINDOW,
@@ -95,7 +95,7 @@ GROUPS: dict[str, slice] = {
 }
 DIM = 512
 # Bumped whenever any number of the descriptor changes: a folder featurized by another
-# version is refused rather than silently mixed (artistsim.data.featurize).
+# version is refused rather than silently mixed (artistsim.audio.featurize).
 VERSION = 3
 assert FRAMES_PER_HOP * STFT_HOP == HOP and GROUPS["modulation"].stop == DIM
 

@@ -1,4 +1,4 @@
-"""The featurize job (artistsim.data.featurize): bad audio, resume, re-run, shards, labels."""
+"""The featurize job (artistsim.audio.featurize): bad audio, resume, re-run, shards, labels."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-import artistsim.data.featurize as fz
+import artistsim.audio.featurize as fz
 from artistsim.cli import main
-from artistsim.data.featurize import FeaturizeOptions, featurize_dataset
+from artistsim.audio.featurize import FeaturizeOptions, featurize_dataset
 from artistsim.data.layout import DataError
 from artistsim.data.validate import validate_dataset
 from audio_cases import tone, write_bad_folder

@@ -2,14 +2,14 @@
 
 OUT_DIR receives exactly what `validate`, `pack`, `train` ... read: `train_meta.tsv`,
 `test_meta.tsv`, `{split}_features/<trackid % 10>/<trackid>.npy` (float32, (D, T); D = 512
-for the default `dsp` descriptor, 753 for `musicnn-*`: `artistsim.data.frontends`),
+for the default `dsp` descriptor, 753 for `musicnn-*`: `artistsim.audio.frontends`),
 `frontend.json` (which front end made them), `test_gt.tsv` when every test track has an artist,
 plus `tracks.tsv` (every input track: source path, split, artist, duration, T, status and
 the reason it was skipped) and `artists.tsv` (artistid -> name).
 
 How it survives kills, many machines and bad files:
 - The plan (`.featurize/plan.tsv`: trackid, path, artist, split) is deterministic
-  (`artistsim.data.audio_inputs`); a re-run checks it is unchanged.
+  (`artistsim.audio.inputs`); a re-run checks it is unchanged.
 - Each finished track, featurized or skipped, is one line appended (flushed and synced)
   to `.featurize/journal-K-of-N.tsv`, after its .npy was written to a temporary name and
   renamed. A killed run leaves at most a torn last journal line (dropped on reading) and
@@ -17,7 +17,7 @@ How it survives kills, many machines and bad files:
 - `--shard K/N` featurizes the plan's rows i with i % N == K - 1 into the same layout
   (shard outputs never overlap, so folders written on different machines can simply be
   copied together); `--merge` (or a run without --shard) then writes the meta files.
-- Bad audio is journalled with a reason (`artistsim.data.audio.REASONS`) and never stops
+- Bad audio is journalled with a reason (`artistsim.audio.decode.REASONS`) and never stops
   the batch; duplicates (same decoded content: `content_hash`) are resolved when the
   meta files are written: the lowest trackid stays, the others are listed as duplicates.
 """
@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 
 from artistsim.atomic import atomic_write_text
-from artistsim.data.audio_inputs import PLAN_COLUMNS, display_path, list_inputs, make_plan
-from artistsim.data.frontends import DEFAULT, FrontendError, featurize_array, featurize_file, prepare
-from artistsim.data.featurize_worker import init_worker, process_track
+from artistsim.audio.inputs import PLAN_COLUMNS, display_path, list_inputs, make_plan
+from artistsim.audio.frontends import DEFAULT, FrontendError, featurize_array, featurize_file, prepare
+from artistsim.audio.worker import init_worker, process_track
 from artistsim.data.layout import DataError, progress_disabled
 from artistsim.data.provenance import FRONTEND_FILE, Frontend, ProvenanceError, read_frontend, write_frontend
 
@@ -57,7 +57,7 @@ class FeaturizeOptions:
     shard: tuple[int, int] = (1, 1)
     merge: bool = False
     progress: bool | None = None
-    frontend: str = DEFAULT  # artistsim.data.frontends.NAMES
+    frontend: str = DEFAULT  # artistsim.audio.frontends.NAMES
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The TF checkpoint reader (artistsim.data.tf_bundle) on tiny checkpoints written here by hand.
+"""The TF checkpoint reader (artistsim.audio.tf_bundle) on tiny checkpoints written here by hand.
 
 The writer below follows the format byte by byte (LevelDB table + BundleEntryProto), so the
 reader is tested without TensorFlow; the real musicnn checkpoints are read in test_musicnn.
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from artistsim.data.tf_bundle import MAGIC, BundleError, read_bundle, read_index
+from artistsim.audio.tf_bundle import MAGIC, BundleError, read_bundle, read_index
 
 
 def _varint(n: int) -> bytes:

@@ -1,4 +1,4 @@
-"""The PyTorch musicnn (artistsim.data.musicnn) against the original TensorFlow implementation.
+"""The PyTorch musicnn (artistsim.audio.musicnn) against the original TensorFlow implementation.
 
 musicnn_reference.json holds the original's outputs (TF 2.15, musicnn 0.1.0, its own log-mel
 via librosa) on four synthesised signals, written once by musicnn_reference.py in a
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-m = pytest.importorskip("artistsim.data.musicnn")
+m = pytest.importorskip("artistsim.audio.musicnn")
 
 from musicnn_reference import FIXTURE, LAYERS, signals  # noqa: E402
 from test_tf_bundle import write_bundle  # noqa: E402

@@ -2,14 +2,14 @@
 
 Why a script beside the fixture: `musicnn_reference.json` was written once by this file,
 run in a scratch environment that can hold TensorFlow (it cannot share the project's:
-TF 2.15 needs numpy < 2), and the PyTorch port (`artistsim.data.musicnn`) is checked
-against it by tests/data/test_musicnn.py. Re-create it with:
+TF 2.15 needs numpy < 2), and the PyTorch port (`artistsim.audio.musicnn`) is checked
+against it by tests/audio/test_musicnn.py. Re-create it with:
 
     python3.11 -m venv /tmp/tfref/venv
     /tmp/tfref/venv/bin/pip install 'tensorflow-cpu==2.15.*' 'numpy<2' librosa soundfile
     /tmp/tfref/venv/bin/pip install --no-deps musicnn==0.1.0
-    /tmp/tfref/venv/bin/python tests/data/musicnn_reference.py write   # the fixture
-    /tmp/tfref/venv/bin/python tests/data/musicnn_reference.py speed [PATCHES.npy]  # 1 thread
+    /tmp/tfref/venv/bin/python tests/audio/musicnn_reference.py write   # the fixture
+    /tmp/tfref/venv/bin/python tests/audio/musicnn_reference.py speed [PATCHES.npy]  # 1 thread
 
 The graph is musicnn's own (`musicnn.models.define_model`) and its log-mel is musicnn's own
 (`musicnn.extractor.batch_data`, librosa), but the checkpoint is restored without the

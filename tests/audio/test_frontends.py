@@ -1,13 +1,13 @@
-"""Front ends by name (artistsim.data.frontends): records, framing, and frames of any D."""
+"""Front ends by name (artistsim.audio.frontends): records, framing, and frames of any D."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from artistsim.data import frontends as fe
-from artistsim.data.audio import HOP, MAX_WINDOWS, WINDOW
-from artistsim.data.musicnn import MEL_HOP, PATCH, MusicnnError, checkpoint_prefix
+from artistsim.audio import frontends as fe
+from artistsim.audio.decode import HOP, MAX_WINDOWS, WINDOW
+from artistsim.audio.musicnn import MEL_HOP, PATCH, MusicnnError, checkpoint_prefix
 from artistsim.data.provenance import COMPETITION
 from audio_cases import artist_track, tone
 

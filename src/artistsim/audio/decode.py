@@ -19,7 +19,7 @@ seeks; a stream that refuses is read block by block up to the fragment, never wh
 Channels are averaged, then `soxr` resamples the mono fragment to 16 kHz.
 
 Bad audio raises `AudioError` with a short reason code (`REASONS`) and a message; the
-batch job (`artistsim.data.featurize`) lists it in tracks.tsv and goes on.
+batch job (`artistsim.audio.featurize`) lists it in tracks.tsv and goes on.
 """
 
 from __future__ import annotations

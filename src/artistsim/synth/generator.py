@@ -8,7 +8,7 @@ pooling compute) recovers much more. A pipeline that trains correctly must there
 the pooling baselines clearly; one that is broken (ids confused with positions, padding
 fed as data, labels shuffled) falls back to or below them.
 
-## The layout written (REFERENCE.md)
+## The layout written (REFERENCE.md; by `synth.writer`)
 `OUT/train_meta.tsv` (`trackid  artistid  archive_features_path`), `OUT/test_meta.tsv`
 (`trackid  archive_features_path`), `OUT/test_gt.tsv` (`trackid  artistid`, the test
 split's ground truth), and one float32 `.npy` of shape (512, T), 1 <= T <= 81, per track at
@@ -81,7 +81,7 @@ pooling, which a network's feed-forward layers can learn. With the style switche
 (last row) it falls to the baselines' level while mean-pool barely moves: the headroom is
 exactly the part of the artist that averaging destroys. The default knob values of
 `SynthPreset` are these calibrated ones; change them only together with a new calibration
-(`tests/data/test_synth.py` holds a miniature of it).
+(`tests/synth/test_generator.py` holds a miniature of it).
 
 ## Determinism and memory
 Everything follows from `seed`: the shared "world" (W, bias, scale, genre centres, generic
@@ -99,44 +99,25 @@ one artist at a time) and `sample_split` (a whole split in memory, for tests/cal
 
 from __future__ import annotations
 
-import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from artistsim.atomic import atomic_write_text
-from artistsim.data import synth_nuisance as nz
-from artistsim.data.synth_plan import (
+import artistsim.synth.nuisance as nz
+from artistsim.synth.plan import (
     _SPLIT_CODE,
     MAX_FRAMES,
-    PRESETS,
-    SPLITS,
-    SplitPlan,
-    SynthError,
     SynthPreset,
-    _plans,
     resolve_preset,
     split_plan,
 )
 
-__all__ = ["PRESETS", "SplitPlan", "SynthError", "SynthPreset", "generate", "iter_split", "sample_split",
-           "resolve_preset", "split_plan"]
+__all__ = ["FEATURE_DIM", "iter_split", "sample_split"]
 
 FEATURE_DIM = 512
-N_FOLDS = 10
 _WORLD_CODE = 0
 _MAX_SECTIONS = 6
-_DATASET_ENTRIES = (
-    "train_meta.tsv",
-    "test_meta.tsv",
-    "test_gt.tsv",
-    "train_features",
-    "test_features",
-)
 
 
 # --------------------------------------------------------------------------- the world
@@ -336,106 +317,3 @@ def sample_split(
         labels.append(np.full(len(tids), aid, dtype=np.int64))
         ids.append(tids)
     return feats, np.concatenate(labels), np.concatenate(ids)
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def _check_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse to mix a new dataset into an old one (or an interrupted run's leftovers)."""
-    if out.exists() and not out.is_dir():
-        raise SynthError(f"{out}: exists and is not a folder")
-    present = [name for name in _DATASET_ENTRIES if (out / name).exists()]
-    if not present:
-        return
-    if not overwrite:
-        raise SynthError(
-            f"{out}: already holds a dataset (or a partial one): {present}; "
-            "pass overwrite=True (CLI: --overwrite) to replace it"
-        )
-    for name in present:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        else:
-            target.unlink()
-
-
-def _feature_rel_path(track_id: int) -> str:
-    return f"{track_id % N_FOLDS}/{track_id}.npy"
-
-
-def _split_root(out: Path, split: str, nested: bool) -> Path:
-    root = out / f"{split}_features"
-    return root / f"{split}_features" if nested else root
-
-
-def generate(
-    out_dir: str | Path,
-    preset: str | SynthPreset = "demo",
-    seed: int = 0,
-    nested: bool = False,
-    progress: bool | None = None,
-    overwrite: bool = False,
-) -> dict:
-    """Write a synthetic dataset in the competition layout to `out_dir`; return a summary.
-
-    Features are written first, streaming artist by artist; the meta files come last
-    (atomically), so an interrupted run never leaves a folder that looks complete.
-    `progress=None` shows a bar only on a terminal. The summary holds per-split counts
-    (`tracks`, `artists`, `short_tracks`, `single_track_artists`), `bytes` and `seconds`.
-    """
-    p = resolve_preset(preset)
-    out = Path(out_dir)
-    _check_out_dir(out, overwrite)
-    start = time.perf_counter()
-    plans = _plans(p, seed)
-    world = _make_world(p, seed)
-    rel = {s: [_feature_rel_path(int(t)) for t in plans[s].track_ids] for s in SPLITS}
-    total = sum(plans[s].n_tracks for s in SPLITS)
-    n_bytes = 0
-    disable = None if progress is None else not progress
-    with tqdm(total=total, disable=disable, unit="track", desc="synth") as bar:
-        for split in SPLITS:
-            plan = plans[split]
-            root = _split_root(out, split, nested)
-            for fold in range(N_FOLDS):
-                (root / str(fold)).mkdir(parents=True, exist_ok=True)
-            for i in range(len(plan.artist_ids)):
-                lo, hi = int(plan.offsets[i]), int(plan.offsets[i + 1])
-                feats = _artist_tracks(world, p, seed, split, i, plan.lengths[lo:hi])
-                for j, x in enumerate(feats):
-                    np.save(root / rel[split][lo + j], x, allow_pickle=False)
-                    n_bytes += x.nbytes + 128
-                bar.update(hi - lo)
-    _write_meta(out, plans, rel)
-    summary: dict = {"out_dir": str(out), "seed": seed, "nested": nested}
-    for split in SPLITS:
-        plan = plans[split]
-        summary[split] = {
-            "tracks": plan.n_tracks,
-            "artists": len(plan.artist_ids),
-            "short_tracks": int((plan.lengths < MAX_FRAMES).sum()),
-            "single_track_artists": int((plan.counts == 1).sum()),
-        }
-    summary["bytes"] = n_bytes
-    summary["seconds"] = round(time.perf_counter() - start, 3)
-    return summary
-
-
-def _write_meta(out: Path, plans: dict[str, SplitPlan], rel: dict[str, list[str]]) -> None:
-    """Meta files sorted by track id, so artists' tracks are not adjacent; train's last."""
-    test, train = plans["test"], plans["train"]
-    test_artist = np.repeat(test.artist_ids, test.counts)
-    order = np.argsort(test.track_ids, kind="stable")
-    gt = ["trackid\tartistid"] + [f"{test.track_ids[i]}\t{test_artist[i]}" for i in order]
-    meta = ["trackid\tarchive_features_path"] + [f"{test.track_ids[i]}\t{rel['test'][i]}" for i in order]
-    atomic_write_text(out / "test_gt.tsv", "\n".join(gt) + "\n")
-    atomic_write_text(out / "test_meta.tsv", "\n".join(meta) + "\n")
-    train_artist = np.repeat(train.artist_ids, train.counts)
-    order = np.argsort(train.track_ids, kind="stable")
-    rows = ["trackid\tartistid\tarchive_features_path"] + [
-        f"{train.track_ids[i]}\t{train_artist[i]}\t{rel['train'][i]}" for i in order
-    ]
-    atomic_write_text(out / "train_meta.tsv", "\n".join(rows) + "\n")
-

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from artistsim.data.synth_plan import MAX_FRAMES, SynthPreset
+from artistsim.synth.plan import MAX_FRAMES, SynthPreset
 
 _NUISANCE_CODE = 7  # spawn-key suffix of the nuisance streams (world and per artist)
 _N_EQ = 6  # world-wide basis curves of a track's channel gain

@@ -4,7 +4,7 @@ Why here: a tagger trained on a million songs describes music far better than a
 hand-designed descriptor (issue 23: untrained mean-pool nDCG 0.613 against 0.518), and
 its original code needs TensorFlow 2.15 with numpy < 2, which cannot share this
 environment. The architecture is re-written from the paper and the package's model
-description; the weights are read from its TF1 checkpoints by `artistsim.data.tf_bundle`
+description; the weights are read from its TF1 checkpoints by `artistsim.audio.tf_bundle`
 (never copied into the repository, never cached).
 
 The network, for one 3 s window (187 frames x 96 mel bands, time is the conv "height"):
@@ -215,7 +215,7 @@ def _module_class():
 
 def load_weights(prefix: str | Path) -> dict[str, np.ndarray]:
     """The checkpoint's tensors, checked against the shapes the network needs (MusicnnError if not)."""
-    from artistsim.data.tf_bundle import BundleError, read_bundle
+    from artistsim.audio.tf_bundle import BundleError, read_bundle
 
     try:
         w = read_bundle(prefix)

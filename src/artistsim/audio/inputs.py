@@ -1,7 +1,7 @@
 """What `featurize` is asked to do: the input tracks, their artists, ids and split.
 
 Input is either a folder (walked recursively; files with an audio extension are taken,
-see `artistsim.data.audio.AUDIO_EXTENSIONS`) or a TSV manifest with a header row and the
+see `artistsim.audio.decode.AUDIO_EXTENSIONS`) or a TSV manifest with a header row and the
 columns `path` (required; relative to the manifest's folder), and optionally `artist` and
 `trackid` (checked by `artistsim.data.ids`). Paths stay inside their folder (the
 manifest's, or the walked one): absolute paths, `..` and links to files outside are
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from artistsim.data.audio import AUDIO_EXTENSIONS, UNSUPPORTED_EXTENSIONS
+from artistsim.audio.decode import AUDIO_EXTENSIONS, UNSUPPORTED_EXTENSIONS
 from artistsim.data.errors import DataError
 from artistsim.data.ids import check_ids, parse_ids
 from artistsim.data.paths import PathError, escaping_rows

@@ -1,11 +1,11 @@
-"""The 512-d descriptor (artistsim.data.descriptor): known signals give known values."""
+"""The 512-d descriptor (artistsim.audio.descriptor): known signals give known values."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from artistsim.data.descriptor import DIM, GROUPS, N_LAGS, featurize_array, mel_edges
+from artistsim.audio.descriptor import DIM, GROUPS, N_LAGS, featurize_array, mel_edges
 from audio_cases import tone
 
 RATE = 16_000

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from artistsim.data import synth
-from artistsim.data.synth import PRESETS, SynthError, SynthPreset, generate, sample_split, split_plan
+from artistsim.synth import generator as synth
+from artistsim.synth import writer
+from artistsim.synth import PRESETS, SynthError, SynthPreset, generate, sample_split, split_plan
 
 TINY = SynthPreset(n_train_artists=8, n_test_artists=5)
 
@@ -54,7 +55,7 @@ def test_layout_and_meta_columns_are_exact(tiny_dir: Path) -> None:
     # nothing else was written: a reader may glob the folders
     n_files = sum(1 for p in (tiny_dir / "train_features").rglob("*.npy"))
     assert n_files == len(train)
-    assert sorted(p.name for p in tiny_dir.iterdir()) == sorted(synth._DATASET_ENTRIES)
+    assert sorted(p.name for p in tiny_dir.iterdir()) == sorted(writer._DATASET_ENTRIES)
 
 
 def test_features_are_float32_512_by_t_finite_and_nonnegative(tiny_dir: Path) -> None:

@@ -1,6 +1,6 @@
 """One track's work in a featurize worker process: decode, hash, describe, write.
 
-Kept apart from `artistsim.data.featurize` (which plans with pandas) so that a spawned
+Kept apart from `artistsim.audio.featurize` (which plans with pandas) so that a spawned
 worker imports only numpy, libsndfile, soxr and torch: start-up is part of every
 worker's cost. A musicnn front end's weights are loaded once per worker (cached).
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from artistsim.atomic import atomic_path
-from artistsim.data.audio import AudioError, Decoded, decode_fragment
-from artistsim.data.frontends import DEFAULT, describe
+from artistsim.audio.decode import AudioError, Decoded, decode_fragment
+from artistsim.audio.frontends import DEFAULT, describe
 
 
 def content_hash(decoded: Decoded) -> str:

@@ -1,4 +1,4 @@
-"""Tests of the generator's nuisance knobs (data/synth_nuisance.py) and the nuisance presets.
+"""Tests of the generator's nuisance knobs (synth/nuisance.py) and the nuisance presets.
 
 Each knob is checked where it acts: switching one on leaves every other draw as it was
 (separate random streams), so the difference between the data with and without it is
@@ -13,9 +13,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from artistsim.data import synth
-from artistsim.data import synth_nuisance as nz
-from artistsim.data.synth import PRESETS, SynthError, SynthPreset, sample_split, split_plan
+from artistsim.synth import generator as synth
+from artistsim.synth import nuisance as nz
+from artistsim.synth import PRESETS, SynthError, SynthPreset, sample_split, split_plan
 
 TINY = SynthPreset(n_train_artists=8, n_test_artists=4)
 NEW = ("albums", "genres", "mixed", "holdout", "holdout_wide")
