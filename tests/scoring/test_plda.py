@@ -92,3 +92,56 @@ def test_calibration_draws_whole_artists_from_a_large_catalogue():
     assert calibrate_shrinkage(x, y, max_tracks=300) <= 0.2  # 37 artists drawn, still the nuisance found
     with pytest.raises(ValueError, match="shrinkage"):
         fit(x, y, 1.5)
+
+
+def test_pair_llr_is_the_predictive_llr_of_one_track_against_one_track():
+    """The quadratic form's coefficients against the model's own predictive LLR with n = 1 artists."""
+    from artistsim.scoring.plda import PairLLR, llr
+
+    x, y = nuisance(n_artists=20, per=5)
+    model = fit(x, y, 0.3)
+    pair = PairLLR.from_model(model)
+    ys = x[::7]
+    z = (ys.astype(np.float64) - model.centre) @ model.transform
+    singles = replace(model, artists=np.arange(len(ys)), sums=z, counts=np.ones(len(ys)))
+    want = llr(singles, x[:30])
+    got = pair.llr(x[:30], ys)
+    assert np.abs(got - want).max() < 1e-8 * np.abs(want).max()
+    sym = pair.llr(ys, ys)
+    assert np.abs(sym - sym.T).max() < 1e-10 * np.abs(sym).max()
+
+
+def test_key_inner_product_ranks_as_the_llr():
+    """Top-k by [u, 1] . [u, g.u^2] (float64 of the float32 keys) is the brute-force LLR top-k, ties aside."""
+    from artistsim.scoring.plda import PairLLR
+
+    rng = np.random.default_rng(4)
+    x, y = nuisance(n_artists=40, per=6, seed=2)
+    pair = PairLLR.fit(x, y, 0.1)
+    q = rng.normal(size=(25, x.shape[1]))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    brute = pair.llr(q, x)
+    keyed = pair.query_keys(q).astype(np.float64) @ pair.track_keys(x).astype(np.float64).T
+    offset = pair.track_keys(q)[:, -1].astype(np.float64) + pair.const
+    assert np.abs(keyed + offset[:, None] - brute).max() < 1e-4 * np.abs(brute).max()
+    k, checked = 10, 0
+    for b, s in zip(brute, keyed):
+        gaps = -np.diff(np.sort(b)[::-1][: k + 1])
+        if gaps.min() < 1e-4 * np.abs(b).max():  # a near-tie inside the top-k: its order is float32's call
+            continue
+        assert list(np.argsort(-b)[:k]) == list(np.argsort(-s)[:k])
+        checked += 1
+    assert checked >= 20
+
+
+def test_pair_llr_arrays_round_trip():
+    from artistsim.scoring.plda import PairLLR
+
+    x, y = nuisance(n_artists=10, per=4)
+    pair = PairLLR.fit(x, y, 0.5)
+    back = PairLLR.from_arrays(pair.arrays())
+    assert back is not None
+    assert np.array_equal(back.track_keys(x), pair.track_keys(x))
+    assert PairLLR.from_arrays({}) is None
+    with pytest.raises(ValueError, match="do not fit"):
+        PairLLR.from_arrays({**pair.arrays(), "plda_gain": np.ones(3)})

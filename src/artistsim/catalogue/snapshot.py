@@ -10,6 +10,7 @@ searches on an index nobody mutates are thread-safe.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ NPROBE_PQ = 64
 RESCORE = 4  # IVF-PQ: candidates per wanted neighbour, re-scored exactly from the segment
 MAX_K = 1000
 SMALL_SEARCH = 2**22  # query x row pairs up to which exact search is one numpy product
+# A pipeline's search keys of rows (`PipelineState.search_rows`): None means the rows themselves
+Keys = Callable[[np.ndarray], "np.ndarray | None"]
 
 
 def check_runs(manifest: Manifest, root: Path) -> list[str]:
@@ -62,13 +65,25 @@ class Snapshot:
     tail: Part
     main_order: np.ndarray  # argsort of main.trackids
     tail_order: np.ndarray
+    # what searches run over (the PLDA back end's track keys; the index was built over them too)
+    keys: Keys | None = None
     # main + tail trackids and artists, concatenated once per snapshot rather than per query
     all_trackids: np.ndarray = field(init=False, repr=False)
     all_artists: np.ndarray = field(init=False, repr=False)
+    main_keys: np.ndarray = field(init=False, repr=False)  # exact search's rows (main under no index)
+    tail_keys: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "all_trackids", np.concatenate([self.main.trackids, self.tail.trackids]))
         object.__setattr__(self, "all_artists", np.concatenate([self.main.artists, self.tail.artists]))
+        object.__setattr__(self, "main_keys", self._keys(self.main.embeddings) if self.index is None
+                           else self.main.embeddings)
+        object.__setattr__(self, "tail_keys", self._keys(self.tail.embeddings))
+
+    def _keys(self, x: np.ndarray) -> np.ndarray:
+        """Rows as searched: their keys, or the rows themselves (cosine; no copy)."""
+        k = None if self.keys is None or len(x) == 0 else self.keys(np.asarray(x))
+        return x if k is None else k
 
     @property
     def size(self) -> int:
@@ -127,10 +142,11 @@ class Snapshot:
         """A new snapshot with `part` appended to the tail; this one is left untouched."""
         tail = concat_parts([self.tail, part]) if len(self.tail) else part
         return Snapshot(generation, self.main, self.index, tail, self.main_order,
-                        np.argsort(tail.trackids, kind="stable"))
+                        np.argsort(tail.trackids, kind="stable"), self.keys)
 
     def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k catalogue rows by cosine for L2-normalised queries; `exclude` (Q,) drops one row each.
+        """Top-k catalogue rows by inner product (cosine, or key products under PLDA: `queries` are then
+        query keys); `exclude` (Q,) drops one row each.
 
         The main segment goes through its index (or exact search), the tail through exact
         search, and the two lists are merged by score. Slots beyond the catalogue's size
@@ -141,7 +157,7 @@ class Snapshot:
         ex = np.full(nq, -1, dtype=np.int64) if exclude is None else np.asarray(exclude, dtype=np.int64)
         want = k + 1 if exclude is not None else k
         s_main, i_main = self._search_main(q, want, np.where(ex < len(self.main), ex, -1))
-        s_tail, i_tail = self._exact(q, self.tail.embeddings, want, np.where(ex >= len(self.main),
+        s_tail, i_tail = self._exact(q, self.tail_keys, want, np.where(ex >= len(self.main),
                                                                                ex - len(self.main), -1))
         i_tail = np.where(i_tail >= 0, i_tail + len(self.main), -1)
         scores = np.concatenate([s_main, s_tail], axis=1)
@@ -153,10 +169,10 @@ class Snapshot:
 
     def _search_main(self, q: np.ndarray, k: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.index is None:
-            return self._exact(q, self.main.embeddings, k, exclude)
+            return self._exact(q, self.main_keys, k, exclude)
         if hasattr(self.index, "pq"):  # IVF-PQ: its scores are coarse; re-score RESCORE * k candidates exactly
             _, cand = self.index.search(q, min(RESCORE * k, len(self.main)))
-            vecs = np.asarray(self.main.embeddings)[np.maximum(cand, 0).ravel()].reshape(*cand.shape, -1)
+            vecs = self._keys(np.asarray(self.main.embeddings)[np.maximum(cand, 0).ravel()]).reshape(*cand.shape, -1)
             exact = np.where(cand >= 0, np.einsum("qcd,qd->qc", vecs, q), -np.inf).astype(np.float32)
             top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
             scores, idx = np.take_along_axis(exact, top, axis=1), np.take_along_axis(cand, top, axis=1)
@@ -216,14 +232,17 @@ def reopen(root: str | Path, manifest: Manifest, previous: Snapshot, previous_ma
     same_main = (manifest.main == previous_manifest.main
                  and manifest.index.get("file") == previous_manifest.index.get("file"))
     if not same_main:
-        return open_snapshot(root, manifest)
+        return open_snapshot(root, manifest, previous.keys)
     tail = read_tail(Path(root), manifest)
     return Snapshot(manifest.generation, previous.main, previous.index, tail, previous.main_order,
-                    np.argsort(tail.trackids, kind="stable"))
+                    np.argsort(tail.trackids, kind="stable"), previous.keys)
 
 
-def open_snapshot(root: str | Path, manifest: Manifest | None = None) -> Snapshot:
-    """Read the generation the manifest names (main segment mapped, tail loaded, index read)."""
+def open_snapshot(root: str | Path, manifest: Manifest | None = None, keys: Keys | None = None) -> Snapshot:
+    """Read the generation the manifest names (main segment mapped, tail loaded, index read).
+
+    `keys`: the pipeline's search keys (`PipelineState.search_rows`), for snapshots that rank.
+    """
     root = Path(root)
     manifest = manifest or Manifest.read(root)
     # Exact search reads every row per query: held in memory. Under an index only trackid
@@ -241,7 +260,7 @@ def open_snapshot(root: str | Path, manifest: Manifest | None = None) -> Snapsho
     elif index is not None:
         index.nprobe = min(NPROBE_PQ if hasattr(index, "pq") else NPROBE, index.nlist)
     return Snapshot(manifest.generation, main, index, tail, np.argsort(main.trackids, kind="stable"),
-                    np.argsort(tail.trackids, kind="stable"))
+                    np.argsort(tail.trackids, kind="stable"), keys)
 
 
 def search_settings(index: Any) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,10 +163,11 @@ def read_segment(root: Path, name: str, mmap: bool = True, dim: int | None = Non
     return Part(e, t, a, st)
 
 
-def _build_index(x: np.ndarray, kind: str, seed: int = 0) -> Any:
-    """A FAISS inner-product index over rows x (None for exact search)."""
+def _build_index(x: np.ndarray, kind: str, seed: int = 0, keys: Callable | None = None) -> Any:
+    """A FAISS inner-product index over rows x, or over `keys(x)` when not None (PLDA track keys); None: exact."""
     if kind == "flat":
         return None
+    x = x if keys is None or (k := keys(np.asarray(x))) is None else k
     import faiss
 
     from artistsim.search._faiss import omp_threads
@@ -248,11 +249,11 @@ def _sweep(root: Path, manifest: Manifest) -> None:
 
 def create(root: str | Path, part: Part, runs: list[dict[str, Any]], embed: dict[str, Any], index: str = "auto",
            overwrite: bool = False, pipeline: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None,
-           frontend: dict[str, Any] | None = None) -> Manifest:
+           frontend: dict[str, Any] | None = None, keys: Callable | None = None) -> Manifest:
     """Write a new catalogue (generation 1) from labelled or unlabelled tracks.
 
     `pipeline` is the ranking pipeline's (settings record, arrays), stored with the
-    generation so the catalogue ranks exactly as `predict` does for its runs.
+    generation so the catalogue ranks exactly as `predict` does; `keys` (`PipelineState.search_rows`) index it.
     """
     root = Path(root)
     part = check_part(part.embeddings, part.trackids, part.artists, None, part.stats)
@@ -262,7 +263,7 @@ def create(root: str | Path, part: Part, runs: list[dict[str, Any]], embed: dict
         previous = Manifest.read(root).generation if (root / MANIFEST).exists() else 0
         gen = previous + 1
         kind = choose_index(index, len(part))
-        built = _build_index(part.embeddings, kind)
+        built = _build_index(part.embeddings, kind, keys=keys)
         seg = f"seg-{gen:06d}"
         _write_segment(root, seg, part)
         index_file = None
@@ -313,13 +314,14 @@ def verify_generation(root: Path, manifest: Manifest, checksums: bool) -> list[P
     return parts
 
 
-def append(root: str | Path, part: Part, compact: bool | None = None, checksums: bool = False) -> Manifest:
+def append(root: str | Path, part: Part, compact: bool | None = None, checksums: bool = False,
+           keys: Callable | None = None) -> Manifest:
     """Add tracks as a new segment (a new generation); duplicates of catalogued ids are refused.
 
     `compact` None merges the tail into the main segment and index when it has grown past
     COMPACT_SHARE of the main (at least COMPACT_MIN rows); True / False force it / skip it.
     The generation added to is verified first (`verify_generation`, `checksums` as there):
-    a new generation is never committed on top of a damaged one.
+    a new generation is never committed on top of a damaged one. `keys` as in `create`.
     """
     root = Path(root)
     with writer_lock(root):
@@ -340,7 +342,7 @@ def append(root: str | Path, part: Part, compact: bool | None = None, checksums:
             tail_rows = sum(len(p) for p in parts[1:]) + len(part)
             compact = tail_rows >= max(COMPACT_MIN, COMPACT_SHARE * len(parts[0]))
         if compact:
-            new = _compact(root, new)
+            new = _compact(root, new, keys)
         elif len(new.tail) > MAX_TAIL_SEGMENTS:
             new = _merge_tail(root, new)
         new = _commit(root, new)
@@ -371,7 +373,7 @@ def _merge_tail(root: Path, manifest: Manifest) -> Manifest:
     return Manifest(**{**manifest.__dict__, "tail": [seg]})
 
 
-def _compact(root: Path, manifest: Manifest) -> Manifest:
+def _compact(root: Path, manifest: Manifest, keys: Callable | None = None) -> Manifest:
     """Merge main + tail into one new main segment with a freshly built index (new names)."""
     whole = _concat(root, [manifest.main, *manifest.tail])
     gen = manifest.generation
@@ -380,7 +382,7 @@ def _compact(root: Path, manifest: Manifest) -> Manifest:
     kind = manifest.index["kind"]
     if manifest.index["requested"] == "auto":
         kind = choose_index("auto", len(whole))
-    built = _build_index(whole.embeddings, kind)
+    built = _build_index(whole.embeddings, kind, keys=keys)
     index_file = None
     if built is not None:
         index_file = f"index-{gen:06d}.faiss"

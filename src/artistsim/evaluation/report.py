@@ -240,7 +240,9 @@ def predict(data_dir: str | Path, runs: list[str | Path], device: torch.device, 
     pipe = load_pipeline(runs, device, opts.window, opts.hop, use_saved, default, warn)
     emb = pipe.embedder.embed(test.source, rows, progress)
     stats = pipe.state.row_stats(emb)
-    searcher = MatrixSearcher(emb, stats) if index == "exact" else IndexSearcher(emb, index, stats=stats)
+    keys = pipe.state.search_rows(emb)
+    searcher = (MatrixSearcher(emb, stats, keys) if index == "exact"
+                else IndexSearcher(emb, index, stats=stats, keys=keys))
     idx = rank_all(emb, pipe.state, searcher=searcher)
     trackids = test.trackids
     write_submission(out, trackids, trackids[idx])

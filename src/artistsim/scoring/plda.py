@@ -30,6 +30,8 @@ from functools import cached_property
 
 import numpy as np
 
+__all__ = ["PairLLR", "TwoCovariance", "fit", "llr", "log_scores"]
+
 EIGEN_FLOOR = 1e-9  # relative floor of W's eigenvalues: an unshrunk scatter of fewer tracks than dimensions
 BETWEEN_FLOOR = 1e-6  # between variance of a direction no artist differs in (whitened units)
 
@@ -124,3 +126,78 @@ def llr(model: TwoCovariance, embeddings: np.ndarray, own: np.ndarray | None = N
     prior = -((z * z) / prior_var + np.log(prior_var)).sum(axis=1)
     d = z.shape[1]
     return (log_scores(model, x, own) - prior[:, None] / d) * (d / 2.0)
+
+
+@dataclass(frozen=True)
+class PairLLR:
+    """The two-covariance LLR of two single tracks as an inner product of per-track keys.
+
+    Why: ranking a catalogue by PLDA must cost what cosine top-k costs. For one track
+    against one track (each the other's whole "artist", n = 1) the LLR in the mapped space
+    (W = I, B = diag(phi)) is, direction by direction,
+
+        LLR(x, y) = sum_k p_k x_k y_k + q_k (x_k^2 + y_k^2) + const,
+        p_k = phi_k / (2 phi_k + 1),  q_k = -phi_k^2 / (2 (2 phi_k + 1)(phi_k + 1)).
+
+    Scaling each direction by sqrt(p_k) (u = sqrt(p) * z) leaves sum u_x u_y + g (u_x^2 +
+    u_y^2) with g_k = q_k / p_k = -phi_k / (2 (phi_k + 1)), finite where phi_k -> 0. For a
+    query x the candidates' order is that of u_x . u_y + g . u_y^2: the inner product of
+    the query key [u_x, 1] with the track key [u_y, g . u_y^2], so an exact (or FAISS
+    inner-product) top-k over precomputed track keys ranks by the LLR, one dimension
+    wider than cosine. The query's own term g . u_x^2 (the last entry of its track key) and
+    `const` complete the symmetric LLR, which AS-norm's z-scores need.
+    """
+
+    centre: np.ndarray  # (d,)
+    transform: np.ndarray  # (d, d): centred embedding -> u (whitened within, sqrt(p)-scaled)
+    gain: np.ndarray  # (d,) g
+    const: float
+
+    @classmethod
+    def from_model(cls, model: TwoCovariance) -> PairLLR:
+        phi = model.between
+        p = phi / (2.0 * phi + 1.0)
+        const = -0.5 * float(np.log((2.0 * phi + 1.0) / (phi + 1.0) ** 2).sum())
+        return cls(model.centre, model.transform * np.sqrt(p), -phi / (2.0 * (phi + 1.0)), const)
+
+    @classmethod
+    def fit(cls, embeddings: np.ndarray, labels: np.ndarray, shrinkage: float) -> PairLLR:
+        return cls.from_model(fit(embeddings, labels, shrinkage))
+
+    def mapped(self, x: np.ndarray) -> np.ndarray:
+        """u of rows x, float64."""
+        return (np.asarray(x, dtype=np.float64) - self.centre) @ self.transform
+
+    def track_keys(self, x: np.ndarray) -> np.ndarray:
+        """(n, d + 1) float32 [u, g . u^2]: what a catalogue indexes. Computed in float64,
+        so a row's key does not depend on which rows were mapped with it (the float64
+        product's last bit rounds away in float32)."""
+        u = self.mapped(x)
+        return np.concatenate([u, (u * u) @ self.gain[:, None]], axis=1).astype(np.float32)
+
+    def query_keys(self, x: np.ndarray) -> np.ndarray:
+        """(n, d + 1) float32 [u, 1]: a query's side of the inner product."""
+        u = self.mapped(x)
+        return np.concatenate([u, np.ones((len(u), 1))], axis=1).astype(np.float32)
+
+    def llr(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """(Q, N) LLRs in nats of every x against every y, float64 (the reference the keys must match)."""
+        ux, uy = self.mapped(x), self.mapped(y)
+        return (ux @ uy.T + ((ux * ux) @ self.gain)[:, None] + ((uy * uy) @ self.gain)[None, :] + self.const)
+
+    def arrays(self, prefix: str = "plda_") -> dict[str, np.ndarray]:
+        return {f"{prefix}centre": self.centre, f"{prefix}transform": self.transform, f"{prefix}gain": self.gain,
+                f"{prefix}const": np.asarray(self.const)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "plda_") -> PairLLR | None:
+        """The scorer saved by `arrays`, or None when none was saved."""
+        if f"{prefix}transform" not in arrays:
+            return None
+        centre, transform, gain = (np.asarray(arrays[f"{prefix}{n}"], np.float64)
+                                   for n in ("centre", "transform", "gain"))
+        d = len(centre)
+        if transform.shape != (d, d) or gain.shape != (d,) or not np.isfinite(transform).all():
+            raise ValueError(f"PLDA arrays do not fit together: centre {centre.shape}, transform "
+                             f"{transform.shape}, gain {gain.shape}")
+        return cls(centre, transform, gain, float(arrays[f"{prefix}const"]))

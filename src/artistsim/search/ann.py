@@ -136,14 +136,16 @@ class IndexSearcher:
     """
 
     def __init__(self, vectors: np.ndarray, index: str = "flat", nlist: int | None = None, nprobe: int = 16,
-                 hnsw_m: int = 32, ef_search: int = 128, seed: int = 0, stats: np.ndarray | None = None):
+                 hnsw_m: int = 32, ef_search: int = 128, seed: int = 0, stats: np.ndarray | None = None,
+                 keys: np.ndarray | None = None):
         import faiss
 
         self._faiss = faiss
         self.matrix = np.ascontiguousarray(vectors, dtype=np.float32)
         self.size, self.stats, self.kind, self.ef_search = len(self.matrix), stats, index, ef_search
+        indexed = self.matrix if keys is None else np.ascontiguousarray(keys, dtype=np.float32)  # PLDA: track keys
         with omp_threads(faiss, None):
-            self.index, self._keep = build_faiss_index(faiss, self.matrix, index, nlist, hnsw_m, seed)
+            self.index, self._keep = build_faiss_index(faiss, indexed, index, nlist, hnsw_m, seed)
         if index == "ivf":
             self.index.nprobe = min(nprobe, self.index.nlist)
 

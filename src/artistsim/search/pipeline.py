@@ -11,7 +11,7 @@ FAISS index plus tail). The embedding side (runs, ensemble weights, LDA fusion) 
 
 The steps, for a query vector q (L2-normalised; `self_row` its own catalogue row or -1):
 
-1. the `depth` (>= k, 100 like the competition's lists) nearest rows by cosine;
+1. the `depth` (>= k, 100 like the competition's lists) nearest rows by the back end's score;
 2. AS-norm (`settings.as_norm_top_k` > 0): the list reordered by the symmetric
    z-scores of its cosines against a cohort of training-artist centroids
    (`artistsim.scoring.asnorm`); each row's cohort statistics are stored with it;
@@ -21,6 +21,15 @@ The steps, for a query vector q (L2-normalised; `self_row` its own catalogue row
    order), the rest of the list is refilled with the rows nearest to q + their sum (the
    query and the listed rows skipped, ties by lower row); with none above it the list
    stays as it is, with the whole list above it the list is those rows.
+
+The back end (`settings.backend`, `artistsim.search.backend`) is the score every search
+orders by: cosine, or the pairwise PLDA log-likelihood ratio (`scoring.plda.PairLLR`,
+fitted on the training artists in the fused space), found by the same inner-product
+search over per-track keys. Under PLDA: step 1 lists by LLR; AS-norm z-scores LLRs,
+each row's cohort statistics being its LLRs against the same centroids; expansion and
+rerank keep the embedding-space meaning of their settings (weights and the threshold
+are cosines, the expanded query is the normalised weighted sum of embeddings) and
+search from it by LLR.
 
 Exactness: candidates come from a float32 search (exact or approximate) widened by
 MARGIN rows, and are then re-scored one pair at a time in float64 and put in canonical
@@ -33,7 +42,8 @@ for it among all test tracks (tested), not one with two near-tied neighbours swa
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from functools import cached_property
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -41,6 +51,8 @@ import torch
 from artistsim.config_check import build, ranged
 from artistsim.scoring.asnorm import as_norm, cohort_stats_exact
 from artistsim.scoring.lda import LDA
+from artistsim.scoring.plda import PairLLR
+from artistsim.search.backend import COSINE, Backend, Plda
 from artistsim.search.exact import search_prepared
 
 K = 100  # the competition's list length: the depth every step works at
@@ -61,6 +73,8 @@ class InferenceSettings:
     runs: list[str] = field(default_factory=list)  # run folder names these were chosen for
     validation: dict[str, float] = field(default_factory=dict)  # nDCG@100 after each step
     member_weights: list[float] = field(default_factory=lambda: [], metadata={"range": "x >= 0"})
+    backend: Literal["cosine", "plda"] = "cosine"  # the score lists are ordered by (`search.backend`)
+    plda_shrinkage: float = ranged(0.0, "0 <= x <= 1")  # the within scatter's shrinkage the PLDA was fitted with
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,17 +87,28 @@ class InferenceSettings:
 
 @dataclass
 class PipelineState:
-    """Everything ranking needs beyond the embeddings: settings, the fused LDA map, the cohort."""
+    """Everything ranking needs beyond the embeddings: settings, the fused LDA map, the cohort, the PLDA."""
 
     settings: InferenceSettings
     lda: LDA | None = None
     cohort: np.ndarray | None = None  # (C, d) training-artist centroids in the fused space
+    plda: PairLLR | None = None  # fitted on the training artists in the fused space (backend "plda")
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"cohort": self.cohort if self.cohort is not None else np.zeros((0, 0), np.float32)}
         if self.lda is not None:
             out |= {"lda_mean": np.asarray(self.lda.mean_), "lda_components": self.lda.components_}
+        if self.plda is not None:
+            out |= self.plda.arrays()
         return out
+
+    @cached_property
+    def backend(self) -> Backend:
+        return Plda(self.plda) if self.settings.backend == "plda" and self.plda is not None else COSINE
+
+    def search_rows(self, vectors: np.ndarray) -> np.ndarray | None:
+        """What a searcher over these rows indexes: their PLDA track keys, or None (the vectors themselves)."""
+        return None if self.backend is COSINE else self.backend.rows(vectors)
 
     @classmethod
     def from_parts(cls, record: dict[str, Any], arrays: dict[str, np.ndarray], where: str) -> PipelineState:
@@ -94,26 +119,39 @@ class PipelineState:
             lda.mean_, lda.components_ = arrays["lda_mean"], arrays["lda_components"]
         cohort = arrays.get("cohort")
         cohort = cohort if cohort is not None and cohort.size else None
+        plda = PairLLR.from_arrays(arrays)
         if settings.as_norm_top_k and cohort is None:
             raise ValueError(f"{where}: AS-norm is on but no cohort was saved")
         if settings.lda_weight and lda is None:
             raise ValueError(f"{where}: LDA fusion is on but no LDA map was saved")
-        return cls(settings, lda, cohort)
+        if settings.backend == "plda" and plda is None:
+            raise ValueError(f"{where}: the PLDA back end is on but no PLDA was saved")
+        return cls(settings, lda, cohort, plda)
 
     def row_stats(self, vectors: np.ndarray) -> np.ndarray | None:
         """(n, 2) AS-norm cohort statistics of rows (mean, std), or None when AS-norm is off."""
         if not self.settings.as_norm_top_k or self.cohort is None:
             return None
-        return np.stack(cohort_stats_exact(vectors, self.cohort, self.settings.as_norm_top_k), axis=1)
+        b = self.backend  # the cohort scored as the list is: keys' inner product + the row's own terms
+        mean, std = cohort_stats_exact(b.queries(vectors), b.rows(self.cohort), self.settings.as_norm_top_k)
+        if b is not COSINE:
+            mean = (mean + b.offset(vectors)).astype(np.float32)
+        return np.stack([mean, std], axis=1)
 
 
 class Searcher(Protocol):
-    """What ranking needs of a collection of L2-normalised rows."""
+    """What ranking needs of a collection of L2-normalised rows.
+
+    Its search runs in the back end's key space (`artistsim.search.backend`): over the
+    rows themselves for cosine, over their PLDA track keys (`PipelineState.search_rows`)
+    for PLDA; `vectors` hands back the rows as embedded under either.
+    """
 
     size: int
 
     def candidates(self, queries: np.ndarray, width: int) -> np.ndarray:
-        """(Q, <= width) rows near each query (-1 = none); approximate is allowed."""
+        """(Q, <= width) rows with the largest inner products with these query keys (-1 = none);
+        approximate is allowed."""
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         """(n, d) float32 vectors of rows (all >= 0)."""
@@ -123,13 +161,16 @@ class Searcher(Protocol):
 
 
 class MatrixSearcher:
-    """Exact search over an in-memory matrix of L2-normalised rows (predict, evaluate)."""
+    """Exact search over an in-memory matrix of L2-normalised rows (predict, evaluate).
 
-    def __init__(self, vectors: np.ndarray, stats: np.ndarray | None = None):
+    `keys` (PLDA track keys, `PipelineState.search_rows`) are searched in place of the rows.
+    """
+
+    def __init__(self, vectors: np.ndarray, stats: np.ndarray | None = None, keys: np.ndarray | None = None):
         self.matrix = np.ascontiguousarray(vectors, dtype=np.float32)
         self.size = len(self.matrix)
         self.stats = stats
-        self._t = torch.from_numpy(self.matrix)
+        self._t = torch.from_numpy(self.matrix if keys is None else np.ascontiguousarray(keys, np.float32))
 
     def candidates(self, queries: np.ndarray, width: int) -> np.ndarray:
         width = min(width, self.size)
@@ -144,18 +185,23 @@ class MatrixSearcher:
         return None if self.stats is None else self.stats[rows]
 
 
-def pair_scores(searcher: Searcher, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """float64 cosine of each query with each of its rows (-inf where row < 0), pair by pair.
+def pair_scores(searcher: Searcher, q: np.ndarray, rows: np.ndarray, backend: Backend = COSINE) -> np.ndarray:
+    """float64 score (cosine, or `backend`'s) of each query with each of its rows (-inf where row < 0), pair by pair.
 
-    Each pair's dot product is summed on its own (numpy's pairwise sum over the last
-    axis), so its value does not depend on the other queries in the block.
+    Each pair's dot product (of the query's key and the row's key) is summed on its own
+    (numpy's pairwise sum over the last axis), so its value does not depend on the other
+    queries in the block; keys are float32, computed row by row in float64 (`backend`).
     """
     out = np.empty(rows.shape, np.float64)
-    step = max(1, _GATHER // max(1, rows.shape[1] * q.shape[1]))
+    keys = np.asarray(backend.queries(q), np.float64)
+    step = max(1, _GATHER // max(1, rows.shape[1] * keys.shape[1]))
     for start in range(0, len(rows), step):  # blocks of queries bound the float64 gather
         sl = slice(start, start + step)
-        vec = searcher.vectors(np.maximum(rows[sl], 0).ravel()).reshape(*rows[sl].shape, -1).astype(np.float64)
-        out[sl] = (vec * np.asarray(q[sl], np.float64)[:, None, :]).sum(axis=2)
+        vec = backend.rows(searcher.vectors(np.maximum(rows[sl], 0).ravel()))
+        vec = vec.reshape(*rows[sl].shape, -1).astype(np.float64)
+        out[sl] = (vec * keys[sl][:, None, :]).sum(axis=2)
+    if backend is not COSINE:
+        out += backend.offset(q)[:, None]
     return np.where(rows >= 0, out, -np.inf)
 
 
@@ -177,16 +223,18 @@ def weighted_sum(searcher: Searcher, q: np.ndarray, rows: np.ndarray, weights: n
     return _normalise(acc) if normalise else acc
 
 
-def exact_top(searcher: Searcher, q: np.ndarray, k: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k rows per query (exclude (Q, m) rows, -1 = none), re-scored exactly, canonical order.
+def exact_top(searcher: Searcher, q: np.ndarray, k: int, exclude: np.ndarray,
+              backend: Backend = COSINE) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k rows per query (exclude (Q, m) rows, -1 = none) by `backend`'s score, re-scored exactly,
+    canonical order.
 
-    Returns float32 cosines (Q, k) (-inf where empty) and int64 rows (-1 where empty).
+    Returns float32 scores (Q, k) (-inf where empty) and int64 rows (-1 where empty).
     """
     width = k + exclude.shape[1] + MARGIN
-    cand = np.asarray(searcher.candidates(q, width), dtype=np.int64)
+    cand = np.asarray(searcher.candidates(backend.queries(q), width), dtype=np.int64)
     banned = (cand[:, :, None] == exclude[:, None, :]).any(axis=2)
     cand = np.where(banned, -1, cand)
-    s = pair_scores(searcher, q, cand)
+    s = pair_scores(searcher, q, cand, backend)
     order = np.lexsort((np.where(cand >= 0, cand, np.iinfo(np.int64).max), -s), axis=1)[:, :k]
     s, cand = np.take_along_axis(s, order, axis=1), np.take_along_axis(cand, order, axis=1)
     if s.shape[1] < k:  # fewer candidates than k: pad
@@ -205,6 +253,7 @@ class Ranker:
 
     def __init__(self, state: PipelineState, depth: int = K):
         self.state, self.settings, self.depth = state, state.settings, depth
+        self.backend = state.backend
 
     def query_stats(self, q: np.ndarray) -> np.ndarray | None:
         return self.state.row_stats(q)
@@ -215,7 +264,7 @@ class Ranker:
 
         `self_rows` (Q,) are the queries' own rows (excluded from their lists; -1 = not in
         the collection). `query_stats` (Q, 2) are their stored AS-norm statistics (computed
-        when None). Scores are the query's cosine with each listed row.
+        when None). Scores are the query's cosine with each listed row, under either back end.
         """
         q = np.ascontiguousarray(queries, dtype=np.float32)
         own = np.full(len(q), -1, np.int64) if self_rows is None else np.asarray(self_rows, np.int64)
@@ -238,9 +287,11 @@ class Ranker:
     def _rank_block(self, searcher: Searcher, q: np.ndarray, own: np.ndarray, width: int,
                     stats: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         st = self.settings
-        s, r = exact_top(searcher, q, width, own)
+        s, r = exact_top(searcher, q, width, own, self.backend)
         if st.as_norm_top_k > 0 and self.state.cohort is not None:
             s, r = self._as_norm(searcher, q, s, r, stats)
+        if self.backend is not COSINE and (st.expansion_depth > 0 or st.rerank_threshold is not None):
+            s = pair_scores(searcher, q, r).astype(np.float32)  # the list stays; its weights speak cosine
         if st.expansion_depth > 0:
             s, r = self._expand(searcher, q, s, r, own, width)
         if st.rerank_threshold is not None:
@@ -261,11 +312,15 @@ class Ranker:
 
     def _expand(self, searcher: Searcher, q: np.ndarray, s: np.ndarray, r: np.ndarray, own: np.ndarray,
                 width: int) -> tuple[np.ndarray, np.ndarray]:
-        """A second search from the query plus its first neighbours weighted by cosine ** ALPHA."""
+        """A second search from the query plus its first neighbours weighted by cosine ** ALPHA
+        (their normalised sum, scored by the back end; the new list's scores are cosines again)."""
         d = self.settings.expansion_depth
         rows = r[:, :d]
         w = np.where(rows >= 0, np.maximum(s[:, :d].astype(np.float64), 0.0), 0.0) ** ALPHA
-        return exact_top(searcher, weighted_sum(searcher, q, rows, w), width, own)
+        s, r = exact_top(searcher, weighted_sum(searcher, q, rows, w), width, own, self.backend)
+        if self.backend is not COSINE:
+            s = pair_scores(searcher, q, r).astype(np.float32)
+        return s, r
 
     def _rerank(self, searcher: Searcher, q: np.ndarray, s: np.ndarray, r: np.ndarray, own: np.ndarray,
                 width: int, threshold: float) -> np.ndarray:
@@ -282,8 +337,9 @@ class Ranker:
             return out
         mq = m[todo][:, None]
         head = listed[todo, : int(mq.max())]
-        sums = weighted_sum(searcher, q[todo], head, np.ones(head.shape), normalise=False)
-        _, fill = exact_top(searcher, sums, width, np.concatenate([own[todo], head], axis=1))
+        # cosine: the plain sum (exact ties stay exact); PLDA, not scale-free: the sum back on the sphere
+        sums = weighted_sum(searcher, q[todo], head, np.ones(head.shape), normalise=self.backend is not COSINE)
+        _, fill = exact_top(searcher, sums, width, np.concatenate([own[todo], head], axis=1), self.backend)
         cols = np.arange(width)[None, :]
         from_fill = np.take_along_axis(fill, np.maximum(cols - mq, 0), axis=1)
         out[todo] = np.where(cols < mq, listed[todo, :width], from_fill)
@@ -298,7 +354,7 @@ def rank_all(vectors: np.ndarray, state: PipelineState, k: int = K, depth: int =
     search over `vectors` (`MatrixSearcher`), or pass an approximate one over the same rows.
     """
     stats = state.row_stats(vectors)
-    searcher = searcher or MatrixSearcher(vectors, stats)
+    searcher = searcher or MatrixSearcher(vectors, stats, state.search_rows(vectors))
     k = min(k, len(vectors) - 1)
     return Ranker(state, depth).rank(searcher, vectors, k, np.arange(len(vectors)), stats)[1]
 
