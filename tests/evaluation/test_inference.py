@@ -9,6 +9,7 @@ from artistsim.evaluation.inference import (
     calibrate,
     component_scores,
     fuse,
+    plda_for,
     rank_tracks,
     tune_lda,
 )
@@ -35,10 +36,11 @@ def test_calibration_never_lowers_validation_and_picks_fusion_when_it_helps():
     train, train_labels = _split(rng, 60)
     settings = calibrate(val, val_labels, train, train_labels, runs=["a"])
     steps = settings.validation
-    assert steps["plain"] <= steps["fusion"] <= steps["as_norm"] <= steps["expansion"] <= steps["rerank"]
+    assert steps["plain"] <= steps["fusion"] <= steps["backend"] <= steps["as_norm"] <= steps["expansion"] <= steps["rerank"]
     assert settings.lda_weight > 0  # two independent views of the artist: fusing them must help
     final = ndcg_at_k(rank_tracks(fuse(val, settings.lda_weight), settings,
-                                  _cohort(train, train_labels, settings)), val_labels)
+                                  _cohort(train, train_labels, settings), plda_for(train, train_labels, settings)),
+                      val_labels)
     assert final == pytest.approx(steps["rerank"])
 
 
@@ -124,3 +126,42 @@ def test_ensemble_weights_scale_each_part_and_leave_out_zeros():
         ensemble([a, b], weights=[0.0, 0.0])
     with pytest.raises(ValueError, match="do not fit"):
         ensemble([a, b], weights=[1.0])
+
+
+def _anisotropic(rng, basis: np.ndarray, n_artists: int, per: int = 6):
+    """Artists differ in 6 directions (weakly); 26 more carry large track-to-track variation only.
+
+    Cosine weighs every direction alike and drowns in the nuisance; the two-covariance
+    model estimates which directions vary within an artist and whitens them away.
+    """
+    labels = np.repeat(np.arange(n_artists), per)
+    x = np.concatenate([np.repeat(rng.normal(size=(n_artists, 6)), per, axis=0) + 0.3 * rng.normal(size=(len(labels), 6)),
+                        2.5 * rng.normal(size=(len(labels), 26))], axis=1) @ basis
+    return FusionInputs([(x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)]), labels
+
+
+def test_plda_back_end_is_chosen_where_within_artist_variation_is_anisotropic():
+    rng = np.random.default_rng(5)
+    basis = np.linalg.qr(rng.normal(size=(32, 32)))[0]
+    train, train_labels = _anisotropic(rng, basis, 150)
+    val, val_labels = _anisotropic(rng, basis, 40)
+    test, test_labels = _anisotropic(rng, basis, 40)
+    settings = calibrate(val, val_labels, train, train_labels)
+    assert settings.backend == "plda"
+    assert settings.validation["backend"] > settings.validation["fusion"] + 0.1
+    plda = plda_for(train, train_labels, settings)
+    cosine = ndcg_at_k(rank_tracks(fuse(test, 0.0), InferenceSettings(rerank_threshold=None)), test_labels)
+    scored = ndcg_at_k(rank_tracks(fuse(test, 0.0), InferenceSettings(rerank_threshold=None, backend="plda"),
+                                   None, plda), test_labels)
+    assert scored > cosine + 0.1  # on artists neither the fit nor the choice saw
+
+
+def test_plda_back_end_stays_off_where_cosine_is_as_good():
+    """Isotropic within-artist noise: nothing for PLDA to whiten; it is kept only if it wins on validation."""
+    rng = np.random.default_rng(6)
+    val, val_labels = _split(rng)
+    train, train_labels = _split(rng, 60)
+    forced = calibrate(val, val_labels, train, train_labels, backends=("plda",))
+    chosen = calibrate(val, val_labels, train, train_labels)
+    assert forced.backend == "plda" and forced.validation["backend"] < forced.validation["fusion"]
+    assert chosen.backend == "cosine" and chosen.validation["backend"] == chosen.validation["fusion"]

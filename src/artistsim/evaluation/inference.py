@@ -12,10 +12,13 @@ scores below the plain ensemble on validation:
    the encoders on one preset, far behind on another);
 1. fusion with the LDA baseline's embedding: [normalise(ensemble), w * normalise(LDA)],
    w from a grid (0 = off);
-2. AS-norm of the first search's candidate lists against a cohort of training-artist
+2. the back end: cosine, or the pairwise PLDA log-likelihood ratio (`search.backend`)
+   fitted on the training artists in the fused space, its shrinkage from a grid; every
+   later step is chosen under the back end kept;
+3. AS-norm of the first search's candidate lists against a cohort of training-artist
    centroids (`artistsim.scoring.asnorm`), cohort top-k from a grid (0 = off);
-3. weighted top-k query expansion (`artistsim.search.pipeline`), depth from a grid (0 = off);
-4. the seed's threshold query expansion (`artistsim.search.pipeline`), threshold from a
+4. weighted top-k query expansion (`artistsim.search.pipeline`), depth from a grid (0 = off);
+5. the seed's threshold query expansion (`artistsim.search.pipeline`), threshold from a
    grid (None = off).
 
 `evaluate --save-settings` saves them for exactly these runs (keyed by their checkpoints'
@@ -25,13 +28,15 @@ ranking pipeline (`artistsim.search.pipeline`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from artistsim.embed import fuse as fuse_parts
 from artistsim.evaluation.metrics import ndcg_at_k
 from artistsim.scoring.lda import LDA, centre_normalise
+from artistsim.scoring.plda import PairLLR
 from artistsim.search.exact import topk
 from artistsim.search.pipeline import InferenceSettings, PipelineState, rank_all
 from artistsim.scoring.asnorm import artist_centroids
@@ -46,6 +51,8 @@ MEMBER_PASSES = 2  # rounds of one-run-at-a-time changes
 AS_NORM_TOP_K = (0, 20, 100)
 RERANK_THRESHOLDS = (None, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6)
 EXPANSION_DEPTHS = (0, 1, 2, 3, 5, 10)
+PLDA_SHRINKAGE = (0.05, 0.2, 0.5)  # the PLDA back end's within-scatter shrinkage (`scoring.plda.fit`)
+BACKENDS = ("cosine", "plda")  # back ends `calibrate` may choose; ("plda",) imposes it (measurements)
 K = 100
 
 
@@ -81,9 +88,19 @@ def fuse(inputs: FusionInputs, lda_weight: float, member_weights: list[float] | 
     return fuse_parts(inputs.parts, member_weights, inputs.lda, lda_weight)
 
 
-def rank_tracks(emb: np.ndarray, settings: InferenceSettings, cohort: np.ndarray | None = None) -> np.ndarray:
+def rank_tracks(emb: np.ndarray, settings: InferenceSettings, cohort: np.ndarray | None = None,
+                plda: PairLLR | None = None) -> np.ndarray:
     """Top-100 rows per row (self excluded) through the ranking pipeline with these settings."""
-    return rank_all(emb, PipelineState(settings, None, cohort if settings.as_norm_top_k else None))
+    return rank_all(emb, PipelineState(settings, None, cohort if settings.as_norm_top_k else None,
+                                       plda if settings.backend == "plda" else None))
+
+
+def plda_for(train: FusionInputs, train_labels: np.ndarray, settings: InferenceSettings) -> PairLLR | None:
+    """The PLDA back end of these settings, fitted on the training artists in the fused space (None: cosine)."""
+    if settings.backend != "plda":
+        return None
+    return PairLLR.fit(fuse(train, settings.lda_weight, settings.member_weights), train_labels,
+                       settings.plda_shrinkage)
 
 
 def cohort_for(train: FusionInputs, train_labels: np.ndarray, lda_weight: float,
@@ -122,16 +139,17 @@ def choose_member_weights(val: FusionInputs, val_labels: np.ndarray) -> tuple[li
 
 
 def calibrate(val: FusionInputs, val_labels: np.ndarray, train: FusionInputs, train_labels: np.ndarray,
-              runs: list[str] | None = None, log=None) -> InferenceSettings:
-    """Choose ensemble weights, fusion weight, AS-norm top-k, expansion depth and rerank threshold greedily
-    on validation."""
+              runs: list[str] | None = None, log=None, backends: tuple[str, ...] = BACKENDS) -> InferenceSettings:
+    """Choose ensemble weights, fusion weight, back end, AS-norm top-k, expansion depth and rerank threshold
+    greedily on validation (`backends` without "cosine": PLDA whether it wins or not, for measuring it)."""
     off = InferenceSettings(rerank_threshold=None, runs=list(runs or []))
     off.member_weights, off.validation["plain"], best = choose_member_weights(val, val_labels)
     off.validation["members"] = best
     mw = off.member_weights
+    plda: PairLLR | None = None
 
-    def score(s: InferenceSettings, cohort: np.ndarray | None = None) -> float:
-        return ndcg_at_k(rank_tracks(fuse(val, s.lda_weight, mw), s, cohort), val_labels)
+    def score(s: InferenceSettings, cohort: np.ndarray | None = None, model: PairLLR | None = None) -> float:
+        return ndcg_at_k(rank_tracks(fuse(val, s.lda_weight, mw), s, cohort, model or plda), val_labels)
 
     weights = FUSION_WEIGHTS if val.lda is not None else (0.0,)
     for w in weights[1:]:
@@ -139,42 +157,62 @@ def calibrate(val: FusionInputs, val_labels: np.ndarray, train: FusionInputs, tr
         if trial > best:
             best, off.lda_weight = trial, w
     off.validation["fusion"] = best
+    if "plda" in backends:
+        best = _choose_backend(off, best, train, train_labels, score, forced="cosine" not in backends)
+        plda = plda_for(train, train_labels, off)
+    off.validation["backend"] = best
     cohort = cohort_for(train, train_labels, off.lda_weight, mw)
     for top_k in AS_NORM_TOP_K[1:]:
-        trial = score(InferenceSettings(off.lda_weight, top_k, None), cohort)
+        trial = score(replace(off, as_norm_top_k=top_k), cohort)
         if trial > best:
             best, off.as_norm_top_k = trial, top_k
     off.validation["as_norm"] = best
     for depth in EXPANSION_DEPTHS[1:]:
-        trial = score(InferenceSettings(off.lda_weight, off.as_norm_top_k, None, depth), cohort)
+        trial = score(replace(off, expansion_depth=depth), cohort)
         if trial > best:
             best, off.expansion_depth = trial, depth
     off.validation["expansion"] = best
     for threshold in RERANK_THRESHOLDS[1:]:
-        trial = score(InferenceSettings(off.lda_weight, off.as_norm_top_k, threshold, off.expansion_depth), cohort)
+        trial = score(replace(off, rerank_threshold=threshold), cohort)
         if trial > best:
             best, off.rerank_threshold = trial, threshold
     off.validation["rerank"] = best
     if log is not None:
         log(f"inference settings chosen on validation: ensemble weights {mw}, LDA fusion weight {off.lda_weight}, "
-            f"AS-norm top-k "
+            f"back end {off.backend}, AS-norm top-k "
             f"{off.as_norm_top_k or 'off'}, expansion depth {off.expansion_depth or 'off'}, "
             f"rerank threshold {off.rerank_threshold or 'off'} "
             f"(validation nDCG@100 {off.validation['plain']:.4f} -> {best:.4f})")
     return off
 
 
+def _choose_backend(off: InferenceSettings, best: float, train: FusionInputs, train_labels: np.ndarray,
+                    score: Callable[..., float], forced: bool) -> float:
+    """Set `off`'s back end to PLDA (best shrinkage of PLDA_SHRINKAGE) when it beats `best` on validation, or
+    when `forced`; returns the validation nDCG@100 kept."""
+    fused = fuse(train, off.lda_weight, off.member_weights)
+    trials = []
+    for shrinkage in PLDA_SHRINKAGE:
+        model = PairLLR.fit(fused, train_labels, shrinkage)
+        s = replace(off, backend="plda", plda_shrinkage=shrinkage)
+        trials.append((score(s, None, model), shrinkage))
+    top, shrinkage = max(trials, key=lambda t: t[0])
+    if top > best or forced:
+        off.backend, off.plda_shrinkage = "plda", shrinkage
+        return top
+    return best
+
+
 def component_scores(inputs: FusionInputs, labels: np.ndarray, settings: InferenceSettings,
-                     cohort: np.ndarray | None) -> dict[str, float]:
-    """nDCG@100 after each chosen step in turn: plain, + weights, + fusion, + AS-norm, + expansion, + rerank."""
-    steps = {
-        "plain": InferenceSettings(rerank_threshold=None),
-        "members": InferenceSettings(rerank_threshold=None),
-        "fusion": InferenceSettings(settings.lda_weight, 0, None),
-        "as_norm": InferenceSettings(settings.lda_weight, settings.as_norm_top_k, None),
-        "expansion": InferenceSettings(settings.lda_weight, settings.as_norm_top_k, None, settings.expansion_depth),
-        "rerank": settings,
-    }
+                     cohort: np.ndarray | None, plda: PairLLR | None = None) -> dict[str, float]:
+    """nDCG@100 after each chosen step in turn: plain, + weights, + fusion, + back end, + AS-norm, + expansion,
+    + rerank."""
+    off = InferenceSettings(rerank_threshold=None)
+    fusion = replace(off, lda_weight=settings.lda_weight)
+    backend = replace(fusion, backend=settings.backend, plda_shrinkage=settings.plda_shrinkage)
+    as_norm = replace(backend, as_norm_top_k=settings.as_norm_top_k)
+    steps = {"plain": off, "members": off, "fusion": fusion, "backend": backend, "as_norm": as_norm,
+             "expansion": replace(as_norm, expansion_depth=settings.expansion_depth), "rerank": settings}
     weights = {name: None if name == "plain" else settings.member_weights for name in steps}
-    return {name: ndcg_at_k(rank_tracks(fuse(inputs, s.lda_weight, weights[name]), s, cohort), labels)
+    return {name: ndcg_at_k(rank_tracks(fuse(inputs, s.lda_weight, weights[name]), s, cohort, plda), labels)
             for name, s in steps.items()}

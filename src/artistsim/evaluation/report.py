@@ -19,7 +19,8 @@ from artistsim.config import TrainConfig
 from artistsim.data.splits import SplitData, holdout_mask, load_split
 from artistsim.embed import embed_full, embed_windows, ensemble, l2_normalise, load_run
 from artistsim.evaluation.baselines import LDA, baseline_embeddings, centre_normalise, pooled_stats
-from artistsim.evaluation.inference import FusionInputs, calibrate, cohort_for, component_scores, tune_lda
+from artistsim.evaluation.inference import (FusionInputs, calibrate, cohort_for, component_scores, plda_for,
+                                            tune_lda)
 from artistsim.evaluation.metrics import ndcg_at_k
 from artistsim.evaluation.submission import write_submission
 from artistsim.search.ann import IndexSearcher
@@ -148,24 +149,27 @@ def calibrate_and_save(inputs: dict[str, FusionInputs], splits: list, train: Spl
                        loaded: list, device: torch.device, opts: EmbedOptions, progress: bool | None,
                        save: bool = False) -> Table:
     """Choose the inference settings on validation, save them (with `save`) for these runs, and
-    score each step (plain, + LDA fusion, + AS-norm, + rerank) on validation and test."""
+    score each step (plain, + LDA fusion, + back end, + AS-norm, + rerank) on validation and test."""
     fit_labels = train.artists[fit_rows]
     fit = FusionInputs([embed_split(m, train, fit_rows, device, opts, progress) for m, _ in loaded],
                        lda.transform(np.concatenate(fit_stats, axis=1)))
     settings = calibrate(inputs["validation"], train.artists[splits[0][2]], fit, fit_labels, [r.name for r in runs])
     cohort = (cohort_for(fit, fit_labels, settings.lda_weight, settings.member_weights)
               if settings.as_norm_top_k else None)
+    plda = plda_for(fit, fit_labels, settings)
     if save:
-        save_state(runs, PipelineState(settings, lda if settings.lda_weight else None, cohort))
+        save_state(runs, PipelineState(settings, lda if settings.lda_weight else None, cohort, plda))
     out = Table()
     names = {"plain": "ensemble plain" if len(runs) > 1 else f"{runs[0].name} plain",
              "members": f"+ ensemble weights ({', '.join(f'{w:g}' for w in settings.member_weights)})",
              "fusion": f"+ LDA fusion (weight {settings.lda_weight or 'off'})",
+             "backend": (f"+ PLDA back end (shrinkage {settings.plda_shrinkage:g})" if settings.backend == "plda"
+                         else "+ back end (cosine: PLDA not kept)"),
              "as_norm": f"+ AS-norm (cohort top-k {settings.as_norm_top_k or 'off'})",
              "expansion": f"+ weighted query expansion (depth {settings.expansion_depth or 'off'})",
              "rerank": f"+ rerank (threshold {settings.rerank_threshold or 'off'})"}
     for split_name, split, rows in splits:
-        scores = component_scores(inputs[split_name], split.artists[rows], settings, cohort)
+        scores = component_scores(inputs[split_name], split.artists[rows], settings, cohort, plda)
         for key, value in scores.items():
             if key != "members" or len(runs) > 1:  # one run has no ensemble weights to choose
                 out.add(names[key], split_name, value)
