@@ -1,13 +1,15 @@
 """One answer everywhere: the catalogue (CLI and HTTP) ranks every track exactly as `predict` does.
 
 Every step of the pipeline is on (ensemble weights, LDA fusion, AS-norm, weighted query
-expansion, rerank), with settings saved for the runs as `evaluate --save-settings` does.
+expansion, rerank), with settings saved for the runs as `evaluate --save-settings` does,
+under each back end (cosine; PLDA, whose catalogue searches its track keys).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,7 @@ from artistsim.embed import Embedder
 from artistsim.evaluation.report import predict
 from artistsim.evaluation.submission import read_submission
 from artistsim.scoring.lda import LDA, pooled_cat
+from artistsim.scoring.plda import PairLLR
 from artistsim.search.loader import save_state
 from artistsim.search.pipeline import InferenceSettings, PipelineState, rank_all
 from artistsim.scoring.asnorm import artist_centroids
@@ -34,9 +37,9 @@ SETTINGS = InferenceSettings(lda_weight=0.5, as_norm_top_k=3, rerank_threshold=0
                              member_weights=[1.0, 0.5])
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A dataset, two runs with every pipeline step saved for them, and `predict`'s lists."""
+@pytest.fixture(scope="module", params=["cosine", "plda"])
+def world(tmp_path_factory, request):
+    """A dataset, two runs with every pipeline step saved for them (under the back end), and `predict`'s lists."""
     root = tmp_path_factory.mktemp("one_answer")
     data = write_tiny_dataset(root / "data", n_train_artists=8, n_test_artists=9, tracks=5, seed=3)
     runs = [write_run(root / "runs" / "a", seed=0), write_run(root / "runs" / "b", seed=1)]
@@ -45,7 +48,9 @@ def world(tmp_path_factory):
     lda = LDA(16, 0.3).fit(pooled_cat(train.source, rows), train.artists)
     fused = Embedder.load(runs, "cpu", weights=SETTINGS.member_weights, lda=lda,
                           lda_weight=SETTINGS.lda_weight).embed(train.source, rows)
-    state = PipelineState(SETTINGS, lda, artist_centroids(fused, train.artists)[1])
+    plda = PairLLR.fit(fused, train.artists, 0.3) if request.param == "plda" else None
+    state = PipelineState(replace(SETTINGS, backend=request.param), lda, artist_centroids(fused, train.artists)[1],
+                          plda)
     save_state(runs, state)
     submission = root / "submission.tsv"
     predict(data, runs, torch.device("cpu"), submission)
@@ -76,6 +81,23 @@ def test_the_pipeline_changes_the_lists(world):
     plain = rank_all(emb, PipelineState(InferenceSettings(rerank_threshold=None)), k=len(emb) - 1)
     ids = test.trackids
     assert any(list(ids[plain[i]]) != lists[int(t)] for i, t in enumerate(ids))
+    if state.plda is not None:  # and the back end is not a no-op either
+        fused = Embedder.load(runs, "cpu", weights=SETTINGS.member_weights, lda=state.lda,
+                              lda_weight=SETTINGS.lda_weight).embed(test.source, np.arange(len(test.meta)))
+        cosine = rank_all(fused, replace(state, settings=SETTINGS, plda=None), k=len(fused) - 1)
+        assert any(list(ids[cosine[i]]) != lists[int(t)] for i, t in enumerate(ids))
+
+
+def test_an_hnsw_catalogue_indexes_the_back_ends_keys(world, tmp_path):
+    """Under PLDA the FAISS index holds the track keys (one dimension more); on a catalogue this small
+    HNSW finds every candidate, so the lists are predict's; `index check` finds nothing wrong."""
+    data, runs, lists, state = world
+    cat = tmp_path / "cat"
+    build_catalogue(cat, data, runs, ["test"], index="hnsw", progress=False)
+    live = LiveCatalogue(cat)
+    assert live.snapshot.index.d == live.snapshot.dim + (state.plda is not None)
+    assert _query_all(cat, list(lists)) == lists
+    assert main(["-q", "index", "check", str(cat)]) == 0
 
 
 def test_query_returns_exactly_predicts_list_for_every_test_track(world, tmp_path):
@@ -119,7 +141,8 @@ def test_the_catalogue_stores_its_pipeline(world, tmp_path):
     cat = tmp_path / "cat"
     manifest = build_catalogue(cat, data, runs, ["test"], index="flat", progress=False)
     live = LiveCatalogue(cat)
-    assert live.state.settings == SETTINGS and np.array_equal(live.state.cohort, state.cohort)
+    assert live.state.settings == state.settings and np.array_equal(live.state.cohort, state.cohort)
+    assert (live.state.plda is None) == (state.plda is None)
     assert manifest.frontend["name"] == "competition-cnn"
     assert live.stats()["pipeline"]["as_norm_top_k"] == SETTINGS.as_norm_top_k
 
