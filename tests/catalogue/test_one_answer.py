@@ -89,13 +89,16 @@ def test_the_pipeline_changes_the_lists(world):
 
 
 def test_an_hnsw_catalogue_indexes_the_back_ends_keys(world, tmp_path):
-    """Under PLDA the FAISS index holds the track keys (one dimension more); on a catalogue this small
+    """Under PLDA the FAISS index is a Euclidean one over the tracks' PLDA points; on a catalogue this small
     HNSW finds every candidate, so the lists are predict's; `index check` finds nothing wrong."""
+    import faiss
+
     data, runs, lists, state = world
     cat = tmp_path / "cat"
     build_catalogue(cat, data, runs, ["test"], index="hnsw", progress=False)
     live = LiveCatalogue(cat)
-    assert live.snapshot.index.d == live.snapshot.dim + (state.plda is not None)
+    metric = faiss.METRIC_L2 if state.plda is not None else faiss.METRIC_INNER_PRODUCT
+    assert live.snapshot.index.metric_type == metric
     assert _query_all(cat, list(lists)) == lists
     assert main(["-q", "index", "check", str(cat)]) == 0
 

@@ -46,14 +46,15 @@ def test_plda_lists_are_the_brute_force_llr_lists(world):
 
 
 def test_every_step_runs_under_plda_and_faiss_candidates_agree(world):
-    """AS-norm (LLR cohort statistics), expansion and rerank under PLDA; a FAISS flat index over the keys
-    gives the same lists as exact search."""
+    """AS-norm (LLR cohort statistics), expansion and rerank under PLDA; FAISS indexes over the PLDA points
+    (L2: flat, and HNSW, exhaustive at this size) give the same lists as exact search over the keys."""
     train, train_labels, test, plda = world
     settings = InferenceSettings(as_norm_top_k=5, rerank_threshold=0.5, expansion_depth=2, backend="plda")
     state = PipelineState(settings, None, artist_centroids(train, train_labels)[1], plda)
     exact = rank_all(test, state, 15, 15)
-    searcher = IndexSearcher(test, "flat", stats=state.row_stats(test), keys=state.search_rows(test))
-    assert np.array_equal(rank_all(test, state, 15, 15, searcher=searcher), exact)
+    for kind in ("flat", "hnsw"):
+        searcher = IndexSearcher(test, kind, stats=state.row_stats(test), backend=state.backend)
+        assert np.array_equal(rank_all(test, state, 15, 15, searcher=searcher), exact)
     plain = rank_all(test, PipelineState(InferenceSettings(rerank_threshold=None, backend="plda"), plda=plda), 15, 15)
     assert (exact != plain).any()
 

@@ -176,7 +176,7 @@ def build_catalogue(root: str | Path, data_dir: str | Path, runs: list[str | Pat
     state = pipe.state
     manifest = create(root, with_stats(part, state), pipe.embedder.runs, pipe.embedder.settings, index=index,
                       overwrite=overwrite, pipeline=(state.settings.to_record(), state.arrays()),
-                      frontend=pipe.embedder.frontend.to_dict(), keys=state.search_rows)
+                      frontend=pipe.embedder.frontend.to_dict(), backend=state.backend)
     return calibrate_catalogue(root, far) or manifest
 
 

@@ -91,10 +91,8 @@ def _check_index(root: Path, manifest: Manifest, main: Part | None, broken: set[
     except CatalogueError as exc:
         report.problems.append(str(exc).removeprefix("catalogue damaged: "))
         return
-    plda = ((manifest.pipeline or {}).get("settings") or {}).get("backend") == "plda"  # indexes [u, g.u^2]
-    if index.d != manifest.dim + plda:
-        report.problems.append(f"{root / manifest.index['file']}: dimension {index.d}, {MANIFEST} 'dim' {manifest.dim}"
-                               + (" (+1: PLDA keys)" if plda else ""))
+    if index.d != manifest.dim:
+        report.problems.append(f"{root / manifest.index['file']}: dimension {index.d}, {MANIFEST} 'dim' {manifest.dim}")
     if main is not None and index.ntotal != len(main):
         report.problems.append(f"{root / manifest.index['file']}: holds {index.ntotal} vectors, "
                                f"the main segment {len(main)}")

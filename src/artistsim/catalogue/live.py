@@ -93,7 +93,7 @@ class LiveCatalogue:
         self.missing_runs = check_runs(manifest, self.root)
         self.manifest = manifest
         self.state = pipeline_state(self.root, manifest)
-        self.snapshot: Snapshot = open_snapshot(self.root, manifest, self.state.search_rows)
+        self.snapshot: Snapshot = open_snapshot(self.root, manifest, self.state.backend)
         self.ranker = Ranker(self.state)
         self.frontend = catalogue_frontend(manifest)
         self._lock = threading.Lock()
@@ -188,7 +188,7 @@ class LiveCatalogue:
             clash = self.snapshot.rows_of(part.trackids) >= 0
             if clash.any():
                 raise CatalogueError(f"trackid(s) already in the catalogue: {part.trackids[clash][:10].tolist()}")
-            manifest = append(self.root, part, compact=False, keys=self.state.search_rows)
+            manifest = append(self.root, part, compact=False, backend=self.state.backend)
             if manifest.main == self.manifest.main and manifest.tail[:-1] == self.manifest.tail:
                 self.snapshot = self.snapshot.with_tail(part, manifest.generation)
             else:  # another writer's adds, or the tail's segments merged: read what changed

@@ -10,7 +10,6 @@ searches on an index nobody mutates are thread-safe.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import torch
 from artistsim.catalogue.store import (UNKNOWN_ARTIST, CatalogueError, Manifest, Part, concat_parts, read_index,
                                        read_segment)
 from artistsim.runs import file_sha256
+from artistsim.search.backend import COSINE, Backend
 from artistsim.search.exact import search_prepared
 
 EF_SEARCH = 128
@@ -32,8 +32,6 @@ NPROBE_PQ = 64
 RESCORE = 4  # IVF-PQ: candidates per wanted neighbour, re-scored exactly from the segment
 MAX_K = 1000
 SMALL_SEARCH = 2**22  # query x row pairs up to which exact search is one numpy product
-# A pipeline's search keys of rows (`PipelineState.search_rows`): None means the rows themselves
-Keys = Callable[[np.ndarray], "np.ndarray | None"]
 
 
 def check_runs(manifest: Manifest, root: Path) -> list[str]:
@@ -65,8 +63,8 @@ class Snapshot:
     tail: Part
     main_order: np.ndarray  # argsort of main.trackids
     tail_order: np.ndarray
-    # what searches run over (the PLDA back end's track keys; the index was built over them too)
-    keys: Keys | None = None
+    # the ranking's back end: exact search runs over its keys of the rows, the index was built for it
+    backend: Backend = COSINE
     # main + tail trackids and artists, concatenated once per snapshot rather than per query
     all_trackids: np.ndarray = field(init=False, repr=False)
     all_artists: np.ndarray = field(init=False, repr=False)
@@ -81,9 +79,8 @@ class Snapshot:
         object.__setattr__(self, "tail_keys", self._keys(self.tail.embeddings))
 
     def _keys(self, x: np.ndarray) -> np.ndarray:
-        """Rows as searched: their keys, or the rows themselves (cosine; no copy)."""
-        k = None if self.keys is None or len(x) == 0 else self.keys(np.asarray(x))
-        return x if k is None else k
+        """Rows as exact search reads them: their back end's keys, or the rows themselves (cosine; no copy)."""
+        return x if self.backend is COSINE else self.backend.rows(np.asarray(x))
 
     @property
     def size(self) -> int:
@@ -142,21 +139,22 @@ class Snapshot:
         """A new snapshot with `part` appended to the tail; this one is left untouched."""
         tail = concat_parts([self.tail, part]) if len(self.tail) else part
         return Snapshot(generation, self.main, self.index, tail, self.main_order,
-                        np.argsort(tail.trackids, kind="stable"), self.keys)
+                        np.argsort(tail.trackids, kind="stable"), self.backend)
 
     def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k catalogue rows by inner product (cosine, or key products under PLDA: `queries` are then
-        query keys); `exclude` (Q,) drops one row each.
+        """Top-k catalogue rows by the back end's score (cosine, or PLDA's up to a per-query constant) for
+        L2-normalised queries; `exclude` (Q,) drops one row each.
 
         The main segment goes through its index (or exact search), the tail through exact
         search, and the two lists are merged by score. Slots beyond the catalogue's size
         hold -1 / -inf, as in `artistsim.search.exact`.
         """
-        q = np.ascontiguousarray(queries, dtype=np.float32)
+        raw = np.ascontiguousarray(queries, dtype=np.float32)
+        q = self.backend.queries(raw)
         nq = q.shape[0]
         ex = np.full(nq, -1, dtype=np.int64) if exclude is None else np.asarray(exclude, dtype=np.int64)
         want = k + 1 if exclude is not None else k
-        s_main, i_main = self._search_main(q, want, np.where(ex < len(self.main), ex, -1))
+        s_main, i_main = self._search_main(raw, q, want, np.where(ex < len(self.main), ex, -1))
         s_tail, i_tail = self._exact(q, self.tail_keys, want, np.where(ex >= len(self.main),
                                                                                ex - len(self.main), -1))
         i_tail = np.where(i_tail >= 0, i_tail + len(self.main), -1)
@@ -167,18 +165,27 @@ class Snapshot:
         scores, idx = np.take_along_axis(scores, order, axis=1), np.take_along_axis(idx, order, axis=1)
         return scores.astype(np.float32), np.where(np.isfinite(scores), idx, -1)
 
-    def _search_main(self, q: np.ndarray, k: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _search_main(self, raw: np.ndarray, q: np.ndarray, k: int, exclude: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """`raw` the queries, `q` their back end's keys (the exact search's and re-scoring's)."""
         if self.index is None:
             return self._exact(q, self.main_keys, k, exclude)
         if hasattr(self.index, "pq"):  # IVF-PQ: its scores are coarse; re-score RESCORE * k candidates exactly
-            _, cand = self.index.search(q, min(RESCORE * k, len(self.main)))
-            vecs = self._keys(np.asarray(self.main.embeddings)[np.maximum(cand, 0).ravel()]).reshape(*cand.shape, -1)
-            exact = np.where(cand >= 0, np.einsum("qcd,qd->qc", vecs, q), -np.inf).astype(np.float32)
-            top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
-            scores, idx = np.take_along_axis(exact, top, axis=1), np.take_along_axis(cand, top, axis=1)
-            return scores, np.where(np.isfinite(scores), idx, -1).astype(np.int64)
-        scores, idx = self.index.search(q, min(k, len(self.main)))
+            _, cand = self.index.search(self.backend.index_queries(raw), min(RESCORE * k, len(self.main)))
+            scores, idx = self._rescore(q, cand.astype(np.int64))
+            return scores[:, :k], idx[:, :k]
+        scores, idx = self.index.search(self.backend.index_queries(raw), min(k, len(self.main)))
+        if self.backend is not COSINE:  # an L2 index's distances: the keys' inner products are what merge
+            return self._rescore(q, idx.astype(np.int64))
         return scores, idx.astype(np.int64)
+
+    def _rescore(self, q: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 key inner products of candidates (-1 = none), in descending order."""
+        vecs = self._keys(np.asarray(self.main.embeddings)[np.maximum(cand, 0).ravel()]).reshape(*cand.shape, -1)
+        exact = np.where(cand >= 0, np.einsum("qcd,qd->qc", vecs, q), -np.inf).astype(np.float32)
+        top = np.argsort(-exact, axis=1, kind="stable")
+        scores, idx = np.take_along_axis(exact, top, axis=1), np.take_along_axis(cand, top, axis=1)
+        return scores, np.where(np.isfinite(scores), idx, -1).astype(np.int64)
 
     @staticmethod
     def _exact(q: np.ndarray, catalogue: np.ndarray, k: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -232,16 +239,16 @@ def reopen(root: str | Path, manifest: Manifest, previous: Snapshot, previous_ma
     same_main = (manifest.main == previous_manifest.main
                  and manifest.index.get("file") == previous_manifest.index.get("file"))
     if not same_main:
-        return open_snapshot(root, manifest, previous.keys)
+        return open_snapshot(root, manifest, previous.backend)
     tail = read_tail(Path(root), manifest)
     return Snapshot(manifest.generation, previous.main, previous.index, tail, previous.main_order,
-                    np.argsort(tail.trackids, kind="stable"), previous.keys)
+                    np.argsort(tail.trackids, kind="stable"), previous.backend)
 
 
-def open_snapshot(root: str | Path, manifest: Manifest | None = None, keys: Keys | None = None) -> Snapshot:
+def open_snapshot(root: str | Path, manifest: Manifest | None = None, backend: Backend = COSINE) -> Snapshot:
     """Read the generation the manifest names (main segment mapped, tail loaded, index read).
 
-    `keys`: the pipeline's search keys (`PipelineState.search_rows`), for snapshots that rank.
+    `backend`: the ranking pipeline's (`PipelineState.backend`), for snapshots that rank.
     """
     root = Path(root)
     manifest = manifest or Manifest.read(root)
@@ -260,7 +267,7 @@ def open_snapshot(root: str | Path, manifest: Manifest | None = None, keys: Keys
     elif index is not None:
         index.nprobe = min(NPROBE_PQ if hasattr(index, "pq") else NPROBE, index.nlist)
     return Snapshot(manifest.generation, main, index, tail, np.argsort(main.trackids, kind="stable"),
-                    np.argsort(tail.trackids, kind="stable"), keys)
+                    np.argsort(tail.trackids, kind="stable"), backend)
 
 
 def search_settings(index: Any) -> dict[str, Any]:
@@ -291,6 +298,9 @@ class SnapshotSearcher:
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         return self.snapshot.vectors(rows)
+
+    def keys(self, rows: np.ndarray) -> np.ndarray | None:
+        return None  # computed from the vectors: an indexed main segment holds none
 
     def row_stats(self, rows: np.ndarray) -> np.ndarray | None:
         return self.snapshot.row_stats(rows)

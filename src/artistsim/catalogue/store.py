@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from artistsim.catalogue.manifest import FORMAT, INDEX_KINDS, MANIFEST, Catalogu
 from artistsim.data.arrays import check_values, load_array
 from artistsim.data.errors import DataError
 from artistsim.data.ids import check_ids
+from artistsim.search.backend import COSINE, Backend
 
 __all__ = ["FORMAT", "INDEX_KINDS", "MANIFEST", "CatalogueError", "Manifest", "Part", "append", "create",
            "read_segment", "read_index", "check_part"]
@@ -163,11 +164,11 @@ def read_segment(root: Path, name: str, mmap: bool = True, dim: int | None = Non
     return Part(e, t, a, st)
 
 
-def _build_index(x: np.ndarray, kind: str, seed: int = 0, keys: Callable | None = None) -> Any:
-    """A FAISS inner-product index over rows x, or over `keys(x)` when not None (PLDA track keys); None: exact."""
+def _build_index(x: np.ndarray, kind: str, seed: int = 0, backend: Backend = COSINE) -> Any:
+    """A FAISS index over the ranking back end's `index_rows` of x (cosine: x, inner product); None: exact."""
     if kind == "flat":
         return None
-    x = x if keys is None or (k := keys(np.asarray(x))) is None else k
+    x, metric = backend.index_rows(np.asarray(x)), backend.metric
     import faiss
 
     from artistsim.search._faiss import omp_threads
@@ -175,12 +176,12 @@ def _build_index(x: np.ndarray, kind: str, seed: int = 0, keys: Callable | None 
 
     with omp_threads(faiss, None):
         if kind == "ivfpq":
-            return _build_ivfpq(faiss, np.ascontiguousarray(x), seed)
-        index, _keep = build_faiss_index(faiss, np.ascontiguousarray(x), kind, None, HNSW_M, seed)
+            return _build_ivfpq(faiss, np.ascontiguousarray(x), seed, metric)
+        index, _keep = build_faiss_index(faiss, np.ascontiguousarray(x), kind, None, HNSW_M, seed, metric)
     return index
 
 
-def _build_ivfpq(faiss: Any, x: np.ndarray, seed: int) -> Any:
+def _build_ivfpq(faiss: Any, x: np.ndarray, seed: int, metric: str = "ip") -> Any:
     """IVF lists of PQ codes (inner product): ~sqrt(N) lists, a PQ_DIMS-dimension byte per code.
 
     Why these sizes: the codes are what must be read per query, so they stay small (32
@@ -191,8 +192,9 @@ def _build_ivfpq(faiss: Any, x: np.ndarray, seed: int) -> Any:
     n, d = x.shape
     lists = int(max(1, min(round(np.sqrt(n)), n // 39)))
     m = d // PQ_DIMS if d % PQ_DIMS == 0 else d
-    quantizer = faiss.IndexFlatIP(d)
-    index = faiss.IndexIVFPQ(quantizer, d, lists, m, 8, faiss.METRIC_INNER_PRODUCT)  # holds a ref to quantizer
+    ip = metric == "ip"
+    quantizer = faiss.IndexFlatIP(d) if ip else faiss.IndexFlatL2(d)
+    index = faiss.IndexIVFPQ(quantizer, d, lists, m, 8, faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2)
     sample = np.random.default_rng(seed).choice(n, size=min(n, max(PQ_TRAIN_PER_LIST * lists, 256)), replace=False)
     index.train(x[np.sort(sample)])
     index.add(x)
@@ -249,11 +251,11 @@ def _sweep(root: Path, manifest: Manifest) -> None:
 
 def create(root: str | Path, part: Part, runs: list[dict[str, Any]], embed: dict[str, Any], index: str = "auto",
            overwrite: bool = False, pipeline: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None,
-           frontend: dict[str, Any] | None = None, keys: Callable | None = None) -> Manifest:
+           frontend: dict[str, Any] | None = None, backend: Backend = COSINE) -> Manifest:
     """Write a new catalogue (generation 1) from labelled or unlabelled tracks.
 
     `pipeline` is the ranking pipeline's (settings record, arrays), stored with the
-    generation so the catalogue ranks exactly as `predict` does; `keys` (`PipelineState.search_rows`) index it.
+    generation so the catalogue ranks exactly as `predict` does; the index is built for its `backend`.
     """
     root = Path(root)
     part = check_part(part.embeddings, part.trackids, part.artists, None, part.stats)
@@ -263,7 +265,7 @@ def create(root: str | Path, part: Part, runs: list[dict[str, Any]], embed: dict
         previous = Manifest.read(root).generation if (root / MANIFEST).exists() else 0
         gen = previous + 1
         kind = choose_index(index, len(part))
-        built = _build_index(part.embeddings, kind, keys=keys)
+        built = _build_index(part.embeddings, kind, backend=backend)
         seg = f"seg-{gen:06d}"
         _write_segment(root, seg, part)
         index_file = None
@@ -315,13 +317,13 @@ def verify_generation(root: Path, manifest: Manifest, checksums: bool) -> list[P
 
 
 def append(root: str | Path, part: Part, compact: bool | None = None, checksums: bool = False,
-           keys: Callable | None = None) -> Manifest:
+           backend: Backend = COSINE) -> Manifest:
     """Add tracks as a new segment (a new generation); duplicates of catalogued ids are refused.
 
     `compact` None merges the tail into the main segment and index when it has grown past
     COMPACT_SHARE of the main (at least COMPACT_MIN rows); True / False force it / skip it.
     The generation added to is verified first (`verify_generation`, `checksums` as there):
-    a new generation is never committed on top of a damaged one. `keys` as in `create`.
+    a new generation is never committed on top of a damaged one. `backend` as in `create`.
     """
     root = Path(root)
     with writer_lock(root):
@@ -342,7 +344,7 @@ def append(root: str | Path, part: Part, compact: bool | None = None, checksums:
             tail_rows = sum(len(p) for p in parts[1:]) + len(part)
             compact = tail_rows >= max(COMPACT_MIN, COMPACT_SHARE * len(parts[0]))
         if compact:
-            new = _compact(root, new, keys)
+            new = _compact(root, new, backend)
         elif len(new.tail) > MAX_TAIL_SEGMENTS:
             new = _merge_tail(root, new)
         new = _commit(root, new)
@@ -373,7 +375,7 @@ def _merge_tail(root: Path, manifest: Manifest) -> Manifest:
     return Manifest(**{**manifest.__dict__, "tail": [seg]})
 
 
-def _compact(root: Path, manifest: Manifest, keys: Callable | None = None) -> Manifest:
+def _compact(root: Path, manifest: Manifest, backend: Backend = COSINE) -> Manifest:
     """Merge main + tail into one new main segment with a freshly built index (new names)."""
     whole = _concat(root, [manifest.main, *manifest.tail])
     gen = manifest.generation
@@ -382,7 +384,7 @@ def _compact(root: Path, manifest: Manifest, keys: Callable | None = None) -> Ma
     kind = manifest.index["kind"]
     if manifest.index["requested"] == "auto":
         kind = choose_index("auto", len(whole))
-    built = _build_index(whole.embeddings, kind, keys=keys)
+    built = _build_index(whole.embeddings, kind, backend=backend)
     index_file = None
     if built is not None:
         index_file = f"index-{gen:06d}.faiss"

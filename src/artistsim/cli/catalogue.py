@@ -141,7 +141,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
         artists = None if args.artist is None else np.full(len(ids), args.artist)
         part = part_from(embedder.embed_arrays(tracks), ids, artists)
     new = append(args.catalogue, with_stats(part, state), compact=True if args.compact else None, checksums=True,
-                 keys=state.search_rows)
+                 backend=state.backend)
     print(f"added {len(part)} tracks to {args.catalogue}: generation {new.generation}")
     _keep_names(args, known)
     return 0

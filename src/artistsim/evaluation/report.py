@@ -244,9 +244,8 @@ def predict(data_dir: str | Path, runs: list[str | Path], device: torch.device, 
     pipe = load_pipeline(runs, device, opts.window, opts.hop, use_saved, default, warn)
     emb = pipe.embedder.embed(test.source, rows, progress)
     stats = pipe.state.row_stats(emb)
-    keys = pipe.state.search_rows(emb)
-    searcher = (MatrixSearcher(emb, stats, keys) if index == "exact"
-                else IndexSearcher(emb, index, stats=stats, keys=keys))
+    searcher = (MatrixSearcher(emb, stats, pipe.state.backend) if index == "exact"
+                else IndexSearcher(emb, index, stats=stats, backend=pipe.state.backend))
     idx = rank_all(emb, pipe.state, searcher=searcher)
     trackids = test.trackids
     write_submission(out, trackids, trackids[idx])

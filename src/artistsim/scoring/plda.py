@@ -180,6 +180,20 @@ class PairLLR:
         u = self.mapped(x)
         return np.concatenate([u, np.ones((len(u), 1))], axis=1).astype(np.float32)
 
+    def points(self, x: np.ndarray) -> np.ndarray:
+        """(n, d) float32 w = sqrt(h) u (h = -g > 0): tracks as points of a Euclidean space in which ...
+
+        ... a query's candidates by LLR are its nearest neighbours: u_x . u_y - h . u_y^2 =
+        |v_x|^2 - |v_x - w_y|^2 with the query point v_x = u_x / (2 sqrt(h)) (`query_points`).
+        Why: graph and cluster indexes (HNSW, IVF) find nearest neighbours among points well,
+        and inner products of the keys above badly (the last entry dominates their norms).
+        """
+        return (self.mapped(x) * np.sqrt(-self.gain)).astype(np.float32)
+
+    def query_points(self, x: np.ndarray) -> np.ndarray:
+        """(n, d) float32 v = u / (2 sqrt(h)): a query's point (see `points`)."""
+        return (self.mapped(x) / (2.0 * np.sqrt(-self.gain))).astype(np.float32)
+
     def llr(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """(Q, N) LLRs in nats of every x against every y, float64 (the reference the keys must match)."""
         ux, uy = self.mapped(x), self.mapped(y)

@@ -14,6 +14,7 @@ import numpy as np
 import torch.nn.functional as F
 
 from artistsim.search._faiss import omp_threads
+from artistsim.search.backend import COSINE, Backend
 from artistsim.search.exact import ArrayLike, as_matrix
 
 __all__ = ["IndexSearcher", "faiss_topk", "build_faiss_index", "recall_at_k"]
@@ -25,25 +26,28 @@ def _default_nlist(n: int) -> int:
 
 
 def build_faiss_index(
-    faiss: Any, x: np.ndarray, kind: str, nlist: int | None, hnsw_m: int, seed: int
+    faiss: Any, x: np.ndarray, kind: str, nlist: int | None, hnsw_m: int, seed: int, metric: str = "ip"
 ) -> tuple[Any, list[Any]]:
-    """Build and fill an inner-product index; also return objects it needs kept alive."""
+    """Build and fill an inner-product (or, `metric` "l2", Euclidean) index; also return objects it needs kept alive."""
     n, d = x.shape
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    ip = metric == "ip"
+    flat, measure = (faiss.IndexFlatIP, faiss.METRIC_INNER_PRODUCT) if ip else (faiss.IndexFlatL2, faiss.METRIC_L2)
     if kind == "flat":
-        index = faiss.IndexFlatIP(d)
+        index = flat(d)
         keep: list[Any] = []
     elif kind == "ivf":
         lists = nlist if nlist else _default_nlist(n)
         if not 1 <= lists <= n:
             raise ValueError(f"nlist must be in [1, {n}] for {n} vectors, got {lists}")
-        quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFFlat(quantizer, d, lists, faiss.METRIC_INNER_PRODUCT)
+        quantizer = flat(d)
+        index = faiss.IndexIVFFlat(quantizer, d, lists, measure)
         keep = [quantizer]
         rng = np.random.default_rng(seed)
         sample = rng.choice(n, size=min(n, 256 * lists), replace=False)
         index.train(x[np.sort(sample)])
     elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexHNSWFlat(d, hnsw_m, measure)
         keep = []
     else:
         raise ValueError(f"index must be 'flat', 'ivf' or 'hnsw', got {kind!r}")
@@ -137,15 +141,17 @@ class IndexSearcher:
 
     def __init__(self, vectors: np.ndarray, index: str = "flat", nlist: int | None = None, nprobe: int = 16,
                  hnsw_m: int = 32, ef_search: int = 128, seed: int = 0, stats: np.ndarray | None = None,
-                 keys: np.ndarray | None = None):
+                 backend: Backend = COSINE):
         import faiss
 
         self._faiss = faiss
         self.matrix = np.ascontiguousarray(vectors, dtype=np.float32)
         self.size, self.stats, self.kind, self.ef_search = len(self.matrix), stats, index, ef_search
-        indexed = self.matrix if keys is None else np.ascontiguousarray(keys, dtype=np.float32)  # PLDA: track keys
+        self.backend = backend  # PLDA: an L2 index over the rows' points (`artistsim.search.backend`)
+        self._keys = None if backend is COSINE else backend.rows(self.matrix)  # re-scoring reads them
         with omp_threads(faiss, None):
-            self.index, self._keep = build_faiss_index(faiss, indexed, index, nlist, hnsw_m, seed)
+            self.index, self._keep = build_faiss_index(faiss, backend.index_rows(self.matrix), index, nlist, hnsw_m,
+                                                       seed, backend.metric)
         if index == "ivf":
             self.index.nprobe = min(nprobe, self.index.nlist)
 
@@ -154,10 +160,13 @@ class IndexSearcher:
         if self.kind == "hnsw":
             self.index.hnsw.efSearch = max(self.ef_search, width)
         with omp_threads(self._faiss, None):
-            return self.index.search(np.ascontiguousarray(queries, np.float32), width)[1].astype(np.int64)
+            return self.index.search(self.backend.index_queries(queries), width)[1].astype(np.int64)
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         return self.matrix[rows]
+
+    def keys(self, rows: np.ndarray) -> np.ndarray | None:
+        return None if self._keys is None else self._keys[rows]
 
     def row_stats(self, rows: np.ndarray) -> np.ndarray | None:
         return None if self.stats is None else self.stats[rows]

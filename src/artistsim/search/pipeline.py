@@ -104,11 +104,8 @@ class PipelineState:
 
     @cached_property
     def backend(self) -> Backend:
+        """The score lists are ordered by; searchers over the rows are built with it too."""
         return Plda(self.plda) if self.settings.backend == "plda" and self.plda is not None else COSINE
-
-    def search_rows(self, vectors: np.ndarray) -> np.ndarray | None:
-        """What a searcher over these rows indexes: their PLDA track keys, or None (the vectors themselves)."""
-        return None if self.backend is COSINE else self.backend.rows(vectors)
 
     @classmethod
     def from_parts(cls, record: dict[str, Any], arrays: dict[str, np.ndarray], where: str) -> PipelineState:
@@ -142,19 +139,22 @@ class PipelineState:
 class Searcher(Protocol):
     """What ranking needs of a collection of L2-normalised rows.
 
-    Its search runs in the back end's key space (`artistsim.search.backend`): over the
-    rows themselves for cosine, over their PLDA track keys (`PipelineState.search_rows`)
-    for PLDA; `vectors` hands back the rows as embedded under either.
+    A searcher is built with the ranking's back end (`artistsim.search.backend`) and
+    searches under it: the rows themselves for cosine, their PLDA keys (or points, in an
+    approximate index) for PLDA; `vectors` hands back the rows as embedded under either.
     """
 
     size: int
 
     def candidates(self, queries: np.ndarray, width: int) -> np.ndarray:
-        """(Q, <= width) rows with the largest inner products with these query keys (-1 = none);
-        approximate is allowed."""
+        """(Q, <= width) rows scoring highest with these L2-normalised queries under the searcher's
+        back end (-1 = none); approximate is allowed."""
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         """(n, d) float32 vectors of rows (all >= 0)."""
+
+    def keys(self, rows: np.ndarray) -> np.ndarray | None:
+        """(n, e) float32 back-end keys of rows when held (None: computed from `vectors` as needed)."""
 
     def row_stats(self, rows: np.ndarray) -> np.ndarray | None:
         """(n, 2) stored AS-norm statistics of rows, or None when none are stored."""
@@ -163,26 +163,41 @@ class Searcher(Protocol):
 class MatrixSearcher:
     """Exact search over an in-memory matrix of L2-normalised rows (predict, evaluate).
 
-    `keys` (PLDA track keys, `PipelineState.search_rows`) are searched in place of the rows.
+    Under `backend` PLDA the rows' track keys are searched (computed once, here).
     """
 
-    def __init__(self, vectors: np.ndarray, stats: np.ndarray | None = None, keys: np.ndarray | None = None):
+    def __init__(self, vectors: np.ndarray, stats: np.ndarray | None = None, backend: Backend = COSINE):
         self.matrix = np.ascontiguousarray(vectors, dtype=np.float32)
         self.size = len(self.matrix)
-        self.stats = stats
-        self._t = torch.from_numpy(self.matrix if keys is None else np.ascontiguousarray(keys, np.float32))
+        self.stats, self.backend = stats, backend
+        self._t = torch.from_numpy(self.matrix if backend is COSINE else backend.rows(self.matrix))
 
     def candidates(self, queries: np.ndarray, width: int) -> np.ndarray:
         width = min(width, self.size)
         with torch.no_grad():
-            return search_prepared(torch.from_numpy(np.ascontiguousarray(queries, np.float32)), self._t, width,
+            return search_prepared(torch.from_numpy(self.backend.queries(queries)), self._t, width,
                                    None, 4096, "auto")[1]
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         return self.matrix[rows]
 
+    def keys(self, rows: np.ndarray) -> np.ndarray | None:
+        return None if self.backend is COSINE else self._t.numpy()[rows]
+
     def row_stats(self, rows: np.ndarray) -> np.ndarray | None:
         return None if self.stats is None else self.stats[rows]
+
+
+def row_keys(searcher: Searcher, rows: np.ndarray, backend: Backend) -> np.ndarray:
+    """(n, e) float32 keys of rows (all >= 0) under `backend`: the searcher's own when it holds them.
+
+    Held or computed, a row's key is the same float32 value (`PairLLR.track_keys`), so a
+    list does not depend on which searcher found it.
+    """
+    if backend is COSINE:
+        return searcher.vectors(rows)
+    held = searcher.keys(rows)
+    return backend.rows(searcher.vectors(rows)) if held is None else held
 
 
 def pair_scores(searcher: Searcher, q: np.ndarray, rows: np.ndarray, backend: Backend = COSINE) -> np.ndarray:
@@ -197,8 +212,8 @@ def pair_scores(searcher: Searcher, q: np.ndarray, rows: np.ndarray, backend: Ba
     step = max(1, _GATHER // max(1, rows.shape[1] * keys.shape[1]))
     for start in range(0, len(rows), step):  # blocks of queries bound the float64 gather
         sl = slice(start, start + step)
-        vec = backend.rows(searcher.vectors(np.maximum(rows[sl], 0).ravel()))
-        vec = vec.reshape(*rows[sl].shape, -1).astype(np.float64)
+        vec = row_keys(searcher, np.maximum(rows[sl], 0).ravel(), backend).reshape(*rows[sl].shape, -1)
+        vec = vec.astype(np.float64)
         out[sl] = (vec * keys[sl][:, None, :]).sum(axis=2)
     if backend is not COSINE:
         out += backend.offset(q)[:, None]
@@ -231,7 +246,7 @@ def exact_top(searcher: Searcher, q: np.ndarray, k: int, exclude: np.ndarray,
     Returns float32 scores (Q, k) (-inf where empty) and int64 rows (-1 where empty).
     """
     width = k + exclude.shape[1] + MARGIN
-    cand = np.asarray(searcher.candidates(backend.queries(q), width), dtype=np.int64)
+    cand = np.asarray(searcher.candidates(q, width), dtype=np.int64)
     banned = (cand[:, :, None] == exclude[:, None, :]).any(axis=2)
     cand = np.where(banned, -1, cand)
     s = pair_scores(searcher, q, cand, backend)
@@ -354,7 +369,7 @@ def rank_all(vectors: np.ndarray, state: PipelineState, k: int = K, depth: int =
     search over `vectors` (`MatrixSearcher`), or pass an approximate one over the same rows.
     """
     stats = state.row_stats(vectors)
-    searcher = searcher or MatrixSearcher(vectors, stats, state.search_rows(vectors))
+    searcher = searcher or MatrixSearcher(vectors, stats, state.backend)
     k = min(k, len(vectors) - 1)
     return Ranker(state, depth).rank(searcher, vectors, k, np.arange(len(vectors)), stats)[1]
 
