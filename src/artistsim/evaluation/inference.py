@@ -13,8 +13,9 @@ scores below the plain ensemble on validation:
 1. fusion with the LDA baseline's embedding: [normalise(ensemble), w * normalise(LDA)],
    w from a grid (0 = off);
 2. the back end: cosine, or the pairwise PLDA log-likelihood ratio (`search.backend`)
-   fitted on the training artists in the fused space, its shrinkage from a grid; every
-   later step is chosen under the back end kept;
+   fitted on the training artists in the fused space, its shrinkage from a grid. It
+   changes what every later step scores, so steps 3-5 are chosen under each back end and
+   PLDA is kept only when its whole chain ends higher on validation than cosine's;
 3. AS-norm of the first search's candidate lists against a cohort of training-artist
    centroids (`artistsim.scoring.asnorm`), cohort top-k from a grid (0 = off);
 4. weighted top-k query expansion (`artistsim.search.pipeline`), depth from a grid (0 = off);
@@ -51,7 +52,7 @@ MEMBER_PASSES = 2  # rounds of one-run-at-a-time changes
 AS_NORM_TOP_K = (0, 20, 100)
 RERANK_THRESHOLDS = (None, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6)
 EXPANSION_DEPTHS = (0, 1, 2, 3, 5, 10)
-PLDA_SHRINKAGE = (0.05, 0.2, 0.5)  # the PLDA back end's within-scatter shrinkage (`scoring.plda.fit`)
+PLDA_SHRINKAGE = (0.05, 0.2, 0.5, 0.8)  # the PLDA back end's within-scatter shrinkage (`scoring.plda.fit`)
 BACKENDS = ("cosine", "plda")  # back ends `calibrate` may choose; ("plda",) imposes it (measurements)
 K = 100
 
@@ -141,15 +142,20 @@ def choose_member_weights(val: FusionInputs, val_labels: np.ndarray) -> tuple[li
 def calibrate(val: FusionInputs, val_labels: np.ndarray, train: FusionInputs, train_labels: np.ndarray,
               runs: list[str] | None = None, log=None, backends: tuple[str, ...] = BACKENDS) -> InferenceSettings:
     """Choose ensemble weights, fusion weight, back end, AS-norm top-k, expansion depth and rerank threshold
-    greedily on validation (`backends` without "cosine": PLDA whether it wins or not, for measuring it)."""
+    greedily on validation.
+
+    The back end changes what every later step scores, so the later steps are chosen
+    under each back end in `backends` (a chain each) and the PLDA chain is kept only when
+    its last validation nDCG@100 beats the cosine chain's (`backends` ("plda",): PLDA
+    whether it wins or not, for measuring it).
+    """
     off = InferenceSettings(rerank_threshold=None, runs=list(runs or []))
     off.member_weights, off.validation["plain"], best = choose_member_weights(val, val_labels)
     off.validation["members"] = best
     mw = off.member_weights
-    plda: PairLLR | None = None
 
-    def score(s: InferenceSettings, cohort: np.ndarray | None = None, model: PairLLR | None = None) -> float:
-        return ndcg_at_k(rank_tracks(fuse(val, s.lda_weight, mw), s, cohort, model or plda), val_labels)
+    def score(s: InferenceSettings, cohort: np.ndarray | None = None, plda: PairLLR | None = None) -> float:
+        return ndcg_at_k(rank_tracks(fuse(val, s.lda_weight, mw), s, cohort, plda), val_labels)
 
     weights = FUSION_WEIGHTS if val.lda is not None else (0.0,)
     for w in weights[1:]:
@@ -157,50 +163,51 @@ def calibrate(val: FusionInputs, val_labels: np.ndarray, train: FusionInputs, tr
         if trial > best:
             best, off.lda_weight = trial, w
     off.validation["fusion"] = best
-    if "plda" in backends:
-        best = _choose_backend(off, best, train, train_labels, score, forced="cosine" not in backends)
-        plda = plda_for(train, train_labels, off)
-    off.validation["backend"] = best
     cohort = cohort_for(train, train_labels, off.lda_weight, mw)
-    for top_k in AS_NORM_TOP_K[1:]:
-        trial = score(replace(off, as_norm_top_k=top_k), cohort)
-        if trial > best:
-            best, off.as_norm_top_k = trial, top_k
-    off.validation["as_norm"] = best
-    for depth in EXPANSION_DEPTHS[1:]:
-        trial = score(replace(off, expansion_depth=depth), cohort)
-        if trial > best:
-            best, off.expansion_depth = trial, depth
-    off.validation["expansion"] = best
-    for threshold in RERANK_THRESHOLDS[1:]:
-        trial = score(replace(off, rerank_threshold=threshold), cohort)
-        if trial > best:
-            best, off.rerank_threshold = trial, threshold
-    off.validation["rerank"] = best
+    chains = []
+    for backend in backends:
+        chain = replace(off, validation=dict(off.validation))
+        plda, top = None, best
+        if backend == "plda":
+            top = _plda_shrinkage(chain, train, train_labels, score)
+            plda = plda_for(train, train_labels, chain)
+        chain.validation["backend"] = top
+        chains.append(_add_ons(chain, top, lambda s, c=cohort, m=plda: score(s, c, m)))
+    off = max(chains, key=lambda c: c.validation["rerank"])  # ties: the first (cosine)
     if log is not None:
         log(f"inference settings chosen on validation: ensemble weights {mw}, LDA fusion weight {off.lda_weight}, "
             f"back end {off.backend}, AS-norm top-k "
             f"{off.as_norm_top_k or 'off'}, expansion depth {off.expansion_depth or 'off'}, "
             f"rerank threshold {off.rerank_threshold or 'off'} "
-            f"(validation nDCG@100 {off.validation['plain']:.4f} -> {best:.4f})")
+            f"(validation nDCG@100 {off.validation['plain']:.4f} -> {off.validation['rerank']:.4f})")
     return off
 
 
-def _choose_backend(off: InferenceSettings, best: float, train: FusionInputs, train_labels: np.ndarray,
-                    score: Callable[..., float], forced: bool) -> float:
-    """Set `off`'s back end to PLDA (best shrinkage of PLDA_SHRINKAGE) when it beats `best` on validation, or
-    when `forced`; returns the validation nDCG@100 kept."""
+def _plda_shrinkage(off: InferenceSettings, train: FusionInputs, train_labels: np.ndarray,
+                    score: Callable[..., float]) -> float:
+    """Set `off`'s back end to PLDA with the shrinkage of PLDA_SHRINKAGE scoring best on validation; its score."""
     fused = fuse(train, off.lda_weight, off.member_weights)
     trials = []
     for shrinkage in PLDA_SHRINKAGE:
-        model = PairLLR.fit(fused, train_labels, shrinkage)
         s = replace(off, backend="plda", plda_shrinkage=shrinkage)
-        trials.append((score(s, None, model), shrinkage))
-    top, shrinkage = max(trials, key=lambda t: t[0])
-    if top > best or forced:
-        off.backend, off.plda_shrinkage = "plda", shrinkage
-        return top
-    return best
+        trials.append((score(s, None, PairLLR.fit(fused, train_labels, shrinkage)), shrinkage))
+    top, off.plda_shrinkage = max(trials, key=lambda t: t[0])
+    off.backend = "plda"
+    return top
+
+
+def _add_ons(off: InferenceSettings, best: float, score: Callable[[InferenceSettings], float]) -> InferenceSettings:
+    """AS-norm top-k, expansion depth, rerank threshold, one after the other, each kept when it raises `best`."""
+    for name, grid, key in (("as_norm", AS_NORM_TOP_K, "as_norm_top_k"), ("expansion", EXPANSION_DEPTHS,
+                                                                          "expansion_depth"),
+                            ("rerank", RERANK_THRESHOLDS, "rerank_threshold")):
+        for value in grid[1:]:
+            trial = score(replace(off, **{key: value}))
+            if trial > best:
+                best = trial
+                setattr(off, key, value)
+        off.validation[name] = best
+    return off
 
 
 def component_scores(inputs: FusionInputs, labels: np.ndarray, settings: InferenceSettings,
