@@ -109,3 +109,34 @@ def test_many_small_adds_are_merged_into_one_tail_segment(tmp_path, monkeypatch)
     snap = open_snapshot(tmp_path)
     assert snap.size == 40 and (snap.rows_of(np.array([100, 141])) >= 0).all()
     assert len([p for p in tmp_path.iterdir() if p.name.startswith("seg-")]) == 1 + len(m.tail)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf", "ivfpq"])
+def test_plda_catalogue_finds_the_llr_top_k_over_main_tail_and_compaction(tmp_path, kind):
+    """Under the PLDA back end every index kind (L2 over the tracks' points; the exact parts over their keys)
+    finds the brute-force LLR top-k, before and after the tail is compacted into a rebuilt index."""
+    from artistsim.scoring.plda import PairLLR
+    from artistsim.search.backend import Plda
+
+    rng = np.random.default_rng(3)
+    labels = np.arange(2050) // 5
+    x = rng.normal(size=(labels.max() + 1, 16))[labels] + rng.normal(size=(2050, 16)) * np.geomspace(0.1, 2, 16)
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    backend = Plda(PairLLR.fit(x, labels, 0.2))
+    ids = np.arange(2050)
+    create(tmp_path, Part(x[:2000], ids[:2000], np.full(2000, -1)), runs=[], embed={}, index=kind, backend=backend)
+    for compact in (False, True):
+        if not compact:
+            append(tmp_path, Part(x[2000:], ids[2000:], np.full(50, -1)), compact=False, backend=backend)
+        else:
+            append(tmp_path, Part(x[2049:], np.array([99_999]), np.full(1, -1)), compact=True,
+                   backend=backend)
+        snap = open_snapshot(tmp_path, backend=backend)
+        allx = snap.embeddings()
+        q = allx[[3, 2010]]
+        _, rows = snap.search(q, 10, exclude=np.array([3, 2010]))
+        llr = backend.model.llr(q, allx)
+        llr[[0, 1], [3, 2010]] = -np.inf
+        ref = np.argsort(-llr, axis=1)[:, :10]
+        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, ref)])
+        assert overlap >= (1.0 if kind == "flat" else 0.8), (compact, overlap)
