@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(C.Section(
             heading=f"nDCG@100 on `{args.preset}`: cosine vs the PLDA back end ({', '.join(r.name for r in args.runs)})",
             table=C.markdown_table(["what", "validation", "test"], rows, "lrr"),
-            notes=(f"Data: {args.data.name}; runs: {', '.join(str(r) for r in args.runs)}. Every setting is chosen "
+            notes=(f"Data: `{args.data}` (synth preset `{args.preset}`); runs: {', '.join(str(r) for r in args.runs)} "
+                   "(the recommended configs, trained on that data, seed 0). Every setting is chosen "
                    "on the validation artists (held out of training by the runs); test artists are unseen. "
                    "`evaluate` keeps the PLDA back end only where it raises validation nDCG@100.")))
     if not sections:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from artistsim.atomic import atomic_path, atomic_write_text
+from artistsim.catalogue.indexes import HNSW_M, build_index, choose_index, read_index, write_index
 from artistsim.catalogue.manifest import FORMAT, INDEX_KINDS, MANIFEST, CatalogueError, Manifest, verify_files
 from artistsim.data.arrays import check_values, load_array
 from artistsim.data.errors import DataError
@@ -48,9 +49,6 @@ from artistsim.search.backend import COSINE, Backend
 __all__ = ["FORMAT", "INDEX_KINDS", "MANIFEST", "CatalogueError", "Manifest", "Part", "append", "create",
            "read_segment", "read_index", "check_part"]
 UNKNOWN_ARTIST = -1
-# "auto" keeps exact search up to this many tracks (41,377 tracks answer one query in
-# ~1 ms exactly) and builds HNSW above it.
-AUTO_EXACT_MAX = 250_000
 # A tail larger than this share of the main segment (and at least COMPACT_MIN rows) is
 # merged into the main segment and its index by the next CLI `add`.
 COMPACT_SHARE = 0.10
@@ -58,11 +56,6 @@ COMPACT_MIN = 50_000
 # More tail segments than this (one per service add) are merged into one tail segment,
 # so a catalogue fed track by track does not open thousands of small files.
 MAX_TAIL_SEGMENTS = 64
-HNSW_M = 32
-# IVF-PQ, the kind for catalogues larger than memory: ~sqrt(N) lists trained on up to
-# 64 points per list, one byte-code per PQ_DIMS dimensions (128-d: 32 bytes per track).
-PQ_DIMS = 4
-PQ_TRAIN_PER_LIST = 64
 
 
 @dataclass
@@ -76,15 +69,6 @@ class Part:
 
     def __len__(self) -> int:
         return len(self.trackids)
-
-
-def choose_index(kind: str, n: int) -> str:
-    """The index kind for n tracks: exact ("flat") below AUTO_EXACT_MAX under "auto"."""
-    if kind not in INDEX_KINDS:
-        raise CatalogueError(f"index must be one of {INDEX_KINDS}, got {kind!r}")
-    if kind == "auto":
-        return "flat" if n <= AUTO_EXACT_MAX else "hnsw"
-    return kind
 
 
 @contextlib.contextmanager
@@ -164,72 +148,6 @@ def read_segment(root: Path, name: str, mmap: bool = True, dim: int | None = Non
     return Part(e, t, a, st)
 
 
-def _build_index(x: np.ndarray, kind: str, seed: int = 0, backend: Backend = COSINE) -> Any:
-    """A FAISS index over the ranking back end's `index_rows` of x (cosine: x, inner product); None: exact."""
-    if kind == "flat":
-        return None
-    x, metric = backend.index_rows(np.asarray(x)), backend.metric
-    import faiss
-
-    from artistsim.search._faiss import omp_threads
-    from artistsim.search.ann import build_faiss_index
-
-    with omp_threads(faiss, None):
-        if kind == "ivfpq":
-            return _build_ivfpq(faiss, np.ascontiguousarray(x), seed, metric)
-        index, _keep = build_faiss_index(faiss, np.ascontiguousarray(x), kind, None, HNSW_M, seed, metric)
-    return index
-
-
-def _build_ivfpq(faiss: Any, x: np.ndarray, seed: int, metric: str = "ip") -> Any:
-    """IVF lists of PQ codes (inner product): ~sqrt(N) lists, a PQ_DIMS-dimension byte per code.
-
-    Why these sizes: the codes are what must be read per query, so they stay small (32
-    bytes per 128-d track against 512 for the vector); sqrt(N) lists keep the coarse
-    k-means trainable in seconds on a sample. The search re-scores its candidates exactly
-    from the memory-mapped segment (`Snapshot`), so PQ's coarse scores only pick them.
-    """
-    n, d = x.shape
-    lists = int(max(1, min(round(np.sqrt(n)), n // 39)))
-    m = d // PQ_DIMS if d % PQ_DIMS == 0 else d
-    ip = metric == "ip"
-    quantizer = faiss.IndexFlatIP(d) if ip else faiss.IndexFlatL2(d)
-    index = faiss.IndexIVFPQ(quantizer, d, lists, m, 8, faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2)
-    sample = np.random.default_rng(seed).choice(n, size=min(n, max(PQ_TRAIN_PER_LIST * lists, 256)), replace=False)
-    index.train(x[np.sort(sample)])
-    index.add(x)
-    return index
-
-
-def _write_index(root: Path, name: str, index: Any) -> None:
-    import faiss
-
-    with atomic_path(root / name, suffix=".faiss") as tmp:
-        faiss.write_index(index, str(tmp))
-
-
-def read_index(root: Path, manifest: Manifest) -> Any:
-    if not manifest.index.get("file"):
-        return None
-    import faiss
-
-    path = root / manifest.index["file"]
-    if not path.is_file():
-        raise CatalogueError(f"catalogue damaged: {path}: index file not found")
-    # IVF-PQ's lists stay in the file, memory-mapped: only the lists a query visits are
-    # paged in, and the page cache, not the process, holds them. HNSW's vectors and graph
-    # are mapped in place (zero-copy): opening takes no time, and every process serving
-    # the catalogue (`serve --workers`) shares one copy in the page cache instead of
-    # holding its own. Index files are never written after they are named in a manifest.
-    kind = manifest.index.get("kind")
-    flags = faiss.IO_FLAG_MMAP if kind == "ivfpq" else faiss.IO_FLAG_MMAP_IFC if kind == "hnsw" else 0
-    try:
-        index = faiss.read_index(str(path), flags)
-    except RuntimeError:  # FAISS's message may quote the file's first bytes: never shown
-        raise CatalogueError(f"catalogue damaged: {path}: not a readable FAISS index") from None
-    return index
-
-
 def _sweep(root: Path, manifest: Manifest) -> None:
     """Remove segments and index files no manifest names (a killed writer's leftovers)."""
     keep = {manifest.main, *manifest.tail, MANIFEST, ".lock"}
@@ -265,13 +183,13 @@ def create(root: str | Path, part: Part, runs: list[dict[str, Any]], embed: dict
         previous = Manifest.read(root).generation if (root / MANIFEST).exists() else 0
         gen = previous + 1
         kind = choose_index(index, len(part))
-        built = _build_index(part.embeddings, kind, backend=backend)
+        built = build_index(part.embeddings, kind, backend=backend)
         seg = f"seg-{gen:06d}"
         _write_segment(root, seg, part)
         index_file = None
         if built is not None:
             index_file = f"index-{gen:06d}.faiss"
-            _write_index(root, index_file, built)
+            write_index(root, index_file, built)
         params = {"hnsw_m": HNSW_M} if kind == "hnsw" else ({"nlist": int(built.nlist)} if kind == "ivf" else {})
         record = None
         if pipeline is not None:
@@ -384,11 +302,11 @@ def _compact(root: Path, manifest: Manifest, backend: Backend = COSINE) -> Manif
     kind = manifest.index["kind"]
     if manifest.index["requested"] == "auto":
         kind = choose_index("auto", len(whole))
-    built = _build_index(whole.embeddings, kind, backend=backend)
+    built = build_index(whole.embeddings, kind, backend=backend)
     index_file = None
     if built is not None:
         index_file = f"index-{gen:06d}.faiss"
-        _write_index(root, index_file, built)
+        write_index(root, index_file, built)
     return Manifest(**{**manifest.__dict__, "main": seg, "tail": [],
                        "index": {**manifest.index, "kind": kind, "file": index_file}})
 
