@@ -42,7 +42,10 @@ BENCHES = {
     "quality": ("bench_quality.py", "nDCG@100 per synthetic preset and seed: baselines, recipes, margin over LDA"),
     "ui": ("bench_ui.py", "the curator pages' server time at a million tracks: track, artist and audit pages"),
     "featurize": ("bench_featurize.py", "audio files -> features vs decode-only and librosa; quality on real music"),
+    "demo": ("bench_demo.py", "`make demo`: its evaluate table, predict vs the catalogue, wall time per step"),
 }
+# Run by run_all only when named (--only): each takes the time of the whole job it measures.
+ON_DEMAND = {"demo"}
 
 INTRO = """\
 # Benchmarks
