@@ -43,7 +43,10 @@ BENCHES = {
     "ui": ("bench_ui.py", "the curator pages' server time at a million tracks: track, artist and audit pages"),
     "featurize": ("bench_featurize.py", "audio files -> features vs decode-only and librosa; quality on real music"),
     "plda": ("bench_plda.py", "the PLDA back end vs cosine: nDCG@100 per preset (network alone, whole pipeline); speed"),
+    "demo": ("bench_demo.py", "`make demo`: its evaluate table, predict vs the catalogue, wall time per step"),
 }
+# Run by run_all only when named (--only): each takes the time of the whole job it measures.
+ON_DEMAND = {"demo"}
 
 INTRO = """\
 # Benchmarks
