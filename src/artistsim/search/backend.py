@@ -11,10 +11,10 @@ the same tracks, its `index_rows` (`metric` "ip": the rows themselves; "l2": PLD
 points, whose nearest neighbours to a query's point are its candidates by LLR, see
 `PairLLR.points`), because graph and cluster indexes search inner products of keys whose
 norms differ badly (measured: recall 0.02 of the exact top 100 under HNSW, 0.96 over
-the points). What stays in the embedding space under either back
-end: the vectors the searcher hands back (`Searcher.vectors`), the weighted sums of query
-expansion and rerank (averages of embeddings, re-normalised, then scored by the back
-end), and the cosines their weights and thresholds are stated in.
+the points, in a quick run at 20,000 tracks). What stays in the embedding space under
+either back end: the vectors the searcher hands back (`Searcher.vectors`), the weighted
+sums of query expansion and rerank (averages of embeddings, re-normalised, then scored
+by the back end), and the cosines their weights and thresholds are stated in.
 """
 
 from __future__ import annotations
