@@ -13,7 +13,7 @@ Speed, on ~100k synthetic clustered unit vectors: the pipeline's exact top-100 (
 search + float64 re-scoring, no add-ons) under each back end, and the same through a
 FAISS HNSW index built over the rows (cosine) or the PLDA track keys.
 
-    python -m benchmarks.bench_plda --full --preset demo --data DIR --runs RUN [RUN ...]
+    python -m benchmarks.bench_plda --full --preset demo --seed 0 --data DIR --runs RUN [RUN ...]
     python -m benchmarks.bench_plda --full [--speed]     # speed only without --data (run_all's call)
 
 Each call adds or replaces its section in benchmarks/results/plda.json (full mode).
@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = C.base_parser(__doc__)
     parser.add_argument("--speed", action="store_true", help="the ranking speed section (the default without --data)")
     parser.add_argument("--preset", help="name of the data's preset (the quality section's heading)")
+    parser.add_argument("--seed", type=int, default=0, help="the data's and runs' seed (the heading)")
     parser.add_argument("--data", type=Path, help="dataset in the competition layout (with test_gt.tsv)")
     parser.add_argument("--runs", type=Path, nargs="+", help="trained runs (their validation artists held out)")
     argv = sys.argv[1:] if argv is None else argv
@@ -176,10 +177,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--data needs --runs and --preset")
         rows, figures = quality(args.data, args.runs)
         sections.append(C.Section(
-            heading=f"nDCG@100 on `{args.preset}`: cosine vs the PLDA back end ({', '.join(r.name for r in args.runs)})",
+            heading=(f"nDCG@100 on `{args.preset}` seed {args.seed}: cosine vs the PLDA back end "
+                     f"({', '.join(r.name for r in args.runs)})"),
             table=C.markdown_table(["what", "validation", "test"], rows, "lrr"),
             notes=(f"Data: `{args.data}` (synth preset `{args.preset}`); runs: {', '.join(str(r) for r in args.runs)} "
-                   "(the recommended configs, trained on that data, seed 0). Every setting is chosen "
+                   f"(the recommended configs, trained on that data, seed {args.seed}). Every setting is chosen "
                    "on the validation artists (held out of training by the runs); test artists are unseen. "
                    "`evaluate` keeps the PLDA back end only where it raises validation nDCG@100.")))
     result = C.make_result("plda", "PLDA back end vs cosine: quality and ranking speed", mode, "bench_plda.py", argv,
