@@ -42,6 +42,7 @@ BENCHES = {
     "quality": ("bench_quality.py", "nDCG@100 per synthetic preset and seed: baselines, recipes, margin over LDA"),
     "ui": ("bench_ui.py", "the curator pages' server time at a million tracks: track, artist and audit pages"),
     "featurize": ("bench_featurize.py", "audio files -> features vs decode-only and librosa; quality on real music"),
+    "frontends": ("bench_frontends.py", "featurize's front ends on real music, untrained and trained; musicnn vs TensorFlow"),
 }
 
 INTRO = """\
