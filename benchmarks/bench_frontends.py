@@ -10,6 +10,11 @@ outside the repository (resumable, one process per front end) and scored in seco
     python -m benchmarks.bench_frontends pool musicnn-msd --stride 8 # may run in parallel
     python -m benchmarks.bench_frontends quality                     # the table
     python -m benchmarks.bench_frontends speed --tracks 3 [--tf /tmp/tfref/venv/bin/python]
+    python -m benchmarks.bench_frontends trained dsp musicnn-msd     # needs REAL/features_NAME
+
+Each table (quality, speed, trained) goes to benchmarks/results/frontends.json (the others
+kept), rendered by `python -m benchmarks.report` into docs/benchmarks.md and the quoted
+blocks of docs/featurize.md.
 
 Quality: every track's frames are pooled (mean and standard deviation over windows); 3
 artist-disjoint splits (30% of the artists to test, seeds 0-2) score the test tracks
@@ -24,6 +29,12 @@ Speed: tracks of 3-7 minutes, one thread, each step timed on the same tracks in 
 decode-only (the centred 60 s, resampled), + the dsp descriptor, + musicnn (all 81
 windows, `embed_track`), and the original TensorFlow graph on the same 81 log-mel
 windows (batches of 16; a scratch environment, tests/audio/musicnn_reference.py).
+
+Trained: the featurized real set (`artistsim featurize REAL/manifest.tsv
+REAL/features_NAME --frontend NAME`, all 81 windows) regrouped into the same 3
+artist-disjoint splits (benchmarks/real_splits.py); per split the recommended transformer
+trained through the CLI and `evaluate`d (add-ons chosen on validation), beside the
+baselines of the same `evaluate` (`trained_split`).
 """
 
 from __future__ import annotations
@@ -341,7 +352,7 @@ def trained(names: list[str], seeds: int) -> C.Section:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=("pool", "quality", "speed", "trained"))
-    p.add_argument("frontend", nargs="*", default=["dsp"], help="pool: the front end; trained: the front ends")
+    p.add_argument("frontend", nargs="*", help="pool: the front end (dsp); trained: the front ends (dsp musicnn-msd)")
     p.add_argument("--stride", type=int, default=1)
     p.add_argument("--tracks", type=int, default=3)
     p.add_argument("--repeats", type=int, default=2)
@@ -349,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tf", help="python of a scratch environment with TensorFlow and musicnn (speed reference)")
     args = p.parse_args(argv)
     if args.what == "pool":
-        print(pool(args.frontend[0], args.stride))
+        print(pool((args.frontend or ["dsp"])[0], args.stride))
         return 0
     facts = C.machine_facts()
     if args.what == "quality":
@@ -357,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "speed":
         section = speed(args.tracks, args.tf, args.repeats)
     else:
-        section = trained(args.frontend if args.frontend != ["dsp"] else ["dsp", "musicnn-msd"], args.splits)
+        section = trained(args.frontend or ["dsp", "musicnn-msd"], args.splits)
     result = C.make_result("frontends", "Front ends: real-music quality and musicnn speed", "full",
                            "bench_frontends.py", argv if argv is not None else sys.argv[1:], [section], facts)
     C.emit(result, RESULTS, merge=True)  # each subcommand refreshes its own table, keeps the others
