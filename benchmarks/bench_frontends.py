@@ -360,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--splits", type=int, default=3)
     p.add_argument("--tf", help="python of a scratch environment with TensorFlow and musicnn (speed reference)")
+    p.add_argument("--json", type=Path, default=RESULTS, help="result file (run_all passes its own)")
+    p.add_argument("--full", action="store_true", help="accepted for run_all: every table here is full-size")
+    p.add_argument("--quick", action="store_true", help="accepted for run_all: the result is labelled quick")
     args = p.parse_args(argv)
     if args.what == "pool":
         print(pool((args.frontend or ["dsp"])[0], args.stride))
@@ -371,9 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         section = speed(args.tracks, args.tf, args.repeats)
     else:
         section = trained(args.frontend or ["dsp", "musicnn-msd"], args.splits)
-    result = C.make_result("frontends", "Front ends: real-music quality and musicnn speed", "full",
+    result = C.make_result("frontends", "Front ends: real-music quality and musicnn speed",
+                           "quick" if args.quick else "full",
                            "bench_frontends.py", argv if argv is not None else sys.argv[1:], [section], facts)
-    C.emit(result, RESULTS, merge=True)  # each subcommand refreshes its own table, keeps the others
+    C.emit(result, args.json, merge=True)  # each subcommand refreshes its own table, keeps the others
     return 0
 
 

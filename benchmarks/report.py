@@ -44,7 +44,11 @@ BENCHES = {
     "ui": ("bench_ui.py", "the curator pages' server time at a million tracks: track, artist and audit pages"),
     "featurize": ("bench_featurize.py", "audio files -> features vs decode-only and librosa; quality on real music"),
     "frontends": ("bench_frontends.py", "featurize's front ends on real music, untrained and trained; musicnn vs TensorFlow"),
+    "demo": ("bench_demo.py", "`make demo`: its evaluate table, predict vs the catalogue, wall time per step"),
 }
+# Run by run_all only when named (--only): each takes the time of the whole job it measures
+# (frontends needs the real set and names its table: run_all --only frontends -- speed --tf PY).
+ON_DEMAND = {"demo", "frontends"}
 
 INTRO = """\
 # Benchmarks
