@@ -254,12 +254,14 @@ def trained_split(name: str, seed: int) -> dict:
     """One split of one front end: the untrained rows, and the recipe trained, evaluated, tested.
 
     The recipe goes through the public CLI (`artistsim train` with the shipped
-    recommended/transformer.toml) and `evaluate` (bench_quality's child: the same table
-    as the CLI, as JSON), whose inference add-ons are chosen on the validation artists
+    recommended/transformer.toml) and `evaluate` (`artistsim.evaluation.report.evaluate`,
+    the CLI verb's table, in this process), whose inference add-ons are chosen on the validation artists
     (10% of the train artists); 'whole pipeline' is its last add-on row on test.
     Cached per split (evaluate.json beside the run), so a rerun only adds what is missing.
     """
-    from benchmarks.bench_quality import _run_child
+    import torch
+
+    from artistsim.evaluation.report import evaluate
     from benchmarks.real_splits import make_split
 
     root = CACHE / "trained" / name / f"seed{seed}"
@@ -283,18 +285,19 @@ def trained_split(name: str, seed: int) -> dict:
         (root / "train.json").write_text(json.dumps({
             "wall": time.perf_counter() - t0,
             "cpu": cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime}))
-    table = _run_child(["--child-evaluate", str(data), str(run)], root / "evaluate.log")
-    if "error" in table:
-        raise RuntimeError(table["error"])
-    rows = table["rows"]
+    torch.set_num_threads(1)
+    table = evaluate(data, [run], torch.device("cpu"), progress=False)
+    rows = table.rows
     tuned = next(k for k in rows if k.startswith("baseline: lda tuned"))
-    last = list(table["addons"])[-1]
+    addons = next(t for title, t in table.sections.items() if title.startswith("Inference add-ons")).rows
+    last = addons[list(addons)[-1]]  # the steps are cumulative: the last is the whole pipeline
+    settings = {k.split(" (", 1)[0]: k.split(" (", 1)[1].rstrip(")") for k in addons if " (" in k}
     out = {"mean-pool": rows["baseline: meanpool"]["test plain"], "standardised": standardised(data),
            "LDA": rows["baseline: lda"]["test plain"], "tuned LDA": rows[tuned]["test plain"],
-           "transformer alone": rows[run.name]["test plain"], "whole pipeline": table["addons"][last]["test"],
+           "transformer alone": rows[run.name]["test plain"], "whole pipeline": last["test"],
            "validation": {"transformer alone": rows[run.name]["validation plain"],
-                          "whole pipeline": table["addons"][last]["validation"]},
-           "settings": table["settings"], "tuned LDA setting": tuned, **json.loads((root / "train.json").read_text()),
+                          "whole pipeline": last["validation"]},
+           "settings": settings, "tuned LDA setting": tuned, **json.loads((root / "train.json").read_text()),
            "epochs": len((run / "metrics.jsonl").read_text().splitlines()),
            "tracks": {s: len(pd_rows(data, s)) for s in ("train", "test")}}
     out["whole pipeline − tuned LDA"] = out["whole pipeline"] - out["tuned LDA"]
@@ -319,10 +322,14 @@ def standardised(data: Path) -> float:
     return float(ndcg_at_k(rank(baseline_embeddings("meanpool", None, None, (z,)), False), test.artists))
 
 
+def _stat(values: list[float]) -> str:
+    """mean ± sd (ddof 1) over the splits, 4 decimals."""
+    v = np.asarray(values, dtype=np.float64)
+    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"
+
+
 def trained(names: list[str], seeds: int) -> C.Section:
     """The table of the issue: per front end, untrained rows and the trained recipe, mean ± sd over splits."""
-    from benchmarks.bench_quality import _stat
-
     per = {n: [trained_split(n, s) for s in range(seeds)] for n in names}
     rows = [[n, *(_stat([r[c] for r in per[n]]) for c in TRAINED_COLS),
              C.fmt(np.mean([r["cpu"] for r in per[n]]), 0), C.fmt(np.mean([r["epochs"] for r in per[n]]), 0)]
