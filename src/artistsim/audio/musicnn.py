@@ -208,8 +208,9 @@ def _module_class():
             Why: the windows overlap ~4x, and each front-end filter sees the same frames in
             every window but near a window's edges (`_shared`). So every block runs once
             over the track and only those edge frames are recomputed per window: the same
-            numbers as `forward`, ~2x faster per track. The mid and back ends then run on
-            `batch` windows at a time (small batches keep their tensors in cache).
+            numbers as `forward`, several times faster per track (docs/featurize.md, "Speed").
+            The mid and back ends then run on `batch` windows at a time (small batches keep
+            their tensors in cache).
             mel: (F, 96) with every window inside; starts: (T,) int tensor.
             """
             x = self._bn(mel, 0, dim=1)  # (F, 96)
