@@ -10,6 +10,11 @@ outside the repository (resumable, one process per front end) and scored in seco
     python -m benchmarks.bench_frontends pool musicnn-msd --stride 8 # may run in parallel
     python -m benchmarks.bench_frontends quality                     # the table
     python -m benchmarks.bench_frontends speed --tracks 3 [--tf /tmp/tfref/venv/bin/python]
+    python -m benchmarks.bench_frontends trained dsp musicnn-msd     # needs REAL/features_NAME
+
+Each table (quality, speed, trained) goes to benchmarks/results/frontends.json (the others
+kept), rendered by `python -m benchmarks.report` into docs/benchmarks.md and the quoted
+blocks of docs/featurize.md.
 
 Quality: every track's frames are pooled (mean and standard deviation over windows); 3
 artist-disjoint splits (30% of the artists to test, seeds 0-2) score the test tracks
@@ -24,6 +29,12 @@ Speed: tracks of 3-7 minutes, one thread, each step timed on the same tracks in 
 decode-only (the centred 60 s, resampled), + the dsp descriptor, + musicnn (all 81
 windows, `embed_track`), and the original TensorFlow graph on the same 81 log-mel
 windows (batches of 16; a scratch environment, tests/audio/musicnn_reference.py).
+
+Trained: the featurized real set (`artistsim featurize REAL/manifest.tsv
+REAL/features_NAME --frontend NAME`, all 81 windows) regrouped into the same 3
+artist-disjoint splits (benchmarks/real_splits.py); per split the recommended transformer
+trained through the CLI and `evaluate`d (add-ons chosen on validation), beside the
+baselines of the same `evaluate` (`trained_split`).
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ from benchmarks import common as C
 REAL = Path(os.environ.get("ARTISTSIM_REAL_MUSIC", "/work/data/real_music"))
 CACHE = C.SCRATCH / "frontends"
 TF_SCRIPT = C.ROOT / "tests/audio/musicnn_reference.py"
+RESULTS = C.BENCH_DIR / "results" / "frontends.json"
 
 
 def manifest() -> list[tuple[Path, str]]:
@@ -137,7 +149,7 @@ def _read(path: Path, tries: int = 5) -> dict[str, np.ndarray]:
     raise AssertionError("unreachable")
 
 
-def quality() -> str:
+def quality() -> C.Section:
     caches = sorted(c for c in CACHE.glob("*_stride*.npz") if not c.name.endswith(".tmp.npz"))
     loaded = {c.stem: _read(c) for c in caches}
     common = set.intersection(*(set(z["paths"]) for z in loaded.values())) if loaded else set()
@@ -148,12 +160,14 @@ def quality() -> str:
         s = scores(z["mean"][keep], z["std"][keep], labels)
         rows.append([stem.replace("_stride", ", window stride "), z["mean"].shape[1], *(C.fmt(v, 3) for v in s.values())])
     n_artists = len(np.unique(next(iter(loaded.values()))["artists"])) if loaded else 0
-    return (C.markdown_table(["front end", "D", "mean-pool cosine", "standardised", "LDA"], rows, "lrrrr")
-            + f"\n\n{len(common)} tracks common to every front end, {n_artists} artists; 3 artist-disjoint splits "
+    return C.Section(
+        "Front ends on real music, untrained (pooled statistics)",
+        C.markdown_table(["front end", "D", "mean-pool cosine", "standardised", "LDA"], rows, "lrrrr"),
+        notes=f"{len(common)} tracks common to every front end, {n_artists} artists; 3 artist-disjoint splits "
               "(30% of the artists in test), test nDCG@100, mean over the splits.")
 
 
-def speed(n: int, tf_python: str | None, repeats: int = 2) -> str:
+def speed(n: int, tf_python: str | None, repeats: int = 2) -> C.Section:
     """Tracks/s per step on n 3-7 minute tracks of the real set, one thread, the same tracks.
 
     Every step runs `repeats` times in turn (the load drifts on a shared machine) and each
@@ -172,7 +186,7 @@ def speed(n: int, tf_python: str | None, repeats: int = 2) -> str:
     paths = [p for p, _ in manifest() if 180 <= sf.info(str(p)).duration <= 420][:n]
     net = m.load_model("MSD_musicnn", "cpu")
     best: dict[str, list[float]] = {}
-    windows = 0
+    windows, load0 = 0, C.load_average()
 
     def clock(key: str, i: int, fn) -> None:
         t0 = time.perf_counter()
@@ -203,37 +217,174 @@ def speed(n: int, tf_python: str | None, repeats: int = 2) -> str:
                     row[i] = min(row[i], sec)
     t = {k: sum(v) for k, v in best.items()}
     k = len(paths)
-    rows = [["decode-only", C.fmt(k / t["decode"]), "-"],
-            ["decode + dsp", C.fmt(k / (t["decode"] + t["dsp"])), "-"],
-            ["decode + musicnn-msd (featurize's path)", C.fmt(k / (t["decode"] + t["musicnn"])),
-             C.fmt(windows / t["musicnn"])],
+
+    def vs_tf(key: str) -> str:  # per-window speed against the reference on the same windows
+        return C.fmt(t["tf"] / t[key]) if "tf" in t else "-"
+
+    rows = [["decode-only", C.fmt(k / t["decode"]), "-", "-"],
+            ["decode + dsp", C.fmt(k / (t["decode"] + t["dsp"])), "-", "-"],
+            ["decode + musicnn-msd (featurize's path: log-mel + network)", C.fmt(k / (t["decode"] + t["musicnn"])),
+             C.fmt(windows / t["musicnn"]), vs_tf("musicnn")],
             ["musicnn network only, PyTorch, whole track (embed_track)", C.fmt(k / t["net_track"]),
-             C.fmt(windows / t["net_track"])],
+             C.fmt(windows / t["net_track"]), vs_tf("net_track")],
             ["musicnn network only, PyTorch, window by window (batches of 16)", C.fmt(k / t["net_windows"]),
-             C.fmt(windows / t["net_windows"])]]
+             C.fmt(windows / t["net_windows"]), vs_tf("net_windows")]]
     if "tf" in t:
         rows.append(["musicnn network only, TensorFlow reference, window by window (batches of 16)",
-                     C.fmt(k / t["tf"]), C.fmt(windows / t["tf"])])
-    return (C.markdown_table(["step (one thread)", "tracks/s", "windows/s"], rows, "lrr")
-            + f"\n\n{k} tracks of 3-7 min, {windows} windows, best of {repeats} per step and track; "
-              f"load average {C.load_average()} at the end.")
+                     C.fmt(k / t["tf"]), C.fmt(windows / t["tf"]), "1.00"])
+    return C.Section(
+        f"musicnn speed against the TensorFlow original, {k} tracks of 3-7 min, one thread",
+        C.markdown_table(["step (one thread)", "tracks/s", "windows/s", "windows/s ÷ TensorFlow's"], rows, "lrrr"),
+        target="the PyTorch network (embed_track) at least as fast per window as the TensorFlow reference",
+        met=(t["tf"] >= t["net_track"]) if "tf" in t else None, load=(load0, C.load_average()),
+        notes=f"{k} tracks of 3-7 min, {windows} windows (all 81 per track), best of {repeats} per step and track, "
+              "the steps alternating on each track (the load drifts on a shared machine: read the ratios). "
+              "The TensorFlow reference (TF 2.15, musicnn 0.1.0's own graph, "
+              "tests/audio/musicnn_reference.py in a scratch environment) runs on the same log-mel windows; "
+              "graph building and a warm-up batch are excluded on both sides. The featurize row adds the "
+              "log-mel (one per track) to the network.")
+
+
+RECIPE = C.SRC / "artistsim/configs/recommended/transformer.toml"
+TRAINED_COLS = ("mean-pool", "standardised", "LDA", "tuned LDA", "transformer alone", "whole pipeline",
+                "whole pipeline − tuned LDA")
+
+
+def trained_split(name: str, seed: int) -> dict:
+    """One split of one front end: the untrained rows, and the recipe trained, evaluated, tested.
+
+    The recipe goes through the public CLI (`artistsim train` with the shipped
+    recommended/transformer.toml) and `evaluate` (`artistsim.evaluation.report.evaluate`,
+    the CLI verb's table, in this process), whose inference add-ons are chosen on the validation artists
+    (10% of the train artists); 'whole pipeline' is its last add-on row on test.
+    Cached per split (evaluate.json beside the run), so a rerun only adds what is missing.
+    """
+    import torch
+
+    from artistsim.evaluation.report import evaluate
+    from benchmarks.real_splits import make_split
+
+    root = CACHE / "trained" / name / f"seed{seed}"
+    cache = root / "evaluate.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    data = make_split(REAL / f"features_{name}", root / "data", seed)
+    run = root / "transformer"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(C.SRC)}
+    if not (run / "best.pt").exists() or not (root / "train.json").exists():
+        import resource
+        import shutil
+
+        shutil.rmtree(run, ignore_errors=True)
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "artistsim", "-q", "train", str(data), "--model", "transformer",
+                        "--config", str(RECIPE), "--out", str(run), "--device", "cpu"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        (root / "train.json").write_text(json.dumps({
+            "wall": time.perf_counter() - t0,
+            "cpu": cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime}))
+    torch.set_num_threads(1)
+    table = evaluate(data, [run], torch.device("cpu"), progress=False)
+    rows = table.rows
+    tuned = next(k for k in rows if k.startswith("baseline: lda tuned"))
+    addons = next(t for title, t in table.sections.items() if title.startswith("Inference add-ons")).rows
+    last = addons[list(addons)[-1]]  # the steps are cumulative: the last is the whole pipeline
+    settings = {k.split(" (", 1)[0]: k.split(" (", 1)[1].rstrip(")") for k in addons if " (" in k}
+    out = {"mean-pool": rows["baseline: meanpool"]["test plain"], "standardised": standardised(data),
+           "LDA": rows["baseline: lda"]["test plain"], "tuned LDA": rows[tuned]["test plain"],
+           "transformer alone": rows[run.name]["test plain"], "whole pipeline": last["test"],
+           "validation": {"transformer alone": rows[run.name]["validation plain"],
+                          "whole pipeline": last["validation"]},
+           "settings": settings, "tuned LDA setting": tuned, **json.loads((root / "train.json").read_text()),
+           "epochs": len((run / "metrics.jsonl").read_text().splitlines()),
+           "tracks": {s: len(pd_rows(data, s)) for s in ("train", "test")}}
+    out["whole pipeline − tuned LDA"] = out["whole pipeline"] - out["tuned LDA"]
+    cache.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def pd_rows(data: Path, split: str) -> list[str]:
+    return (data / f"{split}_meta.tsv").read_text().splitlines()[1:]
+
+
+def standardised(data: Path) -> float:
+    """Mean-pool cosine after standardising each pooled mean over the test tracks (label-free)."""
+    from artistsim.data.splits import load_split
+    from artistsim.evaluation.baselines import baseline_embeddings, pooled_stats
+    from artistsim.evaluation.metrics import ndcg_at_k
+    from artistsim.evaluation.report import rank
+
+    test = load_split(data, "test", progress=False)
+    mean = pooled_stats(test.source, np.arange(len(test.meta)))[0]
+    z = (mean - mean.mean(0)) / (mean.std(0) + 1e-6)
+    return float(ndcg_at_k(rank(baseline_embeddings("meanpool", None, None, (z,)), False), test.artists))
+
+
+def _stat(values: list[float]) -> str:
+    """mean ± sd (ddof 1) over the splits, 4 decimals."""
+    v = np.asarray(values, dtype=np.float64)
+    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"
+
+
+def trained(names: list[str], seeds: int) -> C.Section:
+    """The table of the issue: per front end, untrained rows and the trained recipe, mean ± sd over splits."""
+    per = {n: [trained_split(n, s) for s in range(seeds)] for n in names}
+    rows = [[n, *(_stat([r[c] for r in per[n]]) for c in TRAINED_COLS),
+             C.fmt(np.mean([r["cpu"] for r in per[n]]), 0), C.fmt(np.mean([r["epochs"] for r in per[n]]), 0)]
+            for n in names]
+    met = None
+    if "dsp" in per and "musicnn-msd" in per:
+        gap = [m["whole pipeline"] - d["whole pipeline"] for m, d in zip(per["musicnn-msd"], per["dsp"])]
+        met = bool(np.mean(gap) >= 0.05)
+        rows.append(["musicnn-msd − dsp (paired)", *("" for _ in TRAINED_COLS[:-2]), _stat(gap), "", "", ""])
+    first = per[names[0]][0]
+    settings = "; ".join(f"{n} split {i} (validation nDCG@100 {r['validation']['transformer alone']:.3f}, "
+                         f"{r['epochs']} epochs): " + ", ".join(f"{k} {v}" for k, v in r["settings"].items())
+                         for n in names for i, r in enumerate(per[n]))
+    return C.Section(
+        "Front ends on real music, untrained and trained (3 artist-disjoint splits)",
+        C.markdown_table(["front end", *TRAINED_COLS, "training CPU-s", "epochs"], rows, "l" + "r" * 9),
+        target="whole pipeline on musicnn-msd >= the same on dsp + 0.05 test nDCG@100", met=met,
+        notes=f"Test nDCG@100, mean ± sd over {seeds} artist-disjoint splits of the real set (30% of the "
+              f"artists in test; {first['tracks']['train']} train / {first['tracks']['test']} test tracks in "
+              "split 0), every front end on the same splits, all 81 windows per track (featurize's framing). "
+              "mean-pool, LDA and tuned LDA (shrinkage and directions chosen on validation) are `evaluate`'s "
+              "baseline rows; standardised divides each pooled mean by its spread over the test tracks. "
+              "transformer alone: configs/recommended/transformer.toml trained by `artistsim train` as shipped "
+              "(one thread); whole pipeline: `evaluate`'s last inference add-on row, every add-on chosen on "
+              f"the validation artists (10% of the train artists: 2-3 here). Per split, the transformer's "
+              f"validation nDCG@100, its epochs (of 43) and the add-on settings chosen: {settings}.")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("pool", "quality", "speed"))
-    p.add_argument("frontend", nargs="?", default="dsp")
+    p.add_argument("what", choices=("pool", "quality", "speed", "trained"))
+    p.add_argument("frontend", nargs="*", help="pool: the front end (dsp); trained: the front ends (dsp musicnn-msd)")
     p.add_argument("--stride", type=int, default=1)
     p.add_argument("--tracks", type=int, default=3)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--splits", type=int, default=3)
     p.add_argument("--tf", help="python of a scratch environment with TensorFlow and musicnn (speed reference)")
+    p.add_argument("--json", type=Path, default=RESULTS, help="result file (run_all passes its own)")
+    p.add_argument("--full", action="store_true", help="accepted for run_all: every table here is full-size")
+    p.add_argument("--quick", action="store_true", help="accepted for run_all: the result is labelled quick")
     args = p.parse_args(argv)
     if args.what == "pool":
-        print(pool(args.frontend, args.stride))
-    elif args.what == "quality":
-        print(quality())
+        print(pool((args.frontend or ["dsp"])[0], args.stride))
+        return 0
+    facts = C.machine_facts()
+    if args.what == "quality":
+        section = quality()
+    elif args.what == "speed":
+        section = speed(args.tracks, args.tf, args.repeats)
     else:
-        print(speed(args.tracks, args.tf, args.repeats))
+        section = trained(args.frontend or ["dsp", "musicnn-msd"], args.splits)
+    result = C.make_result("frontends", "Front ends: real-music quality and musicnn speed",
+                           "quick" if args.quick else "full",
+                           "bench_frontends.py", argv if argv is not None else sys.argv[1:], [section], facts)
+    C.emit(result, args.json, merge=True)  # each subcommand refreshes its own table, keeps the others
     return 0
 
 

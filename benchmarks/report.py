@@ -1,6 +1,6 @@
 """Render the docs pages of measured figures from the results files, so none is copied by hand.
 
-    python -m benchmarks.report            # docs/benchmarks.md and docs/quality.md
+    python -m benchmarks.report            # docs/benchmarks.md, docs/quality.md and quoted tables
     python -m benchmarks.report --check    # exit 1 if either page differs from its results
 
 Every benchmark leaves a JSON result (benchmarks/results/NAME.json for a full run,
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -43,10 +44,12 @@ BENCHES = {
     "ui": ("bench_ui.py", "the curator pages' server time at a million tracks: track, artist and audit pages"),
     "featurize": ("bench_featurize.py", "audio files -> features vs decode-only and librosa; quality on real music"),
     "plda": ("bench_plda.py", "the PLDA back end vs cosine: nDCG@100 per preset (network alone, whole pipeline); speed"),
+    "frontends": ("bench_frontends.py", "featurize's front ends on real music, untrained and trained; musicnn vs TensorFlow"),
     "demo": ("bench_demo.py", "`make demo`: its evaluate table, predict vs the catalogue, wall time per step"),
 }
-# Run by run_all only when named (--only): each takes the time of the whole job it measures.
-ON_DEMAND = {"demo"}
+# Run by run_all only when named (--only): each takes the time of the whole job it measures
+# (frontends needs the real set and names its table: run_all --only frontends -- speed --tf PY).
+ON_DEMAND = {"demo", "frontends"}
 
 INTRO = """\
 # Benchmarks
@@ -155,8 +158,32 @@ def render_quality() -> str | None:
         return out.read_text()
 
 
+# Pages that quote tables of a result inside their own text: between the lines
+# `<!-- results NAME: HEADING -->` and `<!-- end results -->`, the section of
+# benchmarks/results/NAME.json with that heading, rendered (the rest of the page is prose).
+QUOTING_PAGES = (C.ROOT / "docs" / "featurize.md", C.ROOT / "docs" / "real-music.md")
+QUOTE = re.compile(r"(<!-- results ([\w-]+): (.+?) -->\n).*?(<!-- end results -->)", re.S)
+
+
+def quote_sections(text: str, results: dict[str, dict]) -> str:
+    """`text` with every results block re-rendered from its results file (left as is if missing)."""
+    def fill(match: re.Match) -> str:
+        result = results.get(match.group(2))
+        section = next((x for x in (result or {}).get("sections", []) if x["heading"] == match.group(3)), None)
+        if section is None:
+            return match.group(0)
+        section = {**section, "load": tuple(section["load"]) if section.get("load") else None}
+        return match.group(1) + "\n" + C.render_section(C.Section(**section)) + "\n" + match.group(4)
+
+    return QUOTE.sub(fill, text)
+
+
 def pages() -> dict[Path, str]:
-    out = {BENCHMARKS_PAGE: render(load_results())}
+    results = load_results()
+    out = {BENCHMARKS_PAGE: render(results)}
+    for page in QUOTING_PAGES:
+        if page.exists():
+            out[page] = quote_sections(page.read_text(), results)
     quality = render_quality()
     if quality is not None:
         out[QUALITY_PAGE] = quality

@@ -54,6 +54,20 @@ def test_generated_pages_match_the_results_files():
     assert proc.returncode == 0, proc.stderr
 
 
+def test_a_quoted_block_is_rerendered_from_its_results_file_and_left_alone_without_one(monkeypatch):
+    """docs pages quote a results table between markers; a stale copy is replaced, prose kept."""
+    monkeypatch.syspath_prepend(str(ROOT))  # benchmarks/ is not an installed package
+    from benchmarks.report import quote_sections
+
+    section = {"heading": "T", "table": "| a |\n|--:|\n| 0.7 |", "target": "", "met": None, "notes": "",
+               "load": None, "command": "python -m benchmarks.x", "date": "2026-12-04"}
+    page = "prose\n<!-- results x: T -->\n| a |\n|--:|\n| 0.5 |\n<!-- end results -->\nmore prose\n"
+    out = quote_sections(page, {"x": {"sections": [section]}})
+    assert "| 0.7 |" in out and "| 0.5 |" not in out
+    assert out.startswith("prose\n<!-- results x: T -->") and out.endswith("<!-- end results -->\nmore prose\n")
+    assert quote_sections(page, {}) == page  # no results file: the page is not emptied
+
+
 # README's headline figures that come from a results file: (file, table heading, row, column,
 # the text README shows). README is written by hand; this keeps it from drifting.
 PER_PRESET = "Test nDCG@100 per preset: the trained recipe against LDA"

@@ -102,3 +102,32 @@ def test_a_damaged_front_end_record_is_one_line_naming_the_field(tmp_path, recor
     with pytest.raises(ProvenanceError, match=words) as err:
         read_frontend(tmp_path)
     assert "\n" not in str(err.value) and "frontend.json" in str(err.value)
+
+
+@pytest.mark.parametrize("verb", ["embed", "evaluate", "predict"])
+def test_a_run_trained_on_one_front_end_refuses_features_of_another(tmp_path, capsys, verb):
+    """Same D (512) both sides, so nothing but the record tells them apart: one line, exit 2, nothing written."""
+    from conftest import write_tiny_dataset
+
+    from artistsim.cli import main
+    from artistsim.config import StageConfig, TrainConfig, TransformerConfig, to_dict
+    from artistsim.models import build_model
+
+    data = write_tiny_dataset(tmp_path / "data", n_train_artists=3, n_test_artists=2, tracks=3)
+    cfg = TrainConfig(model=TransformerConfig(d_model=16, num_heads=2, num_layers=1, ffn_dim=32, projector_hidden=16,
+                                              embedding_dim=8), stages=[StageConfig(8, 10, 1e-3)])
+    run = tmp_path / "run"
+    run.mkdir()
+    write_checkpoint(run / "best.pt", {"config": to_dict(cfg), "model": build_model(cfg.model).state_dict()})
+    write_frontend(run, Frontend("dsp", "3", 512, {"hop": 11700}))
+    write_frontend(data, Frontend("other-cnn", "1", 512, {}))
+    out = tmp_path / "out"
+    args = {"embed": ["--split", "test", "--out", str(out)], "evaluate": ["--out", str(out)],
+            "predict": ["--out", str(out)]}[verb]
+    capsys.readouterr()
+    assert main(["-q", verb, str(data), "--run", str(run), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other-cnn" in err[0] and "trained on dsp" in err[0]
+    assert not out.exists()
+    write_frontend(data, Frontend("dsp", "3", 512, {"hop": 11700}))  # the same front end: accepted
+    assert main(["-q", verb, str(data), "--run", str(run), *args]) == 0

@@ -25,7 +25,7 @@ import torch
 
 from artistsim.atomic import atomic_path, atomic_write_text
 from artistsim.data.layout import DataError
-from artistsim.data.provenance import FRONTEND_FILE, Frontend, read_frontend, write_frontend
+from artistsim.data.provenance import FRONTEND_FILE, Frontend, read_frontend, require_same, write_frontend
 
 # Version of the checkpoint's layout (its keys and what they hold). Bump it when a change
 # makes older readers misread new checkpoints or this reader misread old ones.
@@ -104,6 +104,18 @@ def common_frontend(runs: list[str | Path]) -> Frontend:
     return fronts[0]
 
 
+def check_data_frontend(runs: list[str | Path], data_dir: str | Path) -> Frontend:
+    """The runs' front end, when `data_dir`'s features were made by it; else a one-line ProvenanceError.
+
+    Why: a run learnt the numbers of one front end; another's frames (of the same D, or
+    a folder without a record: the competition's) would be embedded without complaint
+    and ranked as noise. `embed`, `evaluate` and `predict` call this before any work.
+    """
+    expected = common_frontend(list(runs))
+    require_same(expected, read_frontend(data_dir), str(data_dir))
+    return expected
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -173,6 +185,6 @@ def _stale(folder: Path, names: list[str]) -> bool:
     return False
 
 
-__all__ = ["BEST", "CHECKPOINT_VERSION", "FRONTEND_FILE", "common_frontend", "file_sha256", "load_checkpoint",
+__all__ = ["BEST", "CHECKPOINT_VERSION", "FRONTEND_FILE", "check_data_frontend", "common_frontend", "file_sha256", "load_checkpoint",
            "load_settings", "record_frontend", "run_fingerprints", "run_frontend", "save_settings",
            "settings_key", "write_checkpoint"]

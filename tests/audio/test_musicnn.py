@@ -42,15 +42,18 @@ def test_log_mel_matches_the_packages_librosa_log_mel(name):
 
 
 @needs_weights
+@pytest.mark.parametrize("path", ["window by window", "whole track"])
 @pytest.mark.parametrize("model", sorted(REF["layers"]))
-def test_layers_match_the_original_tensorflow_model(model):
+def test_layers_match_the_original_tensorflow_model(model, path):
+    """Both ways through the network (`forward`, and `embed_track`: what featurize runs) against TF."""
     net = m.load_model(model, "cpu")
     worst = 0.0
     for name, x in signals().items():
         mel = m.log_mel(x)
-        windows = torch.stack([mel[i * m.PATCH : (i + 1) * m.PATCH] for i in range(REF["signals"][name]["windows"])])
+        starts = torch.arange(REF["signals"][name]["windows"]) * m.PATCH
         with torch.inference_mode():
-            out = net(windows)
+            out = net(mel[starts[:, None] + torch.arange(m.PATCH)]) if path == "window by window" else \
+                net.embed_track(mel, starts)
         for layer in LAYERS:
             rec = REF["layers"][model][name][layer]
             got = out[layer].numpy()

@@ -147,17 +147,47 @@ def _module_class():
             y = torch.where((scale >= 0)[:, None], hi, lo) + getattr(self, f"conv{i}_b")[:, None]
             return self._bn(F.relu(y), i + 1)
 
-        def _timbral(self, x, i: int):
-            """Timbral block i (0: 38 bands, 1: 67 bands) on (N, L, 96) normalised frames -> (N, C, L - 6).
+        def _block(self, x, i: int):
+            """Front-end block i (0, 1 timbral; 2..4 temporal) on (N, L, 96) normalised frames -> (N, C, L - k + 1).
 
-            Valid in time: the caller pads (zeros after the input batch norm, as the original).
+            Valid in time (k: the filter's length in frames): the caller pads with zeros,
+            (k - 1) // 2 before and k // 2 after, which is the original's padding for both
+            kinds (timbral 3 + 3, temporal TF "same").
             """
             return self._pooled(F.conv2d(x[:, None], getattr(self, f"conv{i}_w")), i)
 
-        def _temporal(self, x, i: int):
-            """Temporal block i (2..4) on (N, 187, 96) normalised windows -> (N, C, 187), TF "same" padding."""
+        def _pad(self, x, i: int, dim: int = 1):
             k = getattr(self, f"conv{i}_w").shape[2]
-            return self._pooled(F.conv2d(F.pad(x[:, None], (0, 0, (k - 1) // 2, k // 2)), getattr(self, f"conv{i}_w")), i)
+            pad = [0, 0] * (x.dim() - dim - 1) + [(k - 1) // 2, k // 2]
+            return F.pad(x, pad)
+
+        def forward(self, mel):
+            """(N, 187, 96) log-mel patches -> dict of (N, D) layers (see LAYERS); the original's computation."""
+            x = self._bn(mel, 0, dim=2)
+            return self._back(torch.cat([self._block(self._pad(x, i), i) for i in range(5)], 1))
+
+        def _shared(self, x, idx, i: int, chunk: int):
+            """Block i's (T, C, 187) outputs for the windows x[idx], from one pass over the track.
+
+            A filter of k frames sees in a window the same frames as in the track, except
+            within (k - 1) // 2 frames of the window's start and k // 2 of its end, where
+            the original pads zeros. So the block runs once over the track (in chunks of
+            `chunk` frames: its output, 96 bands per filter, stays in cache) and only those
+            edge frames are recomputed per window, from the window's own zero-padded edges.
+            """
+            k = getattr(self, f"conv{i}_w").shape[2]
+            lo, hi = (k - 1) // 2, k // 2
+            whole = self._pad(x, i, dim=0)[None]
+            track = torch.cat([self._block(whole[:, a : a + chunk + k - 1], i) for a in range(0, len(x), chunk)], 2)[0]
+            out = track[:, idx].transpose(0, 1).contiguous()  # (T, C, 187): right wherever no zero pad is reached
+            left = F.pad(x[idx[:, : k - 1]], (0, 0, lo, 0))  # (T, lo + k - 1, 96) -> lo outputs
+            right = F.pad(x[idx[:, PATCH - k + 1 :]], (0, 0, 0, hi))  # -> hi outputs
+            step = max(1, 4 * 128 // k)  # windows per call: the edge outputs stay in cache too
+            out[:, :, :lo] = torch.cat([self._block(left[a : a + step], i) for a in range(0, len(idx), step)])
+            if hi:
+                out[:, :, PATCH - hi :] = torch.cat([self._block(right[a : a + step], i)
+                                                     for a in range(0, len(idx), step)])
+            return out
 
         def _back(self, front):
             """(N, 561, 187) front-end features -> the layers of LAYERS."""
@@ -172,42 +202,21 @@ def _module_class():
             return {"mean_pool": mean_pool, "max_pool": max_pool, "pool": torch.cat([mean_pool, max_pool], 1),
                     "penultimate": penultimate, "taggram": torch.sigmoid(logits)}
 
-        def forward(self, mel):
-            """(N, 187, 96) log-mel patches -> dict of (N, D) layers (see LAYERS); the original's computation."""
-            x = self._bn(mel, 0, dim=2)
-            padded = F.pad(x, (0, 0, 3, 3))
-            front = [self._timbral(padded, 0), self._timbral(padded, 1)]
-            front += [self._temporal(x, i) for i in (2, 3, 4)]
-            return self._back(torch.cat(front, 1))
+        def embed_track(self, mel, starts, batch: int = 8, chunk: int = 128):
+            """Layers of the windows mel[s : s + 187] for s in `starts`, every front-end block shared.
 
-        def embed_track(self, mel, starts, batch: int = 32):
-            """Layers of the windows mel[s : s + 187] for s in `starts`, the timbral blocks shared.
-
-            Why: the windows overlap ~4x, and a timbral filter (7 frames) sees the same
-            frames in every window but at a window's 3 edge frames, where the original pads
-            zeros. So the timbral blocks run once over the track and only those edge frames
-            are recomputed per window: the same numbers as `forward`, ~2x faster per track.
+            Why: the windows overlap ~4x, and each front-end filter sees the same frames in
+            every window but near a window's edges (`_shared`). So every block runs once
+            over the track and only those edge frames are recomputed per window: the same
+            numbers as `forward`, several times faster per track (docs/featurize.md, "Speed").
+            The mid and back ends then run on `batch` windows at a time (small batches keep
+            their tensors in cache).
             mel: (F, 96) with every window inside; starts: (T,) int tensor.
             """
             x = self._bn(mel, 0, dim=1)  # (F, 96)
-            offsets = torch.arange(PATCH, device=mel.device)
-            idx = starts[:, None] + offsets  # (T, 187)
-            zeros = x.new_zeros(len(starts), 3, x.shape[1])
-            left = torch.cat([zeros, x[idx[:, :6]]], 1)  # (T, 9, 96): the window's first 6 frames, zero before
-            right = torch.cat([x[idx[:, -6:]], zeros], 1)
-            whole = F.pad(x, (0, 0, 3, 3))[None]
-            timbral = []
-            for i in (0, 1):
-                track = torch.cat([self._timbral(whole[:, a : a + 1030], i) for a in range(0, len(x), 1024)], 2)[0]
-                t = track[:, idx].transpose(0, 1).clone()  # (T, C, 187)
-                t[:, :, :3], t[:, :, -3:] = self._timbral(left, i), self._timbral(right, i)
-                timbral.append(t)
-            out = []
-            for a in range(0, len(starts), batch):
-                windows = x[idx[a : a + batch]]
-                front = [timbral[0][a : a + batch], timbral[1][a : a + batch]]
-                front += [self._temporal(windows, i) for i in (2, 3, 4)]
-                out.append(self._back(torch.cat(front, 1)))
+            idx = starts[:, None] + torch.arange(PATCH, device=mel.device)  # (T, 187)
+            front = torch.cat([self._shared(x, idx, i, chunk) for i in range(5)], 1)  # (T, 561, 187)
+            out = [self._back(front[a : a + batch]) for a in range(0, len(starts), batch)]
             return {k: torch.cat([o[k] for o in out]) for k in out[0]}
 
     return Musicnn

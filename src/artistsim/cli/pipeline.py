@@ -101,7 +101,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from artistsim.data.splits import holdout_mask, load_split
     from artistsim.embed import load_run, resolve_device, save_embeddings
     from artistsim.evaluation.report import EmbedOptions, embed_split
+    from artistsim.runs import check_data_frontend
 
+    check_data_frontend([args.run], args.data_dir)
     device = resolve_device(args.device)
     model, cfg = load_run(args.run, device)
     split = load_split(args.data_dir, "train" if args.split == "val" else "test", progress=progress(args))

@@ -23,6 +23,7 @@ from artistsim.evaluation.inference import (FusionInputs, calibrate, cohort_for,
                                             tune_lda)
 from artistsim.evaluation.metrics import ndcg_at_k
 from artistsim.evaluation.submission import write_submission
+from artistsim.runs import check_data_frontend
 from artistsim.search.ann import IndexSearcher
 from artistsim.search.loader import load_pipeline, save_state
 from artistsim.search.pipeline import InferenceSettings, MatrixSearcher, PipelineState, rank_all
@@ -103,6 +104,7 @@ def evaluate(data_dir: str | Path, runs: list[str | Path], device: torch.device,
     """
     opts = opts or EmbedOptions()
     runs = [Path(r) for r in runs]
+    check_data_frontend(runs, data_dir)
     loaded = [load_run(r, device) for r in runs]
     _check_same_holdout([cfg for _, cfg in loaded], runs)
     cfg0 = loaded[0][1]
@@ -238,6 +240,7 @@ def predict(data_dir: str | Path, runs: list[str | Path], device: torch.device, 
     pipeline approximate FAISS candidates, for speed at millions of tracks.
     """
     opts = opts or EmbedOptions()
+    check_data_frontend(runs, data_dir)
     test = load_split(data_dir, "test", progress=progress, labels=False)  # needs no ground truth
     rows = np.arange(len(test.meta))
     default = InferenceSettings(rerank_threshold=threshold if use_rerank else None)
