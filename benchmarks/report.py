@@ -42,6 +42,7 @@ BENCHES = {
     "quality": ("bench_quality.py", "nDCG@100 per synthetic preset and seed: baselines, recipes, margin over LDA"),
     "ui": ("bench_ui.py", "the curator pages' server time at a million tracks: track, artist and audit pages"),
     "featurize": ("bench_featurize.py", "audio files -> features vs decode-only and librosa; quality on real music"),
+    "networks": ("bench_networks.py", "issue 24's targets: networks alone and the pipeline vs tuned LDA; CPU-minutes"),
 }
 
 INTRO = """\
@@ -148,7 +149,21 @@ def render_quality() -> str | None:
     with tempfile.TemporaryDirectory() as tmp:  # the renderer writes a file; read it back
         out = Path(tmp) / "quality.md"
         write_quality_md(result, out)
-        return out.read_text()
+        return out.read_text() + render_networks()
+
+
+def render_networks() -> str:
+    """The issue-24 targets (results/networks.json) appended to the quality page, if measured."""
+    path = result_path("networks", "full")
+    if not path.exists():
+        return ""
+    r = json.loads(path.read_text())
+    parts = ["", f"## {r['title']} (issue 24)", "",
+             f"From `{path.relative_to(C.ROOT)}` ({r['machine']['date']}; {r['machine']['cores']} cores, "
+             f"{r['machine']['cpu']}). Each row of the results file keeps the command that measured it.", ""]
+    for s in r["sections"]:
+        parts.append(C.render_section(C.Section(**{**s, "load": tuple(s["load"]) if s["load"] else None})))
+    return "\n".join(parts).rstrip() + "\n"
 
 
 def pages() -> dict[Path, str]:
