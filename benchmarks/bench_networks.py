@@ -153,6 +153,20 @@ def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
     return sorted(merged, key=lambda r: (order.get(r["preset"], 99), len(r["members"]), r["members"], r["seed"]))
 
 
+def result_of(rows: list[dict], mode: str, argv: list[str], facts: dict, note: str = "") -> dict:
+    """The results file's content: the tables made afresh from every stored row."""
+    secs = rows_sections(rows, quick=mode == "quick")
+    commands = sorted({r["command"] for r in rows})
+    days = sorted({r["date"][:10] for r in rows})
+    for s in secs:  # rows of several invocations: name the script; the first table's notes list each command
+        s.command = commands[0] if len(commands) == 1 else "python -m benchmarks.bench_networks --full"
+        s.date = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+    secs[0].notes += note
+    facts["dataset"] = "synthetic presets " + ", ".join(sorted({r["preset"] for r in rows}))
+    return C.make_result("networks", "Networks alone and the whole pipeline against the tuned LDA", mode,
+                         "bench_networks.py", argv, secs, facts, extra={"rows": rows})
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = C.base_parser(__doc__)
@@ -162,36 +176,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--members", nargs="+", default=list(RECIPE), choices=MEMBERS,
                    help=f"configs/recommended/MEMBER.toml, evaluated together (default: {' '.join(RECIPE)})")
     p.add_argument("--max-steps", type=int, default=None, help="cap batches per epoch (quick default: 2)")
+    p.add_argument("--rebuild", action="store_true", help="only remake the tables from the stored rows; run nothing")
     args = p.parse_args(argv)
     mode = C.mode_of(args)
     presets = args.presets or (["demo"] if mode == "quick" else list(PRESETS))
     seeds = args.seeds if args.seeds is not None else ([0] if mode == "quick" else [0, 1, 2])
     max_steps = args.max_steps if args.max_steps is not None else (2 if mode == "quick" else 0)
+    json_path = args.json or (RESULT if mode == "full" else C.BENCH_DIR / "results" / "quick" / "networks.json")
+    old = json.loads(json_path.read_text()) if json_path.exists() else None
+    if args.rebuild:
+        if old is None:
+            p.error(f"--rebuild: no results in {json_path}")
+        result = result_of(old["extra"]["rows"], mode, argv, old["machine"])
+        result["command"] = old["command"]
+        C.emit(result, json_path)
+        return 0
     C.set_threads(1)
     facts = C.machine_facts()
-    load0, t0 = C.load_average(), time.perf_counter()
+    t0 = time.perf_counter()
     root = C.SCRATCH / "networks" / mode
     rows = [run_cell(preset, seed, list(args.members), root, max_steps) for preset in presets for seed in seeds]
     errors = [f"{r['preset']} seed {r['seed']}: {r['error']}" for r in rows if "error" in r]
     command = C.command_line("bench_networks.py", argv)
     rows = [{**r, "command": command} for r in rows if "error" not in r]
-    json_path = args.json or (RESULT if mode == "full" else C.BENCH_DIR / "results" / "quick" / "networks.json")
-    old = json.loads(json_path.read_text())["extra"]["rows"] if json_path.exists() else []
-    rows = merge_rows(old, rows)
-    secs = rows_sections(rows, quick=max_steps > 0)
-    commands = sorted({r["command"] for r in rows})
-    if len(commands) > 1:  # rows of several invocations: the table names them all, not only this one
-        dates = sorted(r["date"] for r in rows)
-        for s in secs:
-            s.command, s.date = "several invocations of benchmarks.bench_networks (listed under the first table)", \
-                f"{dates[0][:10]} to {dates[-1][:10]}"
-    secs[0].load = (load0, C.load_average())
-    secs[0].notes += f" This invocation: {time.perf_counter() - t0:.0f} s wall." + "".join(f" Failed: {e}." for e in errors)
-    facts["dataset"] = "synthetic presets " + ", ".join(sorted({r["preset"] for r in rows}))
-    result = C.make_result("networks", "Networks alone and the whole pipeline against the tuned LDA", mode,
-                           "bench_networks.py", argv, secs, facts, extra={"rows": rows})
+    rows = merge_rows(old["extra"]["rows"] if old else [], rows)
+    note = f" Last invocation: {time.perf_counter() - t0:.0f} s wall." + "".join(f" Failed: {e}." for e in errors)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    C.emit(result, json_path)
+    C.emit(result_of(rows, mode, argv, facts, note), json_path)
     return 1 if errors else 0
 
 

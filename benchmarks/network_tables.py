@@ -102,7 +102,7 @@ def members_section(rows: list[dict]) -> C.Section:
         notes="CPU-minutes are user + system CPU time of the training process (OMP_NUM_THREADS=1, the "
               "full curriculum of `configs/recommended/MEMBER.toml`, one training at a time on the "
               "shared 2-core machine; other workers' jobs ran beside it). Epochs count every curriculum "
-              "stage. `rflda` is fitted in closed form (its epochs: 0). `holdout_8k` is `holdout` with "
+              "stage. `rflda` is fitted in closed form (one record, no epochs). `holdout_8k` is `holdout` with "
               "1,200 training artists instead of 400 (fixed before any model ran on it).")
 
 
@@ -139,5 +139,9 @@ def rows_sections(rows: list[dict], quick: bool = False) -> list[C.Section]:
     if quick:
         out[0].notes += " Quick mode: 2 batches an epoch, a check of the machinery, not of quality."
     commands = sorted({r.get("command", "") for r in rows} - {""})
-    out[0].notes += " Rows measured by: " + "; ".join(f"`{c}`" for c in commands) + "." if commands else ""
+    if commands:
+        out[0].notes += " Rows measured by: " + "; ".join(f"`{c}`" for c in commands) + "."
+    loads = [r["load_1min"] for r in rows if "load_1min" in r]
+    if loads:
+        out[0].notes += f" Load average (1 min) when each cell ended: {min(loads):.1f} to {max(loads):.1f}."
     return out
