@@ -48,7 +48,10 @@ BENCHES = {
     "ui": ("bench_ui.py", "the curator pages' server time at a million tracks: track, artist and audit pages"),
     "featurize": ("bench_featurize.py", "audio files -> features vs decode-only and librosa; quality on real music"),
     "networks": ("bench_networks.py", "issue 24's targets: networks alone and the pipeline vs tuned LDA; CPU-minutes"),
+    "demo": ("bench_demo.py", "`make demo`: its evaluate table, predict vs the catalogue, wall time per step"),
 }
+# Run by run_all only when named (--only): each takes the time of the whole job it measures.
+ON_DEMAND = {"demo", "networks"}
 
 INTRO = """\
 # Benchmarks

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from benchmarks import common as C
-from benchmarks.report import BENCHES, result_path, write_pages
+from benchmarks.report import BENCHES, ON_DEMAND, result_path, write_pages
 
 
 def run_one(name: str, mode: str, extra: list[str]) -> int:
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=list(BENCHES), help="run only these (repeatable)")
     parser.add_argument("--report-only", action="store_true", help="only regenerate the docs pages")
     args = parser.parse_args(argv)
-    names = args.only or list(BENCHES)
+    names = args.only or [n for n in BENCHES if n not in ON_DEMAND]
     if extra and len(names) != 1:
         parser.error("arguments after -- go to one benchmark: use it with a single --only")
     failed = []

@@ -4,32 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TINY_TOML = """
-val_fraction = 0.3
-eval_batch_size = 16
-
-[model]
-kind = "transformer"
-d_model = 32
-num_heads = 2
-num_layers = 1
-ffn_dim = 32
-projector_hidden = 32
-embedding_dim = 16
-dropout = 0.0
-
-[[stages]]
-artists_per_batch = 3
-crop = 10
-lr = 1e-3
-max_epochs = MAX_EPOCHS
-"""
+def transformer_toml(width: int, heads: int, ffn: int, projector: int, embedding: int, stages: list[dict],
+                     val_fraction: float = 0.3, eval_batch_size: int = 16, dropout: float = 0.0,
+                     patience: int | None = None) -> str:
+    """A small transformer training config as TOML text: the one writer of the tests' configs."""
+    top = [f"val_fraction = {val_fraction}", f"eval_batch_size = {eval_batch_size}"]
+    top += [f"patience = {patience}"] if patience is not None else []
+    model = ['[model]', 'kind = "transformer"', f"d_model = {width}", f"num_heads = {heads}", "num_layers = 1",
+             f"ffn_dim = {ffn}", f"projector_hidden = {projector}", f"embedding_dim = {embedding}",
+             f"dropout = {dropout}"]
+    parts = ["\n".join(top), "\n".join(model)]
+    for stage in stages:
+        lines = ["[[stages]]"] + [f"{k} = {str(v).lower() if isinstance(v, bool) else v}" for k, v in stage.items()]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
 
 
 def tiny_config(folder: Path, max_epochs: int = 1, d_model: int = 32) -> Path:
     """Write a seconds-long training config; returns its path."""
     path = folder / f"tiny_{max_epochs}_{d_model}.toml"
-    path.write_text(TINY_TOML.replace("MAX_EPOCHS", str(max_epochs)).replace("d_model = 32", f"d_model = {d_model}"))
+    path.write_text(transformer_toml(d_model, 2, 32, 32, 16,
+                                     [dict(artists_per_batch=3, crop=10, lr=1e-3, max_epochs=max_epochs)]))
     return path
 
 

@@ -19,12 +19,6 @@ import artistsim
 PACKAGE = Path(artistsim.__file__).resolve().parent
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MAX_LINES = 400
-# Modules over the limit when it was set (issue 22), each capped at its length then: they
-# may shrink, never grow, and leave this table once split (the test below says when).
-TOO_LONG_TODAY = {
-    "artistsim.training.chunked_loss": 444,
-}
-
 # Each wing may import only the wings listed (and itself). The order is the direction of
 # the data's journey: nothing below imports anything above it.
 ALLOWED = {
@@ -151,15 +145,7 @@ def test_imports_point_one_way():
 @pytest.mark.parametrize("name,path", sorted(modules().items()))
 def test_module_size(name, path):
     n = len(path.read_text().splitlines())
-    cap = TOO_LONG_TODAY.get(name, MAX_LINES)
-    assert n <= cap, f"{name} has {n} lines (at most {cap}); split it along a seam (docs/design.md)"
-
-
-def test_the_too_long_list_only_holds_modules_still_too_long():
-    mods = modules()
-    stale = [name for name in TOO_LONG_TODAY
-             if name not in mods or len(mods[name].read_text().splitlines()) <= MAX_LINES]
-    assert not stale, f"now within {MAX_LINES} lines (or gone): remove from TOO_LONG_TODAY: {stale}"
+    assert n <= MAX_LINES, f"{name} has {n} lines (at most {MAX_LINES}); split it along a seam (docs/design.md)"
 
 
 def benchmark_imports() -> list[tuple[str, int, str]]:

@@ -15,44 +15,28 @@ from artistsim.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent / "audio"))
 from audio_cases import write_artists  # noqa: E402
+from fault_cases import transformer_toml  # noqa: E402
 
-CONFIG = """
-val_fraction = 0.2
-patience = 4
-eval_batch_size = 64
+CONFIG = transformer_toml(64, 4, 128, 64, 32, [dict(artists_per_batch=6, crop=8, lr=2e-3, max_epochs=15)],
+                          val_fraction=0.2, eval_batch_size=64, dropout=0.1, patience=4)
 
-[model]
-kind = "transformer"
-d_model = 64
-num_heads = 4
-num_layers = 1
-ffn_dim = 128
-dropout = 0.1
-projector_hidden = 64
-embedding_dim = 32
 
-[[stages]]
-artists_per_batch = 6
-crop = 8
-lr = 2e-3
-max_epochs = 15
-"""
+def audio_to_submission(tmp_path: Path, manifest: Path, config: str, *featurize_args: str) -> tuple[Path, Path]:
+    """featurize -> validate -> pack -> train -> predict through the CLI; returns (data folder, submission)."""
+    data, cfg, run, sub = tmp_path / "data", tmp_path / "config.toml", tmp_path / "run", tmp_path / "submission.tsv"
+    assert main(["-q", "featurize", str(manifest), str(data), "--seed", "1", "--workers", "1", *featurize_args]) == 0
+    assert main(["-q", "validate", str(data)]) == 0
+    assert main(["-q", "pack", str(data)]) == 0
+    cfg.write_text(config)
+    assert main(["-q", "train", str(data), "--config", str(cfg), "--out", str(run)]) == 0
+    assert main(["-q", "predict", str(data), "--run", str(run), "--out", str(sub), "--no-rerank"]) == 0
+    return data, sub
 
 
 @pytest.mark.slow
 def test_featurize_then_train_ranks_same_artist_first(tmp_path, capsys):
     manifest = write_artists(tmp_path / "music", n_artists=14, tracks=5, seconds=12.0)
-    data = tmp_path / "data"
-    assert main(["-q", "featurize", str(manifest), str(data), "--test-fraction", "0.3", "--seed", "1",
-                 "--workers", "1"]) == 0
-    assert main(["-q", "validate", str(data)]) == 0
-    assert main(["-q", "pack", str(data)]) == 0
-    cfg = tmp_path / "tiny.toml"
-    cfg.write_text(CONFIG)
-    run = tmp_path / "run"
-    assert main(["-q", "train", str(data), "--config", str(cfg), "--out", str(run)]) == 0
-    sub = tmp_path / "submission.tsv"
-    assert main(["-q", "predict", str(data), "--run", str(run), "--out", str(sub), "--no-rerank"]) == 0
+    data, sub = audio_to_submission(tmp_path, manifest, CONFIG, "--test-fraction", "0.3")
     capsys.readouterr()
     assert main(["score", str(sub), str(data / "test_gt.tsv")]) == 0
     ndcg = float(capsys.readouterr().out.split()[-1])
@@ -63,26 +47,8 @@ def test_featurize_then_train_ranks_same_artist_first(tmp_path, capsys):
     assert ndcg > 0.8 and sum(top1) >= 0.8 * len(top1)
 
 
-SMALL_CONFIG = """
-val_fraction = 0.25
-eval_batch_size = 16
-
-[model]
-kind = "transformer"
-d_model = 32
-num_heads = 2
-num_layers = 1
-ffn_dim = 64
-dropout = 0.0
-projector_hidden = 32
-embedding_dim = 16
-
-[[stages]]
-artists_per_batch = 3
-crop = 4
-lr = 1e-3
-max_epochs = 1
-"""
+SMALL_CONFIG = transformer_toml(32, 2, 64, 32, 16, [dict(artists_per_batch=3, crop=4, lr=1e-3, max_epochs=1)],
+                                val_fraction=0.25)
 
 
 @pytest.mark.slow
@@ -104,21 +70,11 @@ def test_every_front_end_runs_from_audio_to_a_submission(tmp_path, capsys, front
         except MusicnnError:
             pytest.skip("musicnn package not installed (make setup installs it)")
     manifest = write_artists(tmp_path / "music", n_artists=6, tracks=3, seconds=4.0)
-    data = tmp_path / "data"
-    assert main(["-q", "featurize", str(manifest), str(data), "--test-fraction", "0.34", "--seed", "1",
-                 "--workers", "1", "--frontend", frontend]) == 0
+    data, sub = audio_to_submission(tmp_path, manifest, SMALL_CONFIG, "--test-fraction", "0.34", "--frontend", frontend)
     record = json.loads((data / "frontend.json").read_text())
     assert (record["name"], record["dim"]) == (frontend, dim)
     some = next((data / "train_features").rglob("*.npy"))
     assert np.load(some).shape[0] == dim
-    assert main(["-q", "validate", str(data)]) == 0
-    assert main(["-q", "pack", str(data)]) == 0
-    cfg = tmp_path / "small.toml"
-    cfg.write_text(SMALL_CONFIG)
-    run = tmp_path / "run"
-    assert main(["-q", "train", str(data), "--config", str(cfg), "--out", str(run)]) == 0
-    sub = tmp_path / "submission.tsv"
-    assert main(["-q", "predict", str(data), "--run", str(run), "--out", str(sub), "--no-rerank"]) == 0
     test_ids = pd.read_csv(data / "test_meta.tsv", sep="\t")["trackid"]
     assert sorted(int(line.split("\t")[0]) for line in sub.read_text().splitlines()) == sorted(test_ids)
     capsys.readouterr()

@@ -10,35 +10,11 @@ import pytest
 
 from artistsim.cli import main
 from artistsim.synth import SynthPreset, generate
+from fault_cases import transformer_toml
 
-CONFIG = """
-val_fraction = 0.15
-patience = 5
-eval_batch_size = 128
-
-[model]
-kind = "transformer"
-d_model = 64
-num_heads = 4
-num_layers = 1
-ffn_dim = 128
-dropout = 0.1
-projector_hidden = 128
-embedding_dim = 64
-
-[[stages]]
-artists_per_batch = 8
-crop = 10
-lr = 2e-3
-max_epochs = 20
-
-[[stages]]
-artists_per_batch = 8
-crop = 40
-lr = 1e-3
-max_epochs = 3
-augment = true
-"""
+CONFIG = transformer_toml(64, 4, 128, 128, 64, [dict(artists_per_batch=8, crop=10, lr=2e-3, max_epochs=20),
+                                                 dict(artists_per_batch=8, crop=40, lr=1e-3, max_epochs=3, augment=True)],
+                          val_fraction=0.15, eval_batch_size=128, dropout=0.1, patience=5)
 
 
 @pytest.fixture(scope="module")

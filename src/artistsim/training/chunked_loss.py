@@ -19,6 +19,16 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from artistsim.training.chunks import (
+    Chunk,
+    Layout,
+    batch_layout,
+    dense_logsumexp_,
+    segment_logsumexp,
+    similarity_chunk,
+    softplus_grad,
+)
+
 # Rows of the similarity matrix per chunk. At 13,000 x 128 (the seed's first stage) on
 # 2 CPU cores, forward+backward takes 21 / 18 / 14 / 11.4 / 11.4 s with 256 / 512 / 1024 /
 # 2048 / 4096 rows for 93 / 145 / 246 / 450 / 856 MB above the inputs: 2048 is where
@@ -28,10 +38,6 @@ DEFAULT_CHUNK_SIZE = 2048
 # The seed's TripletMarginLoss flags; the memory-efficient path implements only these.
 TRIPLET_SWAP = True
 TRIPLET_SMOOTH = True
-
-# torch.nn.functional.softplus(beta=1) returns x itself above this (and its gradient is
-# then exactly 1); reproduced so the closed-form gradients match autograd's.
-_SOFTPLUS_THRESHOLD = 20.0
 
 TERM_NAMES = ("multi_similarity", "circle", "triplet_margin")
 
@@ -57,99 +63,6 @@ def check_inputs(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
             "must have the same batch size"
         )
     return labels.to(embeddings.device)
-
-
-def _softplus_grad(x: torch.Tensor) -> torch.Tensor:
-    """d softplus(x) / dx exactly as torch computes it (1 above the threshold)."""
-    return torch.where(x > _SOFTPLUS_THRESHOLD, torch.ones_like(x), torch.sigmoid(x))
-
-
-# ------------------------------------------------------------------ batch layout
-#
-# A row's positives are few (its artist's other tracks, ~10) while its negatives are
-# almost the whole row. So the dense c x B work of a chunk covers all columns, the
-# same-label entries are overwritten through a short list of flat indices, and the
-# positive terms are computed on that list as ragged rows. No dense boolean masks.
-
-
-class _Layout(NamedTuple):
-    """Index structures of one batch, O(B), shared by forward and backward.
-
-    A chunk's same-label pairs are listed row by row; row i's pairs are numbered
-    pair_start[i] .. pair_start[i + 1] - 1 across the whole batch.
-    """
-
-    b: int
-    chunk_size: int
-    edges: list[int]  # chunk boundaries 0, chunk_size, ..., b
-    row_size: torch.Tensor  # (B,) rows with this row's label, itself included
-    pair_edges: list[int]  # pair_start at the chunk boundaries
-    col_shift: torch.Tensor  # (B,) index into `order` of a row's pair q is col_shift + q
-    order: torch.Tensor  # (B,) rows sorted by label
-
-
-def _layout(labels: torch.Tensor, chunk_size: int) -> _Layout:
-    b = labels.shape[0]
-    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
-    order = torch.argsort(inverse, stable=True)
-    group_first = torch.cumsum(counts, 0) - counts
-    row_size = counts[inverse]
-    pair_start = F.pad(torch.cumsum(row_size, 0), (1, 0))
-    edges = list(range(0, b, chunk_size)) + [b]
-    pair_edges = pair_start[edges].tolist()
-    col_shift = group_first[inverse] - pair_start[:-1]
-    return _Layout(b, chunk_size, edges, row_size, pair_edges, col_shift, order)
-
-
-class _Chunk(NamedTuple):
-    """Rows start:stop of S = e e^T and their same-label entries."""
-
-    s: torch.Tensor  # (c, B)
-    same_flat: torch.Tensor  # flat indices into s of same-label entries, self included
-    pos_flat: torch.Tensor  # flat indices of the positive pairs (same label, not self)
-    pos_rows: torch.Tensor  # chunk-local row of each positive pair
-    sp: torch.Tensor  # similarity of each positive pair
-
-
-def _chunk(e: torch.Tensor, lay: _Layout, k: int) -> _Chunk:
-    """Chunk k's similarities and pairs; there are as many pairs as the sum of its rows'
-    artist sizes (at most c x B, reached only if the whole batch is one artist)."""
-    start, stop = lay.edges[k], lay.edges[k + 1]
-    lo, hi = lay.pair_edges[k], lay.pair_edges[k + 1]
-    s = e[start:stop] @ e.T
-    arange = torch.arange(stop - start, device=e.device)
-    rows = torch.repeat_interleave(arange, lay.row_size[start:stop], output_size=hi - lo)
-    cols = lay.order[lay.col_shift[start:stop][rows] + torch.arange(lo, hi, device=e.device)]
-    same_flat = rows * lay.b + cols
-    positive = cols != rows + start
-    pos_flat = same_flat[positive]
-    return _Chunk(s, same_flat, pos_flat, rows[positive], s.view(-1)[pos_flat])
-
-
-def _segment_logsumexp(x: torch.Tensor, seg: torch.Tensor, n: int, plus_one: bool) -> torch.Tensor:
-    """Per-row log([1 +] sum exp(x)) over ragged rows `seg`; empty rows give 0 / -inf."""
-    m = x.new_full((n,), float("-inf")).scatter_reduce_(0, seg, x, reduce="amax")
-    m = m.clamp_min(0.0) if plus_one else torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    total = x.new_zeros(n).index_add_(0, seg, torch.exp(x - m[seg]))
-    if plus_one:
-        total += torch.exp(-m)
-    return m + torch.log(total)
-
-
-def _dense_logsumexp_(x: torch.Tensor, plus_one: bool, nonpositive: bool) -> torch.Tensor:
-    """Row-wise log([1 +] sum exp(x)), overwriting x; masked entries are -inf.
-
-    `nonpositive` says x <= 0 everywhere (MultiSimilarity negatives with base >= 1),
-    so with the extra 1 no shift is needed and log1p keeps full precision.
-    """
-    if plus_one and nonpositive:
-        return torch.log1p(x.exp_().sum(dim=1))
-    m = x.amax(dim=1)
-    m = m.clamp_min(0.0) if plus_one else torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    total = x.sub_(m[:, None]).exp_().sum(dim=1)
-    if plus_one:
-        total += torch.exp(-m)
-    return m + torch.log(total)
 
 
 # ------------------------------------------------------------------ per-chunk terms
@@ -188,28 +101,28 @@ def _circle_pos_logits(sp: torch.Tensor, p: CircleParams) -> tuple[torch.Tensor,
     return -p.gamma * wp * (sp - (1.0 - p.m)), wp
 
 
-def _ms_forward(ch: _Chunk, p: MSParams) -> tuple[torch.Tensor, torch.Tensor]:
+def _ms_forward(ch: Chunk, p: MSParams) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row log(1 + sum exp) of the positive and of the negative logits."""
     c = ch.s.shape[0]
-    lse_p = _segment_logsumexp(_ms_pos_logits(ch.sp, p), ch.pos_rows, c, plus_one=True)
+    lse_p = segment_logsumexp(_ms_pos_logits(ch.sp, p), ch.pos_rows, c, plus_one=True)
     xn = _ms_neg_logits(ch.s, p)
     xn.view(-1).index_fill_(0, ch.same_flat, float("-inf"))
-    lse_n = _dense_logsumexp_(xn, plus_one=True, nonpositive=p.beta * (1.0 - p.base) <= 0)
+    lse_n = dense_logsumexp_(xn, plus_one=True, nonpositive=p.beta * (1.0 - p.base) <= 0)
     return lse_p, lse_n
 
 
-def _circle_forward(ch: _Chunk, p: CircleParams) -> tuple[torch.Tensor, torch.Tensor]:
+def _circle_forward(ch: Chunk, p: CircleParams) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row logsumexp of the positive and of the negative logits (-inf if none)."""
     c = ch.s.shape[0]
-    lse_p = _segment_logsumexp(_circle_pos_logits(ch.sp, p)[0], ch.pos_rows, c, plus_one=False)
+    lse_p = segment_logsumexp(_circle_pos_logits(ch.sp, p)[0], ch.pos_rows, c, plus_one=False)
     ln, _ = _circle_neg_logits(ch.s, p)
     ln.view(-1).index_fill_(0, ch.same_flat, float("-inf"))
-    lse_n = _dense_logsumexp_(ln, plus_one=False, nonpositive=False)
+    lse_n = dense_logsumexp_(ln, plus_one=False, nonpositive=False)
     return lse_p, lse_n
 
 
 def _ms_backward(
-    ch: _Chunk, p: MSParams, lse_p: torch.Tensor, lse_n: torch.Tensor, coef: float
+    ch: Chunk, p: MSParams, lse_p: torch.Tensor, lse_n: torch.Tensor, coef: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """|coef| d loss / dS on every entry (meaningful off the same-label ones) and the
     signed gradient on the positive pairs: d/dS_in = +softmax weight, d/dS_ip = -weight
@@ -221,7 +134,7 @@ def _ms_backward(
 
 
 def _circle_backward(
-    ch: _Chunk, p: CircleParams, lse_p: torch.Tensor, lse_n: torch.Tensor, coef: torch.Tensor
+    ch: Chunk, p: CircleParams, lse_p: torch.Tensor, lse_n: torch.Tensor, coef: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """As _ms_backward for Circle, with per-row coefficients (0 for rows without loss).
 
@@ -240,7 +153,7 @@ def _circle_backward(
 
 
 def _pair_grad(
-    ch: _Chunk, ms: tuple[MSParams, float] | None, circle: tuple[CircleParams, torch.Tensor, float] | None,
+    ch: Chunk, ms: tuple[MSParams, float] | None, circle: tuple[CircleParams, torch.Tensor, float] | None,
     stats: torch.Tensor,
 ) -> torch.Tensor:
     """d (MultiSimilarity + Circle) / dS for the chunk's rows (zeros if both inactive).
@@ -285,7 +198,7 @@ class _Triplets(NamedTuple):
 
 
 def _index_triplets(
-    a: torch.Tensor, p: torch.Tensor, n: torch.Tensor, margin: float, lay: _Layout
+    a: torch.Tensor, p: torch.Tensor, n: torch.Tensor, margin: float, lay: Layout
 ) -> _Triplets:
     edges = torch.tensor(lay.edges, device=a.device)
     by_a, by_p = torch.argsort(a), torch.argsort(p)
@@ -303,7 +216,7 @@ def _index_triplets(
     )
 
 
-def _gather_triplets(ch: _Chunk, trip: _Triplets, k: int, s_trip: torch.Tensor) -> None:
+def _gather_triplets(ch: Chunk, trip: _Triplets, k: int, s_trip: torch.Tensor) -> None:
     """Copy the chunk's S_ap, S_an (rows 0, 1, by_a order) and S_pn (row 2, by_p order)."""
     flat = ch.s.view(-1)
     lo, hi = trip.a_edges[k], trip.a_edges[k + 1]
@@ -330,7 +243,7 @@ def _reduce_triplets(s_trip: torch.Tensor, trip: _Triplets) -> tuple[torch.Tenso
     nonzero = losses > 0
     count = int(nonzero.sum())
     loss = losses[nonzero].mean() if count else s_trip.new_zeros(())
-    dviol = _softplus_grad(violation) if TRIPLET_SMOOTH else (violation > 0).to(s_trip.dtype)
+    dviol = softplus_grad(violation) if TRIPLET_SMOOTH else (violation > 0).to(s_trip.dtype)
     dviol = dviol * nonzero.to(s_trip.dtype)
     w_an = torch.ones_like(dviol)
     if TRIPLET_SWAP:
@@ -353,7 +266,7 @@ def _add_triplet_grad(grad_s: torch.Tensor, trip: _Triplets, coef: torch.Tensor,
 # ------------------------------------------------------------- autograd function
 
 
-def _reduce_circle(stats: torch.Tensor, lay: _Layout) -> tuple[torch.Tensor, int, torch.Tensor]:
+def _reduce_circle(stats: torch.Tensor, lay: Layout) -> tuple[torch.Tensor, int, torch.Tensor]:
     """Circle's AvgNonZero mean, its count and each row's d loss / d z (0 if excluded).
 
     Rows without a positive or a negative are 0 (PML masks them), so they drop out too.
@@ -365,7 +278,7 @@ def _reduce_circle(stats: torch.Tensor, lay: _Layout) -> tuple[torch.Tensor, int
     nonzero = rows > 0
     count = int(nonzero.sum())
     loss = rows[nonzero].mean() if count else zero
-    return loss, count, torch.where(nonzero, _softplus_grad(z), zero)
+    return loss, count, torch.where(nonzero, softplus_grad(z), zero)
 
 
 class SeedTermsFunction(torch.autograd.Function):
@@ -381,7 +294,7 @@ class SeedTermsFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, e, labels, ms_p, circle_p, triplets, margin, chunk_size):  # type: ignore[override]
-        lay = _layout(labels, chunk_size)
+        lay = batch_layout(labels, chunk_size)
         b = lay.b
         trip = _index_triplets(*triplets, margin, lay) if triplets is not None else None
         stats = e.new_zeros((4, b))  # ms lse_p, ms lse_n, circle lse_p, circle lse_n
@@ -389,7 +302,7 @@ class SeedTermsFunction(torch.autograd.Function):
         with torch.no_grad():
             for k in range(len(lay.edges) - 1):
                 start, stop = lay.edges[k], lay.edges[k + 1]
-                ch = _chunk(e, lay, k)
+                ch = similarity_chunk(e, lay, k)
                 if ms_p is not None:
                     stats[0, start:stop], stats[1, start:stop] = _ms_forward(ch, ms_p)
                 if circle_p is not None:
@@ -432,7 +345,7 @@ class SeedTermsFunction(torch.autograd.Function):
             return grad_e, None, None, None, None, None, None
         for k in range(len(lay.edges) - 1):
             start, stop = lay.edges[k], lay.edges[k + 1]
-            ch = _chunk(e, lay, k)
+            ch = similarity_chunk(e, lay, k)
             circle_k = None if circle is None else (circle[0], circle[1][start:stop], circle[2])
             grad_s = _pair_grad(ch, ms, circle_k, stats[:, start:stop])
             if trip_scaled is not None:
