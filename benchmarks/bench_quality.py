@@ -34,8 +34,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -44,96 +42,17 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import common as C
+from benchmarks import recipes as R
+from benchmarks.recipes import ADDON_STEPS
 
-HELD_OUT = ("holdout", "holdout_wide")  # the presets never used for tuning
+HELD_OUT = R.HELD_OUT  # the presets never used for tuning
 ALL_PRESETS = ("demo", "albums", "genres", "mixed", *HELD_OUT)
 NOTES = "quality_notes_*.md"  # measured sections written by hand (benchmarks/results/), appended to the quality page
 DEMO_CONFIGS = ("transformer_demo.toml", "conformer_demo.toml")
 QUALITY_MD = C.ROOT / "QUALITY.md"
 
 
-# --------------------------------------------------------------------------- children
-
-
-def child_train(data: str, config: str, out: str, seed: int, max_steps: int) -> None:
-    """Train one run (in a child process): the config with its seed replaced."""
-    import dataclasses
-
-    import torch
-
-    from artistsim.config import load_train_config
-    from artistsim.training.dispatch import train
-
-    torch.set_num_threads(1)
-    cfg = dataclasses.replace(load_train_config(config), seed=seed)
-    t0, c0 = time.perf_counter(), time.process_time()
-    train(data, cfg, out, device="cpu", progress=False, log=lambda _m: None,
-          max_steps=max_steps or None)
-    print(json.dumps({"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0}))
-
-
-def child_evaluate(data: str, runs: list[str]) -> None:
-    """Evaluate runs together (each, ensemble, baselines) in a child; print the table as JSON."""
-    import torch
-
-    from artistsim.evaluation.report import evaluate
-
-    torch.set_num_threads(1)
-    table = evaluate(data, runs, torch.device("cpu"), progress=False)
-    addons, settings = addon_rows(table)
-    print(json.dumps({"columns": table.columns, "rows": table.rows, "addons": addons, "settings": settings}))
-
-
-ADDON_STEPS = ("plain", "+ ensemble weights", "+ LDA fusion", "+ AS-norm", "+ weighted query expansion", "+ rerank")
-
-
-def addon_rows(table) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
-    """evaluate's inference add-on section under names that do not change across seeds.
-
-    evaluate names each step with the setting it chose ("+ AS-norm (cohort top-k 100)");
-    here the step is the key ("+ AS-norm") and the setting is kept beside it, so the
-    steps of several seeds line up. The steps are cumulative, in evaluate's order.
-    """
-    section = next((t for title, t in table.sections.items() if title.startswith("Inference add-ons")), None)
-    addons: dict[str, dict[str, float]] = {}
-    settings: dict[str, str] = {}
-    for name, vals in (section.rows.items() if section is not None else ()):
-        step = "plain" if name.endswith(" plain") else name.split(" (", 1)[0]
-        if step not in ADDON_STEPS:
-            continue
-        addons[step] = dict(vals)
-        if "(" in name:
-            settings[step] = name.split(" (", 1)[1].rstrip(")")
-    return addons, settings
-
-
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env["PYTHONPATH"] = str(C.SRC) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def _run_child(args: list[str], log_path: Path) -> dict:
-    """This script again as a child; its last stdout line is JSON. Errors keep their log."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text(proc.stdout + proc.stderr)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"{' '.join(args[:2])}: {tail[:200]} (log: {log_path})"}
-    return json.loads(lines[-1])
-
-
 # --------------------------------------------------------------------------- cells
-
-
-def _config_path(name: str) -> Path:
-    from artistsim.config import packaged_config
-
-    path = Path(name)
-    return path if path.exists() else packaged_config(name)
 
 
 def plan_cells(args: argparse.Namespace) -> list[dict]:
@@ -147,7 +66,7 @@ def plan_cells(args: argparse.Namespace) -> list[dict]:
     for preset in args.presets:
         for data_seed, train_seed in pairs:
             run_root = root / ("quick" if args.quick else "full") / f"{preset}_d{data_seed}_t{train_seed}"
-            runs = [{"config": str(_config_path(c)), "out": str(run_root / Path(c).stem)} for c in args.configs]
+            runs = [{"config": str(R.config_path(c)), "out": str(run_root / Path(c).stem)} for c in args.configs]
             cells.append({"preset": preset, "data_seed": data_seed, "train_seed": train_seed,
                           "data": None, "runs": runs})
     return cells
@@ -187,7 +106,7 @@ def run_cells(cells: list[dict], jobs: int, max_steps: int) -> None:
             run["result"] = {"reused": True}
             return
         C.log(f"train {cell['preset']} d{cell['data_seed']} t{cell['train_seed']} {out.name}")
-        run["result"] = _run_child(["--child-train", cell["data"], run["config"], str(out),
+        run["result"] = R.run_recipe_child(["--child-train", cell["data"], run["config"], str(out),
                                     str(cell["train_seed"]), str(max_steps)], out.parent / f"{out.name}.log")
         if "error" not in run["result"]:
             (out / "summary.json").write_text(json.dumps(run["result"]))
@@ -208,7 +127,7 @@ def run_cells(cells: list[dict], jobs: int, max_steps: int) -> None:
                 cell["table"] = cached["table"]
                 return
         C.log(f"evaluate {cell['preset']} d{cell['data_seed']} t{cell['train_seed']}")
-        cell["table"] = _run_child(["--child-evaluate", cell["data"], *key], cell_dir / "evaluate.log")
+        cell["table"] = R.run_recipe_child(["--child-evaluate", cell["data"], *key], cell_dir / "evaluate.log")
         if own and "error" not in cell["table"]:
             cache.write_text(json.dumps({"runs": key, "table": cell["table"]}))
 
@@ -379,12 +298,6 @@ def write_quality_md(result: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "--child-train":
-        child_train(argv[1], argv[2], argv[3], int(argv[4]), int(argv[5]))
-        return 0
-    if argv and argv[0] == "--child-evaluate":
-        child_evaluate(argv[1], argv[2:])
-        return 0
     p = C.base_parser(__doc__)
     p.add_argument("--presets", nargs="+", default=None, help=f"default: quick demo albums; full {ALL_PRESETS}")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="data seeds (default: quick 0; full 0 1 2)")
