@@ -70,24 +70,24 @@ def test_a_quoted_block_is_rerendered_from_its_results_file_and_left_alone_witho
 
 # README's headline figures that come from a results file: (file, table heading, row, column,
 # the text README shows). README is written by hand; this keeps it from drifting.
-PER_PRESET = "Test nDCG@100 per preset: the trained recipe against LDA"
-ADD_ONS, MARGIN = "recipe + add-ons", "margin over LDA (paired), + add-ons"
-REAL = "Retrieval quality on real music"
+TARGETS = "Targets: the default recipe (transformer) against the tuned LDA, test nDCG@100"
+REAL = "Front ends on real music, untrained and trained (3 artist-disjoint splits)"
+SPEED = "musicnn speed against the TensorFlow original, 3 tracks of 3-7 min, one thread"
 SERVE = "GET /tracks/{id}/similar?k=100 with the whole ranking pipeline vs the pipeline in-process"
 README_FIGURES = [
-    ("quality_recommended_more.json", PER_PRESET, "demo", "LDA", "0.2816"),
-    ("quality.json", PER_PRESET, "albums", "LDA", "0.444 ± 0.010"),
-    ("quality.json", PER_PRESET, "albums", ADD_ONS, "0.566 ± 0.046"),
-    ("quality.json", PER_PRESET, "albums", MARGIN, "+0.123 ± 0.053"),
-    ("quality.json", PER_PRESET, "holdout", "LDA", "0.497 ± 0.034"),
-    ("quality.json", PER_PRESET, "holdout", ADD_ONS, "0.713 ± 0.013"),
-    ("quality.json", PER_PRESET, "holdout", MARGIN, "+0.217 ± 0.023"),
-    ("quality_rflda.json", PER_PRESET, "holdout", "LDA", "| 0.485 |"),
-    ("quality_rflda.json", PER_PRESET, "holdout", ADD_ONS, "| 0.704 |"),
-    ("quality_rflda.json", PER_PRESET, "holdout", MARGIN, "+0.219"),
-    ("featurize.json", REAL, "baseline lda", "test nDCG@100", "0.554"),
-    ("featurize.json", REAL, "baseline meanpool", "test nDCG@100", "0.626"),
-    ("featurize.json", REAL, "random ranking", "test nDCG@100", "0.443"),
+    *[("networks.json", TARGETS, row, column, shown) for row, cells in {
+        "demo": ("0.3575 ± 0.0164", "0.4902 ± 0.0115", "0.4976 ± 0.0113", "+0.140 ± 0.017"),
+        "**holdout** (": ("0.6330 ± 0.0032", "0.7037 ± 0.0073", "0.7115 ± 0.0058", "+0.079 ± 0.004"),
+        "holdout_wide": ("0.6807 ± 0.0258", "0.8018 ± 0.0176", "0.8022 ± 0.0185", "+0.122 ± 0.014"),
+        "holdout_8k": ("| 0.6754 |", "| 0.7216 |", "| 0.7496 |", "+0.074 |"),
+    }.items() for column, shown in zip(("tuned LDA", "networks alone", "whole pipeline", "pipeline − tuned LDA"), cells)],
+    *[("frontends.json", REAL, row, column, shown) for row, cells in {
+        "musicnn-msd": ("0.684±0.024", "0.702±0.060", "0.694±0.058", "+0.010±0.037"),
+        "dsp": ("0.647±0.083", "0.656±0.042", "0.656±0.045", "+0.009±0.081"),
+    }.items() for column, shown in zip(("tuned LDA", "transformer alone", "whole pipeline", "whole pipeline − tuned LDA"), cells)],
+    ("frontends.json", REAL, "musicnn-msd", "standardised", "features (0.756)"),
+    ("frontends.json", SPEED, "featurize's path", "windows/s", "| 35 windows/s |"),
+    ("frontends.json", SPEED, "TensorFlow reference", "windows/s", "model: 16 windows/s"),
     ("serve.json", SERVE, "load=closed-loop", "p99 ms", "p99 20.09 ms"),
     ("serve.json", SERVE, "load=open-loop", "p99 ms", "p99 41.67 ms"),
 ]
