@@ -281,13 +281,13 @@ def write_quality_md(result: dict, path: Path) -> None:
              "one, `recipe` is their ensemble). Every figure is mean ± standard deviation over the seeds: "
              "read no difference smaller than about two of those as a gain.", ""]
     for s in result["sections"]:
-        parts.append(C.render_section(C.Section(**{**s, "load": tuple(s["load"]) if s["load"] else None})))
+        parts.append(C.render_section(C.stored_section(s)))
     for earlier in result["extra"].get("also", []):  # other recipes' results, kept beside this one
         other = json.loads((C.ROOT / earlier).read_text())
         parts += [f"## Also measured: recipes {', '.join(f'`{c}`' for c in other['extra'].get('configs', []))}", "",
                   f"From `{earlier}` (`{other['command']}`, {other['machine']['date']}).", ""]
         for s in other["sections"]:
-            parts.append(C.render_section(C.Section(**{**s, "load": tuple(s["load"]) if s["load"] else None})))
+            parts.append(C.render_section(C.stored_section(s)))
     for notes in sorted((C.ROOT / "benchmarks" / "results").glob(NOTES)):  # hand-written measurements, kept
         parts += [notes.read_text().rstrip(), ""]
     atomic_write_text(path, "\n".join(parts).rstrip() + "\n")

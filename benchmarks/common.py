@@ -30,6 +30,7 @@ from benchmarks.results import (
     markdown_table,
     merge_previous,
     render_section,
+    stored_section,
     verdict,
 )
 from benchmarks.timing import Timing, matmul_rate, time_call, timed
@@ -38,5 +39,5 @@ __all__ = [
     "BENCH_DIR", "ROOT", "SCRATCH", "SRC", "Section", "Timing", "base_parser", "child_command", "command_line",
     "cpu_model", "emit", "fmt", "load_average", "log", "machine_facts", "make_result", "markdown_table",
     "matmul_rate", "merge_previous", "mode_of", "peak_rss_mb", "proc_status_mb", "render_section", "run_child",
-    "set_threads", "synth_dataset", "time_call", "timed", "total_ram_gb", "verdict",
+    "set_threads", "stored_section", "synth_dataset", "time_call", "timed", "total_ram_gb", "verdict",
 ]

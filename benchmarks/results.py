@@ -33,6 +33,11 @@ class Section:
     date: str = ""
 
 
+def stored_section(s: dict) -> Section:
+    """A section read back from a results file (JSON stores the load pair as a list)."""
+    return Section(**{**s, "load": tuple(s["load"]) if s.get("load") else None})
+
+
 def verdict(met: bool | None) -> str:
     return {True: "**met**", False: "**not met**", None: "n/a"}[met]
 
@@ -138,7 +143,7 @@ def emit(result: dict, json_path: Path | None, merge: bool = False) -> None:
     print(f"machine: {m['cores']} cores ({m['cpu']}), torch {m['torch']} with {m['torch_threads']} threads, "
           f"load {m['load_1min']} -> {m['load_1min_end']}\n")
     for s in result["sections"]:
-        print(render_section(Section(**{**s, "load": tuple(s["load"]) if s["load"] else None})))
+        print(render_section(stored_section(s)))
     if json_path is not None:
         from artistsim.atomic import atomic_write_text
 
