@@ -45,6 +45,10 @@ class EncoderConfig:
     # "lda": the input projection starts as a frame-level LDA of the training artists
     # (training/frontend.py: init_input_from_lda); needs d_model < input_dim.
     input_init: Literal["random", "lda"] = "random"
+    # "global": each frame channel standardised by the training frames' mean and standard
+    # deviation (models/heads.py: InputNorm, fitted by training/frontend.py: fit_input_norm);
+    # "none": raw frames (the seed).
+    input_norm: Literal["none", "global"] = "none"
     # The seed neither masked padded frames in attention nor excluded them from pooling;
     # False reproduces it exactly.
     mask_padding: bool = True

@@ -238,6 +238,31 @@ class Projector(nn.Module):
         return self.net(x)
 
 
+class InputNorm(nn.Module):
+    """Global mean and variance normalisation of the frames (Kaldi's global CMVN).
+
+    Why: front ends differ in scale per channel (the dsp descriptor mixes log powers, MFCCs
+    and 0-1 chroma; musicnn's channels are ReLU outputs of very unequal size), and a random
+    input layer weighs channels by their raw scale. Standardising each channel with the
+    training frames' statistics (`set_stats`, once before training; buffers, so
+    checkpoints carry them) makes the first layer start on equal terms. Unfitted, it is
+    the identity.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("inv_std", torch.ones(dim))
+
+    def set_stats(self, mean: Tensor, std: Tensor) -> None:
+        with torch.no_grad():
+            self.mean.copy_(mean)
+            self.inv_std.copy_(1.0 / std.clamp_min(1e-6 * float(std.max().clamp_min(1e-12))))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) * self.inv_std
+
+
 class EncoderHead(nn.Module):
     """What every encoder ends with: pooling over true frames -> projector -> embedding norm.
 
@@ -247,6 +272,8 @@ class EncoderHead(nn.Module):
     """
 
     def attach_head(self, cfg, width: int) -> None:
+        if getattr(cfg, "input_norm", "none") == "global":
+            self.input_norm = InputNorm(cfg.input_dim)
         self.pooling = build_pooling(cfg.pooling, width, cfg.mask_padding, cfg.vlad_clusters, cfg.ghost_clusters)
         self.projector = Projector(self.pooling.out_dim, cfg.projector_hidden, cfg.embedding_dim)
         self.embedding_norm = build_embedding_norm(cfg.embedding_norm, cfg.embedding_dim)
@@ -259,6 +286,8 @@ class EncoderHead(nn.Module):
         """
         check_inputs(x, lengths, self.cfg.input_dim)
         pad = padding_mask(lengths, x.shape[1])
+        if hasattr(self, "input_norm"):
+            x = self.input_norm(x)
         if self.cfg.mask_padding:
             x = x.masked_fill(pad.unsqueeze(-1), 0.0)
         return x, pad

@@ -8,7 +8,10 @@
   the channel combinations that vary between artists more than within one, instead of
   random ones. The rest of the projection's rows (past the LDA's directions) stay random.
 
-Why here: both read the training split, which is the trainer's business, not the model's.
+- Global input normalisation (`[model] input_norm = "global"`): each frame channel's mean
+  and standard deviation over training frames, loaded into the encoder's InputNorm.
+
+Why here: all three read the training split, which is the trainer's business, not the model's.
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ def init_input_from_lda(model: torch.nn.Module, split: SplitData, rows: np.ndarr
     if not isinstance(proj, torch.nn.Linear):
         raise ValueError("input_init = \"lda\" needs an input projection: set the model's d_model below input_dim")
     frames, frame_labels = sample_frames(split, rows, labels, max_frames, seed)
+    norm = _input_norm(base)
+    if norm is not None:  # the projection sees normalised frames (fit_input_norm runs first)
+        frames = norm(torch.from_numpy(frames)).numpy()
     lda = LDA(n_components=proj.out_features, ridge=ridge).fit(frames, frame_labels)
     projected = lda.transform(frames)
     comps = lda.components_ / np.maximum(projected.std(axis=0), 1e-12)
@@ -91,3 +97,18 @@ def init_input_from_lda(model: torch.nn.Module, split: SplitData, rows: np.ndarr
         proj.weight[:k] = torch.from_numpy(comps.T.astype(np.float32))
         proj.bias[:k] = torch.from_numpy((-lda.mean_ @ comps).astype(np.float32))
     return k
+
+
+def fit_input_norm(model: torch.nn.Module, split: SplitData, rows: np.ndarray, labels: np.ndarray,
+                   seed: int = 0, max_frames: int = INPUT_LDA_FRAMES) -> None:
+    """Load the training frames' per-channel mean and standard deviation into the encoder's InputNorm."""
+    norm = _input_norm(model.module if hasattr(model, "module") else model)
+    if norm is None:
+        raise ValueError("the model has no input normalisation (model.input_norm is 'none')")
+    frames = sample_frames(split, rows, labels, max_frames, seed)[0].astype(np.float64)
+    norm.set_stats(torch.from_numpy(frames.mean(0)).float(), torch.from_numpy(frames.std(0)).float())
+
+
+def _input_norm(base: torch.nn.Module):
+    """The encoder's InputNorm (also inside an LDAFusedModel), or None."""
+    return getattr(base, "input_norm", None) or getattr(getattr(base, "encoder", None), "input_norm", None)

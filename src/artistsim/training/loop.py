@@ -36,7 +36,7 @@ from artistsim.search.exact import topk
 from artistsim.training.augment import augment_batch, resample_frames
 from artistsim.training.batches import CropLoader, forward_backward
 from artistsim.training.distributed import Dist, broadcast_float, broadcast_module, init_distributed, sync_loss_grads
-from artistsim.training.frontend import fit_lda_branch, init_input_from_lda
+from artistsim.training.frontend import fit_input_norm, fit_lda_branch, init_input_from_lda
 from artistsim.training.losses import build_loss
 from artistsim.training.resume import resume_checkpoint
 from artistsim.training.sampling import ArtistBatchSampler
@@ -209,6 +209,8 @@ def fit(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, *, device: 
     model = build_model(cfg.model).to(dev)
     loss_fn = build_loss(cfg.loss, num_classes=len(data.label_ids), embedding_dim=output_dim(cfg.model)).to(dev)
     prog = Progress()
+    if cfg.model.input_norm != "none" and ckpt is None:
+        fit_input_norm(model, data.split, data.train_rows, data.labels[data.train_rows], cfg.seed)
     if cfg.model.input_init == "lda" and ckpt is None:
         k = init_input_from_lda(model, data.split, data.train_rows, data.labels[data.train_rows], cfg.seed)
         if d.main:
