@@ -272,7 +272,7 @@ class EncoderHead(nn.Module):
     """
 
     def attach_head(self, cfg, width: int) -> None:
-        if getattr(cfg, "input_norm", "none") == "global":
+        if cfg.input_norm == "global":
             self.input_norm = InputNorm(cfg.input_dim)
         self.pooling = build_pooling(cfg.pooling, width, cfg.mask_padding, cfg.vlad_clusters, cfg.ghost_clusters)
         self.projector = Projector(self.pooling.out_dim, cfg.projector_hidden, cfg.embedding_dim)

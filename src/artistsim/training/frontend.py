@@ -81,12 +81,11 @@ def init_input_from_lda(model: torch.nn.Module, split: SplitData, rows: np.ndarr
     Each direction is scaled so that the projected training frames have unit variance
     along it, and the bias centres them, the scale a freshly initialised layer has.
     """
-    base = model.module if hasattr(model, "module") else model
-    proj = getattr(base, "input_proj", None) or getattr(getattr(base, "encoder", None), "input_proj", None)  # LDAFusedModel
+    proj = _encoder_part(model, "input_proj")
     if not isinstance(proj, torch.nn.Linear):
         raise ValueError("input_init = \"lda\" needs an input projection: set the model's d_model below input_dim")
     frames, frame_labels = sample_frames(split, rows, labels, max_frames, seed)
-    norm = _input_norm(base)
+    norm = _encoder_part(model, "input_norm")
     if norm is not None:  # the projection sees normalised frames (fit_input_norm runs first)
         frames = norm(torch.from_numpy(frames)).numpy()
     lda = LDA(n_components=proj.out_features, ridge=ridge).fit(frames, frame_labels)
@@ -102,13 +101,14 @@ def init_input_from_lda(model: torch.nn.Module, split: SplitData, rows: np.ndarr
 def fit_input_norm(model: torch.nn.Module, split: SplitData, rows: np.ndarray, labels: np.ndarray,
                    seed: int = 0, max_frames: int = INPUT_LDA_FRAMES) -> None:
     """Load the training frames' per-channel mean and standard deviation into the encoder's InputNorm."""
-    norm = _input_norm(model.module if hasattr(model, "module") else model)
+    norm = _encoder_part(model, "input_norm")
     if norm is None:
         raise ValueError("the model has no input normalisation (model.input_norm is 'none')")
     frames = sample_frames(split, rows, labels, max_frames, seed)[0].astype(np.float64)
     norm.set_stats(torch.from_numpy(frames.mean(0)).float(), torch.from_numpy(frames.std(0)).float())
 
 
-def _input_norm(base: torch.nn.Module):
-    """The encoder's InputNorm (also inside an LDAFusedModel), or None."""
-    return getattr(base, "input_norm", None) or getattr(getattr(base, "encoder", None), "input_norm", None)
+def _encoder_part(model: torch.nn.Module, name: str):
+    """The encoder's module `name` (unwrapping DistributedDataParallel and an LDAFusedModel), or None."""
+    base = model.module if hasattr(model, "module") else model
+    return getattr(base, name, None) or getattr(getattr(base, "encoder", None), name, None)
