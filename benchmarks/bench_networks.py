@@ -72,12 +72,18 @@ def fit_tracks(data: Path, config: Path, seed: int) -> tuple[int, int]:
     return int(len(artists)), int(np.count_nonzero(~val))
 
 
-def train_member(data: Path, member: str, out: Path, seed: int, max_steps: int) -> dict:
+def member_config(member: str, config_dir: Path | None = None) -> Path:
+    """The member's config: the shipped `recommended/MEMBER.toml`, or MEMBER.toml in a variant's folder."""
+    return config_dir / f"{member}.toml" if config_dir else R.config_path(f"recommended/{member}.toml")
+
+
+def train_member(data: Path, member: str, out: Path, seed: int, max_steps: int,
+                 config_dir: Path | None = None) -> dict:
     """One member trained (or its earlier training reused): CPU and wall seconds, epochs."""
     summary = out / "summary.json"
     if not summary.exists():
         C.log(f"train {out.parent.name} {member}")
-        config = R.config_path(f"recommended/{member}.toml")
+        config = member_config(member, config_dir)
         got = R.run_recipe_child(["--child-train", str(data), str(config), str(out), str(seed), str(max_steps)],
                            out.parent / f"{member}.log")
         if "error" in got:
@@ -111,6 +117,7 @@ def cell_row(preset: str, seed: int, members: list[str], table: dict, costs: dic
     """One seed's record from `evaluate`'s table: baselines, members, networks alone, pipeline."""
     rows, addons = table["rows"], table["addons"]
     tuned = next(name for name in rows if name.startswith("baseline: lda tuned"))
+    wccn = next((name for name in rows if name.startswith("baseline: wccn tuned")), None)
     networks = addons.get("+ ensemble weights") or addons["plain"]  # one member: no weights to choose
     last = next(step for step in reversed(R.ADDON_STEPS) if step in addons)
     return {
@@ -118,6 +125,7 @@ def cell_row(preset: str, seed: int, members: list[str], table: dict, costs: dic
         "members": list(members), "train_tracks": tracks[0], "fit_tracks": tracks[1],
         "meanpool": _pair(rows["baseline: meanpool"]), "lda": _pair(rows["baseline: lda"]),
         "lda_tuned": {**_pair(rows[tuned]), "setting": tuned.split("(", 1)[-1].rstrip(")")},
+        **({"wccn_tuned": {**_pair(rows[wccn]), "setting": wccn.split("(", 1)[-1].rstrip(")")}} if wccn else {}),
         "member": {m: {**_pair(rows[m]), **costs[m]} for m in members},
         "networks": {"validation": networks.get("validation"), "test": networks.get("test")},
         "pipeline": {"validation": addons[last].get("validation"), "test": addons[last].get("test")},
@@ -125,20 +133,21 @@ def cell_row(preset: str, seed: int, members: list[str], table: dict, costs: dic
     }
 
 
-def run_cell(preset: str, seed: int, members: list[str], root: Path, max_steps: int) -> dict:
+def run_cell(preset: str, seed: int, members: list[str], root: Path, max_steps: int,
+             config_dir: Path | None = None) -> dict:
     """Data, each member's training (one at a time), then one `evaluate` of them together."""
     data = dataset(preset, seed)
     cell_dir = root / f"{preset}_s{seed}"
     cell_dir.mkdir(parents=True, exist_ok=True)
     costs = {}
     for member in members:
-        costs[member] = train_member(data, member, cell_dir / member, seed, max_steps)
+        costs[member] = train_member(data, member, cell_dir / member, seed, max_steps, config_dir)
         if "error" in costs[member]:
             return {"preset": preset, "seed": seed, "members": members, "error": costs[member]["error"]}
     table = evaluate_cell(data, cell_dir, members)
     if "error" in table:
         return {"preset": preset, "seed": seed, "members": members, "error": table["error"]}
-    tracks = fit_tracks(data, R.config_path(f"recommended/{members[0]}.toml"), seed)
+    tracks = fit_tracks(data, member_config(members[0], config_dir), seed)
     row = cell_row(preset, seed, members, table, costs, tracks)
     row["date"], row["load_1min"] = datetime.datetime.now().isoformat(timespec="seconds"), C.load_average()
     return row
@@ -175,10 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="default: quick 0; full 0 1 2")
     p.add_argument("--members", nargs="+", default=list(RECIPE), choices=MEMBERS,
                    help=f"configs/recommended/MEMBER.toml, evaluated together (default: {' '.join(RECIPE)})")
+    p.add_argument("--config-dir", type=Path, default=None,
+                   help="a variant: MEMBER.toml from this folder in place of configs/recommended/ (needs --json)")
     p.add_argument("--max-steps", type=int, default=None, help="cap batches per epoch (quick default: 2)")
     p.add_argument("--rebuild", action="store_true", help="only remake the tables from the stored rows; run nothing")
     args = p.parse_args(argv)
     mode = C.mode_of(args)
+    if args.config_dir and not args.json:
+        p.error("--config-dir: give --json, so a variant's rows never replace the recipe's")
     presets = args.presets or (["demo"] if mode == "quick" else list(PRESETS))
     seeds = args.seeds if args.seeds is not None else ([0] if mode == "quick" else [0, 1, 2])
     max_steps = args.max_steps if args.max_steps is not None else (2 if mode == "quick" else 0)
@@ -194,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     C.set_threads(1)
     facts = C.machine_facts()
     t0 = time.perf_counter()
-    root = C.SCRATCH / "networks" / mode
-    rows = [run_cell(preset, seed, list(args.members), root, max_steps) for preset in presets for seed in seeds]
+    root = C.SCRATCH / "networks" / (mode if args.config_dir is None else f"{mode}-{args.config_dir.name}")
+    rows = [run_cell(preset, seed, list(args.members), root, max_steps, args.config_dir)
+            for preset in presets for seed in seeds]
     errors = [f"{r['preset']} seed {r['seed']}: {r['error']}" for r in rows if "error" in r]
     command = C.command_line("bench_networks.py", argv)
     rows = [{**r, "command": command} for r in rows if "error" not in r]

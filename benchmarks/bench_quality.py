@@ -181,8 +181,8 @@ def summarise(cells: list[dict]) -> dict:
                 p["columns"].append(col)
         lda = table["rows"].get("baseline: lda", {})
         for name, vals in table["rows"].items():
-            if name.startswith("baseline: lda tuned"):  # its name carries the setting chosen per seed
-                name = "baseline: lda tuned on validation"
+            if name.startswith(("baseline: lda tuned", "baseline: wccn tuned")):  # named with the setting per seed
+                name = name.split(" (", 1)[0] + " on validation"
             for col, v in vals.items():
                 p["values"].setdefault(name, {}).setdefault(col, []).append(v)
                 if not name.startswith("baseline") and col in lda:

@@ -27,7 +27,7 @@ from artistsim.data.splits import load_split
 from artistsim.embed import Embedder
 from artistsim.evaluation.report import predict
 from artistsim.evaluation.submission import read_submission
-from artistsim.scoring.lda import LDA, pooled_cat
+from artistsim.scoring.lda import LDA, WCCN, pooled_cat
 from artistsim.scoring.plda import PairLLR
 from artistsim.search.loader import save_state
 from artistsim.search.pipeline import InferenceSettings, PipelineState, rank_all
@@ -37,19 +37,21 @@ SETTINGS = InferenceSettings(lda_weight=0.5, as_norm_top_k=3, rerank_threshold=0
                              member_weights=[1.0, 0.5])
 
 
-@pytest.fixture(scope="module", params=["cosine", "plda"])
+@pytest.fixture(scope="module", params=["cosine", "plda", "cosine+wccn"])
 def world(tmp_path_factory, request):
-    """A dataset, two runs with every pipeline step saved for them (under the back end), and `predict`'s lists."""
+    """A dataset, two runs with every pipeline step saved for them (under the back end, with the LDA
+    or the WCCN as the fused linear partner), and `predict`'s lists."""
+    backend, _, partner = request.param.partition("+")
     root = tmp_path_factory.mktemp("one_answer")
     data = write_tiny_dataset(root / "data", n_train_artists=8, n_test_artists=9, tracks=5, seed=3)
     runs = [write_run(root / "runs" / "a", seed=0), write_run(root / "runs" / "b", seed=1)]
     train = load_split(data, "train")
     rows = np.arange(len(train.meta))
-    lda = LDA(16, 0.3).fit(pooled_cat(train.source, rows), train.artists)
+    lda = (WCCN(24, 0.5) if partner == "wccn" else LDA(16, 0.3)).fit(pooled_cat(train.source, rows), train.artists)
     fused = Embedder.load(runs, "cpu", weights=SETTINGS.member_weights, lda=lda,
                           lda_weight=SETTINGS.lda_weight).embed(train.source, rows)
-    plda = PairLLR.fit(fused, train.artists, 0.3) if request.param == "plda" else None
-    state = PipelineState(replace(SETTINGS, backend=request.param), lda, artist_centroids(fused, train.artists)[1],
+    plda = PairLLR.fit(fused, train.artists, 0.3) if backend == "plda" else None
+    state = PipelineState(replace(SETTINGS, backend=backend, partner=partner or "lda"), lda, artist_centroids(fused, train.artists)[1],
                           plda)
     save_state(runs, state)
     submission = root / "submission.tsv"
@@ -146,6 +148,7 @@ def test_the_catalogue_stores_its_pipeline(world, tmp_path):
     live = LiveCatalogue(cat)
     assert live.state.settings == state.settings and np.array_equal(live.state.cohort, state.cohort)
     assert (live.state.plda is None) == (state.plda is None)
+    np.testing.assert_array_equal(live.state.lda.components_, state.lda.components_)  # the fused partner, LDA or WCCN
     assert manifest.frontend["name"] == "competition-cnn"
     assert live.stats()["pipeline"]["as_norm_top_k"] == SETTINGS.as_norm_top_k
 

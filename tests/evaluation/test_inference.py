@@ -12,8 +12,10 @@ from artistsim.evaluation.inference import (
     plda_for,
     rank_tracks,
     tune_lda,
+    tune_partner,
 )
 from artistsim.evaluation.metrics import ndcg_at_k
+from artistsim.scoring.lda import centre_normalise
 
 
 def _artists(rng, n_artists: int, per: int, dim: int, spread: float, info: np.ndarray | None = None):
@@ -75,6 +77,35 @@ def test_tune_lda_picks_on_validation_from_the_grid():
     x = np.c_[x, rng.normal(size=(len(x), 24)) * 3]
     lda, score = tune_lda(x[:200], labels[:200], x[200:], labels[200:])
     assert 0 < score <= 1 and lda.components_.shape[0] == x.shape[1]
+
+
+def test_fusion_partner_is_wccn_where_few_training_artists_cap_the_lda():
+    """Six training artists give LDA five directions; an unseen artist differs in all 48, so the
+    WCCN, not capped by the artist count, must rank the validation artists far better."""
+    rng = np.random.default_rng(4)
+    x, labels = _artists(rng, 6, 30, 48, 1.0)
+    v, v_labels = _artists(rng, 30, 5, 48, 1.0)
+    lda, wccn, partner = tune_partner(x, labels, v, v_labels)
+    assert partner is wccn and lda.components_.shape[1] == 5
+    scores = [ndcg_at_k(rank_tracks(centre_normalise(m.transform(v)), InferenceSettings(rerank_threshold=None)),
+                        v_labels) for m in (lda, wccn)]
+    assert scores[1] > scores[0] + 0.3
+
+
+def test_fusion_partner_stays_lda_where_a_few_directions_carry_the_artist():
+    """200 training artists, identity in 6 dims beside 150 of correlated noise: LDA's few
+    directions win, and WCCN's wide maps (at least 128 directions) carry mostly noise."""
+    rng = np.random.default_rng(5)
+    mix = rng.normal(size=(20, 150))
+
+    def tracks(n_artists):
+        a, lab = _artists(rng, n_artists, 5, 6, 0.5)
+        noise = (rng.normal(size=(len(a), 20)) * 3) @ mix
+        return np.c_[a, noise].astype(np.float32), lab
+
+    (x, labels), (v, v_labels) = tracks(200), tracks(40)
+    lda, _, partner = tune_partner(x, labels, v, v_labels)
+    assert partner is lda
 
 
 def _members(rng, noise_member: bool, n_artists=40, per=5):

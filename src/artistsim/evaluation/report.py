@@ -8,7 +8,7 @@ on the test split, so every figure in the table is comparable with every other.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from artistsim.data.splits import SplitData, holdout_mask, load_split
 from artistsim.embed import embed_full, embed_windows, ensemble, l2_normalise, load_run
 from artistsim.evaluation.baselines import LDA, baseline_embeddings, centre_normalise, pooled_stats
 from artistsim.evaluation.inference import (FusionInputs, calibrate, cohort_for, component_scores, plda_for,
-                                            tune_lda)
+                                            tune_partner)
 from artistsim.evaluation.metrics import ndcg_at_k
 from artistsim.evaluation.submission import write_submission
 from artistsim.runs import check_data_frontend
@@ -119,8 +119,8 @@ def evaluate(data_dir: str | Path, runs: list[str | Path], device: torch.device,
     fit_stats = pooled_stats(train.source, fit_rows, progress=progress)
     fit_cat = np.concatenate(fit_stats, axis=1)
     val_cat = np.concatenate(pooled_stats(train.source, val_rows, progress=progress), axis=1)
-    lda = tune_lda(fit_cat, train.artists[fit_rows], val_cat, train.artists[val_rows])[0]
-    lda_name = f"baseline: lda tuned (shrinkage {lda.ridge:g}, {lda.components_.shape[1]} directions)"
+    lda, wccn, partner = tune_partner(fit_cat, train.artists[fit_rows], val_cat, train.artists[val_rows])
+    tuned = {f"baseline: lda tuned ({lda.describe()})": lda, f"baseline: wccn tuned ({wccn.describe()})": wccn}
     inputs: dict[str, FusionInputs] = {}
     for split_name, split, rows in splits:
         labels = split.artists[rows]
@@ -134,37 +134,43 @@ def evaluate(data_dir: str | Path, runs: list[str | Path], device: torch.device,
         for method in ("meanpool", "lda"):
             emb = baseline_embeddings(method, fit_stats, train.artists[fit_rows], stats)
             _add(table, f"baseline: {method}", split_name, score_both(emb, labels, threshold))
-        lda_part = lda.transform(np.concatenate(stats, axis=1))
-        inputs[split_name] = FusionInputs(embs, lda_part)
-        _add(table, lda_name, split_name, score_both(centre_normalise(lda_part), labels, threshold))
+        cat = np.concatenate(stats, axis=1)
+        for name, linear in tuned.items():
+            _add(table, name, split_name, score_both(centre_normalise(linear.transform(cat)), labels, threshold))
+        inputs[split_name] = FusionInputs(embs, partner.transform(cat))
     saved = "saved for `predict` and catalogues" if save_settings else "not saved: `evaluate --save-settings` saves them"
     table.sections["Inference add-ons, each kept only when it raised validation nDCG@100 "
                    f"(the chosen settings: {saved})"] = calibrate_and_save(
-        inputs, splits, train, fit_rows, fit_stats, lda, runs, loaded, device, opts, progress, save_settings)
+        inputs, splits, train, fit_rows, fit_stats, partner, runs, loaded, device, opts, progress, save_settings)
     if out_dir is not None:
         write_report(Path(out_dir), table, runs)
     return table
 
 
 def calibrate_and_save(inputs: dict[str, FusionInputs], splits: list, train: SplitData,
-                       fit_rows: np.ndarray, fit_stats: tuple[np.ndarray, np.ndarray], lda: LDA, runs: list[Path],
+                       fit_rows: np.ndarray, fit_stats: tuple[np.ndarray, np.ndarray], partner: LDA, runs: list[Path],
                        loaded: list, device: torch.device, opts: EmbedOptions, progress: bool | None,
                        save: bool = False) -> Table:
     """Choose the inference settings on validation, save them (with `save`) for these runs, and
-    score each step (plain, + LDA fusion, + back end, + AS-norm, + rerank) on validation and test."""
+    score each step (plain, + LDA fusion, + back end, + AS-norm, + rerank) on validation and test.
+
+    `partner` is the linear map fused with the networks (`inference.tune_partner`: the tuned
+    LDA or the tuned WCCN)."""
     fit_labels = train.artists[fit_rows]
     fit = FusionInputs([embed_split(m, train, fit_rows, device, opts, progress) for m, _ in loaded],
-                       lda.transform(np.concatenate(fit_stats, axis=1)))
+                       partner.transform(np.concatenate(fit_stats, axis=1)))
     settings = calibrate(inputs["validation"], train.artists[splits[0][2]], fit, fit_labels, [r.name for r in runs])
+    settings = replace(settings, partner=partner.kind)
     cohort = (cohort_for(fit, fit_labels, settings.lda_weight, settings.member_weights)
               if settings.as_norm_top_k else None)
     plda = plda_for(fit, fit_labels, settings)
     if save:
-        save_state(runs, PipelineState(settings, lda if settings.lda_weight else None, cohort, plda))
+        save_state(runs, PipelineState(settings, partner if settings.lda_weight else None, cohort, plda))
     out = Table()
     names = {"plain": "ensemble plain" if len(runs) > 1 else f"{runs[0].name} plain",
              "members": f"+ ensemble weights ({', '.join(f'{w:g}' for w in settings.member_weights)})",
-             "fusion": f"+ LDA fusion (weight {settings.lda_weight or 'off'})",
+             "fusion": (f"+ LDA fusion (weight {settings.lda_weight:g}, partner {partner.kind}: {partner.describe()})"
+                        if settings.lda_weight else "+ LDA fusion (weight off)"),
              "backend": (f"+ PLDA back end (shrinkage {settings.plda_shrinkage:g})" if settings.backend == "plda"
                          else "+ back end (cosine: PLDA not kept)"),
              "as_norm": f"+ AS-norm (cohort top-k {settings.as_norm_top_k or 'off'})",

@@ -75,6 +75,7 @@ class InferenceSettings:
     member_weights: list[float] = field(default_factory=lambda: [], metadata={"range": "x >= 0"})
     backend: Literal["cosine", "plda"] = "cosine"  # the score lists are ordered by (`search.backend`)
     plda_shrinkage: float = ranged(0.0, "0 <= x <= 1")  # the within scatter's shrinkage the PLDA was fitted with
+    partner: Literal["lda", "wccn"] = "lda"  # which linear map `lda_weight` fuses (`evaluation.inference.tune_partner`)
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
