@@ -40,6 +40,7 @@ baselines of the same `evaluate` (`trained_split`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -246,25 +247,29 @@ def speed(n: int, tf_python: str | None, repeats: int = 2) -> C.Section:
 
 
 RECIPE = C.SRC / "artistsim/configs/recommended/transformer.toml"
-TRAINED_COLS = ("mean-pool", "standardised", "LDA", "tuned LDA", "transformer alone", "whole pipeline",
-                "whole pipeline − tuned LDA")
+TRAINED_COLS = ("mean-pool", "standardised", "LDA", "tuned LDA", "tuned WCCN", "transformer alone",
+                "whole pipeline", "whole pipeline − tuned LDA")
 
 
-def trained_split(name: str, seed: int) -> dict:
+def trained_split(name: str, seed: int, config: Path = RECIPE) -> dict:
     """One split of one front end: the untrained rows, and the recipe trained, evaluated, tested.
 
     The recipe goes through the public CLI (`artistsim train` with the shipped
     recommended/transformer.toml) and `evaluate` (`artistsim.evaluation.report.evaluate`,
     the CLI verb's table, in this process), whose inference add-ons are chosen on the validation artists
-    (10% of the train artists); 'whole pipeline' is its last add-on row on test.
-    Cached per split (evaluate.json beside the run), so a rerun only adds what is missing.
+    (the config's val_fraction and val_min_artists); 'whole pipeline' is its last add-on row on test.
+    Cached per split and per config text (evaluate.json beside the run), so a rerun only adds what
+    is missing and an edited recipe is trained afresh.
     """
     import torch
 
+    from artistsim.config import load_train_config
+    from artistsim.data.splits import load_split
     from artistsim.evaluation.report import evaluate
     from benchmarks.real_splits import make_split
 
-    root = CACHE / "trained" / name / f"seed{seed}"
+    digest = hashlib.sha256(config.read_bytes()).hexdigest()[:10]
+    root = CACHE / "trained" / f"{config.stem}-{digest}" / name / f"seed{seed}"
     cache = root / "evaluate.json"
     if cache.exists():
         return json.loads(cache.read_text())
@@ -279,7 +284,7 @@ def trained_split(name: str, seed: int) -> dict:
         cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "artistsim", "-q", "train", str(data), "--model", "transformer",
-                        "--config", str(RECIPE), "--out", str(run), "--device", "cpu"], env=env, check=True,
+                        "--config", str(config), "--out", str(run), "--device", "cpu"], env=env, check=True,
                        stdout=subprocess.DEVNULL)
         cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         (root / "train.json").write_text(json.dumps({
@@ -289,20 +294,32 @@ def trained_split(name: str, seed: int) -> dict:
     table = evaluate(data, [run], torch.device("cpu"), progress=False)
     rows = table.rows
     tuned = next(k for k in rows if k.startswith("baseline: lda tuned"))
+    wccn = next(k for k in rows if k.startswith("baseline: wccn tuned"))
     addons = next(t for title, t in table.sections.items() if title.startswith("Inference add-ons")).rows
     last = addons[list(addons)[-1]]  # the steps are cumulative: the last is the whole pipeline
     settings = {k.split(" (", 1)[0]: k.split(" (", 1)[1].rstrip(")") for k in addons if " (" in k}
     out = {"mean-pool": rows["baseline: meanpool"]["test plain"], "standardised": standardised(data),
            "LDA": rows["baseline: lda"]["test plain"], "tuned LDA": rows[tuned]["test plain"],
-           "transformer alone": rows[run.name]["test plain"], "whole pipeline": last["test"],
+           "tuned WCCN": rows[wccn]["test plain"], "transformer alone": rows[run.name]["test plain"],
+           "whole pipeline": last["test"],
            "validation": {"transformer alone": rows[run.name]["validation plain"],
                           "whole pipeline": last["validation"]},
            "settings": settings, "tuned LDA setting": tuned, **json.loads((root / "train.json").read_text()),
            "epochs": len((run / "metrics.jsonl").read_text().splitlines()),
+           "validation artists": _validation_artists(load_split(data, "train", progress=False).artists,
+                                                     load_train_config(config)),
            "tracks": {s: len(pd_rows(data, s)) for s in ("train", "test")}}
     out["whole pipeline − tuned LDA"] = out["whole pipeline"] - out["tuned LDA"]
     cache.write_text(json.dumps(out, indent=1))
     return out
+
+
+def _validation_artists(artists: np.ndarray, cfg) -> int:
+    """How many training artists `train` and `evaluate` held out for validation under `cfg`."""
+    from artistsim.data.splits import holdout_mask
+
+    return int(len(np.unique(artists[holdout_mask(artists, cfg.val_fraction, cfg.seed,
+                                                  min_artists=cfg.val_min_artists)])))
 
 
 def pd_rows(data: Path, split: str) -> list[str]:
@@ -328,9 +345,9 @@ def _stat(values: list[float]) -> str:
     return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"
 
 
-def trained(names: list[str], seeds: int) -> C.Section:
+def trained(names: list[str], seeds: int, config: Path = RECIPE) -> C.Section:
     """The table of the issue: per front end, untrained rows and the trained recipe, mean ± sd over splits."""
-    per = {n: [trained_split(n, s) for s in range(seeds)] for n in names}
+    per = {n: [trained_split(n, s, config) for s in range(seeds)] for n in names}
     rows = [[n, *(_stat([r[c] for r in per[n]]) for c in TRAINED_COLS),
              C.fmt(np.mean([r["cpu"] for r in per[n]]), 0), C.fmt(np.mean([r["epochs"] for r in per[n]]), 0)]
             for n in names]
@@ -340,21 +357,23 @@ def trained(names: list[str], seeds: int) -> C.Section:
         met = bool(np.mean(gap) >= 0.05)
         rows.append(["musicnn-msd − dsp (paired)", *("" for _ in TRAINED_COLS[:-2]), _stat(gap), "", "", ""])
     first = per[names[0]][0]
+    n_val = sorted({r["validation artists"] for n in names for r in per[n]})
     settings = "; ".join(f"{n} split {i} (validation nDCG@100 {r['validation']['transformer alone']:.3f}, "
                          f"{r['epochs']} epochs): " + ", ".join(f"{k} {v}" for k, v in r["settings"].items())
                          for n in names for i, r in enumerate(per[n]))
     return C.Section(
         "Front ends on real music, untrained and trained (3 artist-disjoint splits)",
-        C.markdown_table(["front end", *TRAINED_COLS, "training CPU-s", "epochs"], rows, "l" + "r" * 9),
+        C.markdown_table(["front end", *TRAINED_COLS, "training CPU-s", "epochs"], rows, "l" + "r" * (len(TRAINED_COLS) + 2)),
         target="whole pipeline on musicnn-msd >= the same on dsp + 0.05 test nDCG@100", met=met,
         notes=f"Test nDCG@100, mean ± sd over {seeds} artist-disjoint splits of the real set (30% of the "
               f"artists in test; {first['tracks']['train']} train / {first['tracks']['test']} test tracks in "
               "split 0), every front end on the same splits, all 81 windows per track (featurize's framing). "
-              "mean-pool, LDA and tuned LDA (shrinkage and directions chosen on validation) are `evaluate`'s "
-              "baseline rows; standardised divides each pooled mean by its spread over the test tracks. "
-              "transformer alone: configs/recommended/transformer.toml trained by `artistsim train` as shipped "
-              "(one thread); whole pipeline: `evaluate`'s last inference add-on row, every add-on chosen on "
-              f"the validation artists (10% of the train artists: 2-3 here). Per split, the transformer's "
+              "mean-pool, LDA, tuned LDA and tuned WCCN (shrinkage and directions chosen on validation) are "
+              "`evaluate`'s baseline rows; standardised divides each pooled mean by its spread over the test tracks. "
+              f"transformer alone: {config.relative_to(C.SRC) if config.is_relative_to(C.SRC) else config.name} "
+              "trained by `artistsim train` (one thread); whole pipeline: `evaluate`'s last inference add-on "
+              f"row, every add-on chosen on the validation artists ({'-'.join(map(str, n_val))} held out of "
+              "the train artists by the config's val_fraction and val_min_artists). Per split, the transformer's "
               f"validation nDCG@100, its epochs (of 43) and the add-on settings chosen: {settings}.")
 
 
@@ -367,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--splits", type=int, default=3)
     p.add_argument("--tf", help="python of a scratch environment with TensorFlow and musicnn (speed reference)")
+    p.add_argument("--config", type=Path, default=RECIPE,
+                   help="trained: a variant of the recipe's config (its runs cached apart; give --json)")
     p.add_argument("--json", type=Path, default=RESULTS, help="result file (run_all passes its own)")
     p.add_argument("--full", action="store_true", help="accepted for run_all: every table here is full-size")
     p.add_argument("--quick", action="store_true", help="accepted for run_all: the result is labelled quick")
@@ -380,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "speed":
         section = speed(args.tracks, args.tf, args.repeats)
     else:
-        section = trained(args.frontend or ["dsp", "musicnn-msd"], args.splits)
+        if args.config != RECIPE and args.json == RESULTS:
+            p.error("--config: give --json, so a variant's table never replaces the recipe's")
+        section = trained(args.frontend or ["dsp", "musicnn-msd"], args.splits, args.config)
     result = C.make_result("frontends", "Front ends: real-music quality and musicnn speed",
                            "quick" if args.quick else "full",
                            "bench_frontends.py", argv if argv is not None else sys.argv[1:], [section], facts)

@@ -68,7 +68,7 @@ def fit_tracks(data: Path, config: Path, seed: int) -> tuple[int, int]:
 
     cfg = load_train_config(config)
     artists = load_split(data, "train", progress=False).artists
-    val = holdout_mask(artists, cfg.val_fraction, seed)
+    val = holdout_mask(artists, cfg.val_fraction, seed, min_artists=cfg.val_min_artists)
     return int(len(artists)), int(np.count_nonzero(~val))
 
 

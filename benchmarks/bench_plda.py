@@ -50,7 +50,8 @@ def quality(data_dir: Path, runs: list[Path], progress: bool = False) -> tuple[l
     cfg = loaded[0][1]
     train = load_split(data_dir, "train", progress=progress)
     test = load_split(data_dir, "test", progress=progress)
-    val_rows = np.flatnonzero(holdout_mask(train.artists, cfg.val_fraction, cfg.seed))
+    val_rows = np.flatnonzero(holdout_mask(train.artists, cfg.val_fraction, cfg.seed,
+                                           min_artists=cfg.val_min_artists))
     fit_rows = np.setdiff1d(np.arange(len(train.meta)), val_rows)
     opts = EmbedOptions()
 

@@ -199,6 +199,10 @@ class TrainConfig:
     weight_decay: float = ranged(1e-3, "x >= 0")
     patience: int = ranged(5, "x >= 1")
     val_fraction: float = ranged(0.1, "0 < x < 1")
+    # Validation holds at least this many artists (never more than half of them): with few
+    # training artists (25 on the real-music set) 10% is 2-3 artists, on which the inference
+    # add-ons and the best epoch are chosen by noise. 0 keeps the fraction alone (the seed's).
+    val_min_artists: int = ranged(0, "x >= 0")
     seed: int = ranged(0, "x >= 0")
     pad_mode: Literal["wrap", "zero"] = "wrap"
     eval_batch_size: int = ranged(512, "x >= 1")

@@ -43,6 +43,20 @@ def test_split_by_artist():
         assert not np.intersect1d(artists[folds[k]], artists[~folds[k]]).size
 
 
+def test_validation_floor_of_artists():
+    """A small training set still validates on `min_artists` artists, never on more than half."""
+    artists = np.repeat(np.arange(25), 6)
+    assert len(np.unique(artists[split_artists(artists, 0.1, seed=0)])) == 2
+    floored = split_artists(artists, 0.1, seed=0, min_artists=8)
+    assert len(np.unique(artists[floored])) == 8
+    assert not np.intersect1d(artists[floored], artists[~floored]).size
+    few = np.repeat(np.arange(6), 3)
+    assert len(np.unique(few[split_artists(few, 0.1, seed=0, min_artists=8)])) == 3
+    # Where the fraction already holds out enough artists, the floor changes nothing.
+    many = np.repeat(np.arange(400), 2)
+    assert np.array_equal(split_artists(many, 0.1, seed=4, min_artists=8), split_artists(many, 0.1, seed=4))
+
+
 def test_test_split_labels_from_ground_truth(tiny_data):
     test = load_split(tiny_data, "test")
     assert test.artists is not None and len(np.unique(test.artists)) == 3

@@ -13,7 +13,9 @@ def progress(args: argparse.Namespace) -> bool | None:
 
 
 def add_holdout(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share of train artists held out")
+    p.add_argument("--val-fraction", type=fraction, default=0.1, help="share of train artists held out")
+    p.add_argument("--val-min-artists", type=non_negative_int, default=0,
+                   help="hold out at least this many artists (at most half); as a config's val_min_artists")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--folds", type=int, default=0, help="k-fold by artist instead of a fraction (e.g. 10)")
     p.add_argument("--fold", type=int, default=0)

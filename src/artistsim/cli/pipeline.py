@@ -64,7 +64,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from artistsim.evaluation.submission import write_submission
 
     train = load_split(args.data_dir, "train", progress=progress(args))
-    val = holdout_mask(train.artists, args.val_fraction, args.seed, args.folds, args.fold)
+    val = holdout_mask(train.artists, args.val_fraction, args.seed, args.folds, args.fold,
+                       args.val_min_artists)
     fit_rows, val_rows = np.flatnonzero(~val), np.flatnonzero(val)
     fit_stats = pooled_stats(train.source, fit_rows, progress=progress(args))
     val_emb = baseline_embeddings(args.method, fit_stats, train.artists[fit_rows],
@@ -108,7 +109,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     model, cfg = load_run(args.run, device)
     split = load_split(args.data_dir, "train" if args.split == "val" else "test", progress=progress(args))
     if args.split == "val":
-        rows = np.flatnonzero(holdout_mask(split.artists, cfg.val_fraction, cfg.seed))
+        rows = np.flatnonzero(holdout_mask(split.artists, cfg.val_fraction, cfg.seed,
+                                            min_artists=cfg.val_min_artists))
     else:
         rows = np.arange(len(split.meta))
     emb = embed_split(model, split, rows, device, EmbedOptions(args.window, args.hop), progress(args))

@@ -125,11 +125,15 @@ def test_labels(data_dir: str | Path, meta: pd.DataFrame) -> np.ndarray | None:
     return gt.loc[meta["trackid"]].to_numpy(np.int64)
 
 
-def split_artists(artists: np.ndarray, val_fraction: float = 0.1, seed: int = 0) -> np.ndarray:
-    """Boolean mask of rows whose artist is held out for validation (by artist, seeded)."""
+def split_artists(artists: np.ndarray, val_fraction: float = 0.1, seed: int = 0, min_artists: int = 0) -> np.ndarray:
+    """Boolean mask of rows whose artist is held out for validation (by artist, seeded).
+
+    At least `min_artists` artists are held out, but never more than half of them.
+    """
     unique = np.unique(artists)
     rng = np.random.default_rng(seed)
     n_val = max(1, int(round(len(unique) * val_fraction)))
+    n_val = max(n_val, min(min_artists, len(unique) // 2))
     held = rng.choice(unique, size=n_val, replace=False)
     return np.isin(artists, held)
 
@@ -145,7 +149,8 @@ def fold_artists(artists: np.ndarray, folds: int, fold: int, seed: int = 0) -> n
     return fold_of[np.searchsorted(unique, artists)] == fold
 
 
-def holdout_mask(artists: np.ndarray, val_fraction: float, seed: int, folds: int = 0, fold: int = 0) -> np.ndarray:
+def holdout_mask(artists: np.ndarray, val_fraction: float, seed: int, folds: int = 0, fold: int = 0,
+                 min_artists: int = 0) -> np.ndarray:
     """Validation rows: k-fold by artist when `folds` > 1, else a seeded fraction of artists.
 
     Both sides must keep an artist: with one artist in train_meta.tsv there is nothing to
@@ -157,4 +162,4 @@ def holdout_mask(artists: np.ndarray, val_fraction: float, seed: int, folds: int
                         f"(artists are held out whole)")
     if folds > 1:
         return fold_artists(artists, folds, fold, seed)
-    return split_artists(artists, val_fraction, seed)
+    return split_artists(artists, val_fraction, seed, min_artists)

@@ -88,10 +88,10 @@ class Table:
 
 
 def _check_same_holdout(cfgs: list[TrainConfig], runs: list[Path]) -> None:
-    keys = {(c.val_fraction, c.seed) for c in cfgs}
+    keys = {(c.val_fraction, c.val_min_artists, c.seed) for c in cfgs}
     if len(keys) > 1:
         raise ValueError(f"runs {[str(r) for r in runs]} held out different validation artists "
-                         f"(val_fraction, seed) = {sorted(keys)}; evaluate them separately")
+                         f"(val_fraction, val_min_artists, seed) = {sorted(keys)}; evaluate them separately")
 
 
 def evaluate(data_dir: str | Path, runs: list[str | Path], device: torch.device, opts: EmbedOptions | None = None,
@@ -109,7 +109,8 @@ def evaluate(data_dir: str | Path, runs: list[str | Path], device: torch.device,
     _check_same_holdout([cfg for _, cfg in loaded], runs)
     cfg0 = loaded[0][1]
     train = load_split(data_dir, "train", progress=progress)
-    val_rows = np.flatnonzero(holdout_mask(train.artists, cfg0.val_fraction, cfg0.seed, folds, fold))
+    val_rows = np.flatnonzero(holdout_mask(train.artists, cfg0.val_fraction, cfg0.seed, folds, fold,
+                                           cfg0.val_min_artists))
     fit_rows = np.setdiff1d(np.arange(len(train.meta)), val_rows)
     splits = [("validation", train, val_rows)]
     test = load_split(data_dir, "test", progress=progress)
