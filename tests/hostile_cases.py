@@ -258,6 +258,12 @@ CASES: list[Case] = [
            lambda ws, f=flag, v=value: ["index", "build", ws.root / "new", "--data", ws.data, "--run", ws.run, f, v],
            lambda ws, f=flag: (f,))
       for flag, value in (("--hop", "0"), ("--window", "0"), ("--window", "500"))),
+    *(Case(f"baseline_{flag.strip('-').replace('-', '_')}_{value}", "baseline",
+           lambda ws, f=flag, v=value: ["baseline", ws.data, "--method", "lda", f, v],
+           lambda ws, f=flag, m=message: (f, m))
+      for flag, value, message in (("--val-fraction", "1.5", "strictly between 0 and 1"),
+                                   ("--val-fraction", "0", "strictly between 0 and 1"),
+                                   ("--val-min-artists", "-1", ">= 0"))),
     Case("predict_hop_zero", "predict",
          lambda ws: ["predict", ws.data, "--run", ws.run, "--out", ws.root / "sub.tsv", "--hop", "0"],
          lambda ws: ("--hop", ">= 1")),
