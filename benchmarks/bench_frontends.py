@@ -316,10 +316,9 @@ def trained_split(name: str, seed: int, config: Path = RECIPE) -> dict:
 
 def _validation_artists(artists: np.ndarray, cfg) -> int:
     """How many training artists `train` and `evaluate` held out for validation under `cfg`."""
-    from artistsim.data.splits import holdout_mask
+    from artistsim.data.splits import run_holdout
 
-    return int(len(np.unique(artists[holdout_mask(artists, cfg.val_fraction, cfg.seed,
-                                                  min_artists=cfg.val_min_artists)])))
+    return int(len(np.unique(artists[run_holdout(artists, cfg)])))
 
 
 def pd_rows(data: Path, split: str) -> list[str]:

@@ -64,11 +64,11 @@ def fit_tracks(data: Path, config: Path, seed: int) -> tuple[int, int]:
     import numpy as np
 
     from artistsim.config import load_train_config
-    from artistsim.data.splits import holdout_mask, load_split
+    from artistsim.data.splits import load_split, run_holdout
 
     cfg = load_train_config(config)
     artists = load_split(data, "train", progress=False).artists
-    val = holdout_mask(artists, cfg.val_fraction, seed, min_artists=cfg.val_min_artists)
+    val = run_holdout(artists, dataclasses.replace(cfg, seed=seed))  # the bench trains with seed
     return int(len(artists)), int(np.count_nonzero(~val))
 
 

@@ -35,7 +35,7 @@ SPEED_TARGET = 1.2
 
 def quality(data_dir: Path, runs: list[Path], progress: bool = False) -> tuple[list[list[str]], dict]:
     """Rows (what, validation, test) and the figures, for one dataset and its runs."""
-    from artistsim.data.splits import holdout_mask, load_split
+    from artistsim.data.splits import load_split, run_holdout
     from artistsim.embed import load_run
     from artistsim.evaluation.baselines import pooled_stats
     from artistsim.evaluation.inference import (BACKENDS, PLDA_SHRINKAGE, FusionInputs, calibrate, cohort_for,
@@ -50,8 +50,7 @@ def quality(data_dir: Path, runs: list[Path], progress: bool = False) -> tuple[l
     cfg = loaded[0][1]
     train = load_split(data_dir, "train", progress=progress)
     test = load_split(data_dir, "test", progress=progress)
-    val_rows = np.flatnonzero(holdout_mask(train.artists, cfg.val_fraction, cfg.seed,
-                                           min_artists=cfg.val_min_artists))
+    val_rows = np.flatnonzero(run_holdout(train.artists, cfg))
     fit_rows = np.setdiff1d(np.arange(len(train.meta)), val_rows)
     opts = EmbedOptions()
 

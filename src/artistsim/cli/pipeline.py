@@ -99,7 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from artistsim.data.splits import holdout_mask, load_split
+    from artistsim.data.splits import load_split, run_holdout
     from artistsim.embed import load_run, resolve_device, save_embeddings
     from artistsim.evaluation.report import EmbedOptions, embed_split
     from artistsim.runs import check_data_frontend
@@ -109,8 +109,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     model, cfg = load_run(args.run, device)
     split = load_split(args.data_dir, "train" if args.split == "val" else "test", progress=progress(args))
     if args.split == "val":
-        rows = np.flatnonzero(holdout_mask(split.artists, cfg.val_fraction, cfg.seed,
-                                            min_artists=cfg.val_min_artists))
+        rows = np.flatnonzero(run_holdout(split.artists, cfg))
     else:
         rows = np.arange(len(split.meta))
     emb = embed_split(model, split, rows, device, EmbedOptions(args.window, args.hop), progress(args))

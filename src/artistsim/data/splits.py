@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,9 @@ from artistsim.data.layout import (
     read_meta,
 )
 from artistsim.data.store import PackedStore, store_exists
+
+if TYPE_CHECKING:
+    from artistsim.config import TrainConfig
 
 # --------------------------------------------------------------------------- batches
 
@@ -163,3 +166,10 @@ def holdout_mask(artists: np.ndarray, val_fraction: float, seed: int, folds: int
     if folds > 1:
         return fold_artists(artists, folds, fold, seed)
     return split_artists(artists, val_fraction, seed, min_artists)
+
+
+def run_holdout(artists: np.ndarray, cfg: TrainConfig, folds: int = 0, fold: int = 0) -> np.ndarray:
+    """The validation rows a run's config holds out: `train`, `evaluate`, `embed --split val`
+    and the benchmarks call this one function, so they can never disagree on the artists."""
+    return holdout_mask(artists, cfg.val_fraction, cfg.seed, folds, fold, cfg.val_min_artists)
+

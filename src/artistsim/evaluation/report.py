@@ -16,7 +16,7 @@ import torch
 
 from artistsim.atomic import atomic_path, atomic_write_text
 from artistsim.config import TrainConfig
-from artistsim.data.splits import SplitData, holdout_mask, load_split
+from artistsim.data.splits import SplitData, load_split, run_holdout
 from artistsim.embed import embed_full, embed_windows, ensemble, l2_normalise, load_run
 from artistsim.evaluation.baselines import LDA, baseline_embeddings, centre_normalise, pooled_stats
 from artistsim.evaluation.inference import (FusionInputs, calibrate, cohort_for, component_scores, plda_for,
@@ -109,8 +109,7 @@ def evaluate(data_dir: str | Path, runs: list[str | Path], device: torch.device,
     _check_same_holdout([cfg for _, cfg in loaded], runs)
     cfg0 = loaded[0][1]
     train = load_split(data_dir, "train", progress=progress)
-    val_rows = np.flatnonzero(holdout_mask(train.artists, cfg0.val_fraction, cfg0.seed, folds, fold,
-                                           cfg0.val_min_artists))
+    val_rows = np.flatnonzero(run_holdout(train.artists, cfg0, folds, fold))
     fit_rows = np.setdiff1d(np.arange(len(train.meta)), val_rows)
     splits = [("validation", train, val_rows)]
     test = load_split(data_dir, "test", progress=progress)

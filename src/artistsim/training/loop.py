@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 import artistsim.training.tblog as tblog
 from artistsim.config import StageConfig, TrainConfig, to_dict
-from artistsim.data.splits import SplitData, holdout_mask, load_split
+from artistsim.data.splits import SplitData, load_split, run_holdout
 from artistsim.embed import embed_full, load_checkpoint, restore
 from artistsim.evaluation.metrics import ndcg_at_k
 from artistsim.models import build_model, describe, output_dim
@@ -156,7 +156,7 @@ def prepare_data(data_dir: str | Path, cfg: TrainConfig, folds: int = 0, fold: i
                  progress: bool | None = None) -> TrainData:
     """Load train, hold out validation artists, map artists to contiguous class indices."""
     split = load_split(data_dir, "train", progress=progress)
-    val_mask = holdout_mask(split.artists, cfg.val_fraction, cfg.seed, folds, fold, cfg.val_min_artists)
+    val_mask = run_holdout(split.artists, cfg, folds, fold)
     val_rows = np.flatnonzero(val_mask)
     if cfg.max_val_tracks and len(val_rows) > cfg.max_val_tracks:
         val_rows = np.sort(np.random.default_rng(cfg.seed).choice(val_rows, cfg.max_val_tracks, replace=False))
