@@ -13,8 +13,8 @@ import pytest
 
 
 def write_tiny_dataset(root: Path, n_train_artists: int = 6, n_test_artists: int = 3, tracks: int = 4,
-                       seed: int = 0, nested: bool = False) -> Path:
-    """Write train/test meta, features and test_gt.tsv; artist k's frames centre on a random vector."""
+                       seed: int = 0, nested: bool = False, dim: int = 512) -> Path:
+    """Write train/test meta, features (dim, T) and test_gt.tsv; artist k's frames centre on a random vector."""
     rng = np.random.default_rng(seed)
     tid = 1000
     gt_rows = []
@@ -25,11 +25,11 @@ def write_tiny_dataset(root: Path, n_train_artists: int = 6, n_test_artists: int
         lines = ["trackid\tartistid\tarchive_features_path" if split == "train" else "trackid\tarchive_features_path"]
         for a in range(n_artists):
             artist = base_artist + 7 * a
-            centre = rng.normal(size=(512, 1)).astype(np.float32)
+            centre = rng.normal(size=(dim, 1)).astype(np.float32)
             for _ in range(tracks):
                 tid += 3
                 length = int(rng.choice([81, 81, 30, 5]))
-                arr = (centre + 0.5 * rng.normal(size=(512, length))).astype(np.float32)
+                arr = (centre + 0.5 * rng.normal(size=(dim, length))).astype(np.float32)
                 rel = f"{tid % 10}/{tid}.npy"
                 (folder / str(tid % 10)).mkdir(parents=True, exist_ok=True)
                 np.save(folder / rel, arr)

@@ -24,8 +24,8 @@ from artistsim.models import build_model
 from artistsim.runs import write_checkpoint
 
 
-def write_run(run: Path, seed: int = 0) -> Path:
-    cfg = TrainConfig(model=TransformerConfig(d_model=32, num_heads=2, num_layers=1, ffn_dim=64,
+def write_run(run: Path, seed: int = 0, dim: int = 512) -> Path:
+    cfg = TrainConfig(model=TransformerConfig(input_dim=dim, d_model=32, num_heads=2, num_layers=1, ffn_dim=64,
                                               projector_hidden=32, embedding_dim=16), stages=[StageConfig(8, 10, 1e-3)])
     torch.manual_seed(seed)
     model = build_model(cfg.model)

@@ -153,24 +153,36 @@ def test_the_catalogue_stores_its_pipeline(world, tmp_path):
     assert live.stats()["pipeline"]["as_norm_top_k"] == SETTINGS.as_norm_top_k
 
 
-def test_audio_is_taken_when_the_runs_were_trained_on_featurizes_front_end(tmp_path, capsys):
+@pytest.mark.parametrize("name", ["dsp", "musicnn-msd"])
+def test_audio_is_taken_when_the_runs_were_trained_on_featurizes_front_end(tmp_path, capsys, name):
+    """The service and the identify page featurize audio by the catalogue's front end, at its D."""
     import io
 
     import soundfile as sf
 
-    from artistsim.audio.descriptor import frontend
+    from artistsim.audio.frontends import record
     from artistsim.data.provenance import write_frontend
 
-    data = write_tiny_dataset(tmp_path / "data", n_train_artists=3, n_test_artists=2, tracks=3)
-    run = write_run(tmp_path / "run")
-    write_frontend(data, frontend())
-    write_frontend(run, frontend())
+    if name != "dsp":
+        pytest.importorskip("musicnn", reason="musicnn package not installed (make setup installs it)")
+    front = record(name)
+    data = write_tiny_dataset(tmp_path / "data", n_train_artists=3, n_test_artists=2, tracks=3, dim=front.dim)
+    run = write_run(tmp_path / "run", dim=front.dim)
+    write_frontend(data, front)
+    write_frontend(run, front)
     build_catalogue(tmp_path / "cat", data, [run], ["train"], index="flat", progress=False)
     client = TestClient(create_app(LiveCatalogue(tmp_path / "cat")))
     buf = io.BytesIO()
     sf.write(buf, np.random.default_rng(0).normal(scale=0.1, size=16000 * 5), 16000, format="WAV")
     r = client.post("/similar", files={"audio": ("a.wav", buf.getvalue(), "audio/wav")}, data={"k": "3"})
     assert r.status_code == 200 and len(r.json()["neighbours"]) == 3
+    page = client.post("/ui/identify", files={"upload": ("a.wav", buf.getvalue())})
+    assert page.status_code == 200 and 'id="verdict"' in page.text
+    npy = io.BytesIO()
+    np.save(npy, np.zeros((front.dim, 5), np.float32))
+    assert client.post("/ui/identify", files={"upload": ("q.npy", npy.getvalue())}).status_code == 200
+    if name != "dsp":
+        return
     other = write_tiny_dataset(tmp_path / "other", n_train_artists=3, n_test_artists=2, tracks=3)
     capsys.readouterr()  # data of another front end cannot be added: one line, exit 2
     assert main(["-q", "index", "add", str(tmp_path / "cat"), "--data", str(other), "--split", "test"]) == 2

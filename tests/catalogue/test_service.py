@@ -138,6 +138,8 @@ def test_audio_is_refused_by_a_catalogue_of_competition_feature_runs(server):
     assert r.status_code == 409
     detail = r.json()["detail"]
     assert "competition-cnn" in detail and "dsp" in detail and "\n" not in detail
+    page = _post(server, "/ui/identify", files={"upload": ("a.wav", buf.getvalue())})  # the page: the same refusal
+    assert page.status_code == 409 and "competition-cnn" in page.text
 
 
 def test_add_then_find_then_refuse_duplicate(built, tmp_path):

@@ -16,7 +16,9 @@ import soundfile as sf
 from catalogue_cases import make_catalogue, write_run
 from conftest import write_tiny_dataset
 
+from artistsim.audio.descriptor import frontend
 from artistsim.catalogue.names import gather, keep
+from artistsim.data.provenance import write_frontend
 
 KEY = "curator-key-0123456789abcdef"
 WRITERS = {"alice": KEY}
@@ -31,6 +33,8 @@ def curated_catalogue(root: Path) -> dict[str, object]:
     meta.loc[25, "artistid"] = meta["artistid"].iloc[10]
     meta.to_csv(data / "train_meta.tsv", sep="\t", index=False)
     run = write_run(root / "run")
+    for folder in (data, run):  # a catalogue of featurize's dsp features: the pages take audio
+        write_frontend(folder, frontend())
     cat = make_catalogue(root / "cat", data, run)
     audio = root / "audio"
     audio.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ model for identification (rebuilt lazily for the generation that asks for it).
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from artistsim.catalogue.snapshot import (MAX_K, Snapshot, SnapshotSearcher, che
                                           reopen, search_settings)
 from artistsim.catalogue.store import MANIFEST, UNKNOWN_ARTIST, CatalogueError, Manifest, Part, append, check_part
 from artistsim.data.arrays import load_array
-from artistsim.data.layout import MAX_FRAMES
+from artistsim.data.layout import MAX_FRAMES, DataError
+from artistsim.data.provenance import Frontend
 from artistsim.embed import Embedder, l2_normalise
 from artistsim.search.pipeline import Ranker
 
@@ -47,19 +49,18 @@ class Unavailable(ValueError):
         self.status = status
 
 
-def featurize_audio(path: str | Path, expected=None) -> np.ndarray:
+def featurize_audio(path: str | Path, expected: Frontend) -> np.ndarray:
     """(D, T) features of an audio file by the front end the catalogue's runs were trained on.
 
-    `expected` (a provenance `Frontend`; None: the default `dsp`) names it: audio is
-    refused (409, naming both) when no front end `featurize` knows makes those frames
-    (runs trained on the competition's CNN features, say), since the runs would embed
-    features they never saw. Tracks longer than the models' 81 frames keep their central
-    81 frames.
+    `expected` (the catalogue's provenance `Frontend`) names it: audio is refused (409,
+    naming both) when no front end `featurize` knows makes those frames (runs trained on
+    the competition's CNN features, say), since the runs would embed features they never
+    saw. Tracks longer than the models' 81 frames keep their central 81 frames.
     """
     from artistsim.audio import frontends
 
     try:
-        name = frontends.DEFAULT if expected is None else frontends.name_of(expected)
+        name = frontends.name_of(expected)
     except frontends.FrontendError as exc:
         raise Unavailable(f"audio refused: the catalogue's runs were trained on features of another front end; "
                           f"{exc}; send features of the runs' front end instead") from None
@@ -67,7 +68,26 @@ def featurize_audio(path: str | Path, expected=None) -> np.ndarray:
     if x.ndim == 2 and x.shape[1] > MAX_FRAMES:
         start = (x.shape[1] - MAX_FRAMES) // 2
         x = x[:, start : start + MAX_FRAMES]
-    return check_features(x, str(path))
+    return check_features(x, str(path), expected.dim)
+
+
+def featurize_upload(data: bytes, suffix: str, expected: Frontend, field: str = "audio") -> np.ndarray:
+    """(D, T) features of uploaded audio bytes: what the service and the identify page share.
+
+    Why a temporary file: the decoders read files. A bad upload is a DataError naming
+    `field` (never the server's temporary path); a catalogue whose runs cannot take audio
+    stays Unavailable (409).
+    """
+    with tempfile.NamedTemporaryFile(prefix="artistsim-upload-", suffix=suffix) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        try:
+            return featurize_audio(tmp.name, expected)
+        except Unavailable:
+            raise
+        except (ValueError, OSError) as exc:
+            reason = (str(exc) or type(exc).__name__).replace(tmp.name, "upload").splitlines()[0]
+            raise DataError(f"{field}: {reason}") from None
 
 
 def check_k(k: int) -> int:

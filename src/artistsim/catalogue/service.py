@@ -26,7 +26,6 @@ request looks at the manifest's modification time at most once a second.
 from __future__ import annotations
 
 import math
-import tempfile
 import threading
 from typing import Any
 
@@ -44,7 +43,7 @@ from artistsim.catalogue.build import check_features
 from artistsim.catalogue.hotpath import HotPath, SimilarBatcher, neighbours_list
 from artistsim.catalogue.inputs import (MAX_BODY_BYTES, BadInput, finite_bounded, id_field, int_field, read_input,
                                         validation_line)
-from artistsim.catalogue.live import LiveCatalogue, NotFound, Unavailable, check_k, featurize_audio
+from artistsim.catalogue.live import LiveCatalogue, NotFound, Unavailable, check_k, featurize_upload
 from artistsim.catalogue.observe import Observe, metrics_text
 from artistsim.catalogue.snapshot import MAX_K
 from artistsim.catalogue.store import CatalogueError
@@ -80,18 +79,12 @@ def _vector(cat: LiveCatalogue, kind: str, value: Any) -> np.ndarray:
         if norm == 0.0:
             raise BadInput(422, "embedding is the zero vector")
         return (v / norm).astype(np.float32)[None, :]
-    if kind == "audio":  # the decoders read files: the upload lives in a temporary one meanwhile
+    if kind == "audio":
         suffix, data = value
-        with tempfile.NamedTemporaryFile(prefix="artistsim-upload-", suffix=suffix) as tmp:
-            tmp.write(data)
-            tmp.flush()
-            try:
-                x = featurize_audio(tmp.name, cat.frontend)
-            except Unavailable:
-                raise
-            except (ValueError, OSError) as exc:  # bad audio: named as the field, not the server's temp path
-                reason = (str(exc) or type(exc).__name__).replace(tmp.name, "upload").splitlines()[0]
-                raise BadInput(422, f"audio: {reason}") from None
+        try:
+            x = featurize_upload(data, suffix, cat.frontend, "audio")
+        except DataError as exc:  # bad audio: named as the field, not the server's temporary file
+            raise BadInput(422, str(exc)) from None
     else:
         x = check_features(value, "features", cat.frontend.dim)
     finite_bounded(x, "features")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import mimetypes
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from artistsim.catalogue.build import check_features
-from artistsim.catalogue.live import LiveCatalogue, Neighbours, featurize_audio
+from artistsim.catalogue.live import LiveCatalogue, Neighbours, featurize_upload
 from artistsim.catalogue.names import Names
 from artistsim.catalogue.snapshot import Snapshot
 from artistsim.catalogue.store import UNKNOWN_ARTIST
 from artistsim.catalogue.ui.render import PageError, PageRoute, artist_label, page
 from artistsim.catalogue.ui.state import CuratorState
 from artistsim.data.ids import ID_LIMIT
+from artistsim.data.provenance import Frontend
 
 NEIGHBOURS = 20  # a track page's default list
 MAX_NEIGHBOURS = 200
@@ -98,19 +98,16 @@ def _artist(cat: LiveCatalogue, state: CuratorState, names: Names, snap: Snapsho
             "others": others}
 
 
-def _read_upload(filename: str, data: bytes) -> np.ndarray:
-    """(512, T) features of an uploaded .npy features file or audio file."""
+def _read_upload(filename: str, data: bytes, frontend: Frontend) -> np.ndarray:
+    """(D, T) features of an uploaded .npy features file or audio file, D of the catalogue's front end."""
     suffix = Path(filename).suffix.lower()
     if suffix == ".npy":
         try:
             arr = np.load(io.BytesIO(data), allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise PageError(422, f"{filename}: not a readable .npy file ({exc})") from None
-        return check_features(arr, filename)
-    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:  # the decoders read files
-        tmp.write(data)
-        tmp.flush()
-        return featurize_audio(tmp.name)
+        return check_features(arr, filename, frontend.dim)
+    return featurize_upload(data, suffix, frontend, filename)
 
 
 def router(cat: LiveCatalogue, state: CuratorState) -> APIRouter:
@@ -173,7 +170,7 @@ def router(cat: LiveCatalogue, state: CuratorState) -> APIRouter:
 
         def run() -> dict[str, Any]:
             cat.maybe_refresh()
-            vec = cat.embed([_read_upload(name, data)])
+            vec = cat.embed([_read_upload(name, data, cat.frontend)])
             out = cat.identify(vec, 5)
             res = out["result"]
             names = state.names()
