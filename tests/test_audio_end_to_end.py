@@ -36,7 +36,7 @@ def audio_to_submission(tmp_path: Path, manifest: Path, config: str, *featurize_
 @pytest.mark.slow
 def test_featurize_then_train_ranks_same_artist_first(tmp_path, capsys):
     manifest = write_artists(tmp_path / "music", n_artists=14, tracks=5, seconds=12.0)
-    data, sub = audio_to_submission(tmp_path, manifest, CONFIG, "--test-fraction", "0.3")
+    data, sub = audio_to_submission(tmp_path, manifest, CONFIG, "--test-fraction", "0.3", "--frontend", "dsp")
     capsys.readouterr()
     assert main(["score", str(sub), str(data / "test_gt.tsv")]) == 0
     ndcg = float(capsys.readouterr().out.split()[-1])
@@ -52,8 +52,9 @@ SMALL_CONFIG = transformer_toml(32, 2, 64, 32, 16, [dict(artists_per_batch=3, cr
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("frontend, dim", [("musicnn-msd", 753), ("musicnn-mtt", 753)])
-def test_every_front_end_runs_from_audio_to_a_submission(tmp_path, capsys, frontend, dim):
+@pytest.mark.parametrize("frontend, dim, flag", [("musicnn-msd", 753, ()),  # the default: no flag
+                                               ("musicnn-mtt", 753, ("--frontend", "musicnn-mtt"))])
+def test_every_front_end_runs_from_audio_to_a_submission(tmp_path, capsys, frontend, dim, flag):
     """A few short tracks per pretrained front end through the whole chain (dsp: the test above).
 
     D comes from frontend.json: validate, pack and train read it, no option says 753.
@@ -70,7 +71,7 @@ def test_every_front_end_runs_from_audio_to_a_submission(tmp_path, capsys, front
         except MusicnnError:
             pytest.skip("musicnn package not installed (make setup installs it)")
     manifest = write_artists(tmp_path / "music", n_artists=6, tracks=3, seconds=4.0)
-    data, sub = audio_to_submission(tmp_path, manifest, SMALL_CONFIG, "--test-fraction", "0.34", "--frontend", frontend)
+    data, sub = audio_to_submission(tmp_path, manifest, SMALL_CONFIG, "--test-fraction", "0.34", *flag)
     record = json.loads((data / "frontend.json").read_text())
     assert (record["name"], record["dim"]) == (frontend, dim)
     some = next((data / "train_features").rglob("*.npy"))

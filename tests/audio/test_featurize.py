@@ -73,7 +73,7 @@ def test_labelled_output_validates(bad_folder, tmp_path):
     assert not (out / "test_gt.tsv").exists() and summary.unlabelled_test == 1  # ... and no partial truth
     train = pd.read_csv(out / "train_meta.tsv", sep="\t")
     arr = np.load(out / "train_features" / train["archive_features_path"].iloc[0])
-    assert arr.dtype == np.float32 and arr.shape[0] == 512
+    assert arr.dtype == np.float32 and arr.shape[0] == 753  # the default front end, musicnn-msd
 
 
 def _folder(root: Path, n: int = 6) -> Path:
@@ -216,19 +216,21 @@ def test_bad_manifest_names_the_line(tmp_path, capsys):
 def test_features_of_another_descriptor_version_are_refused(tmp_path):
     manifest = _folder(tmp_path / "music", n=2)
     out = tmp_path / "out"
-    featurize_dataset(manifest, out, FeaturizeOptions(workers=1))
+    featurize_dataset(manifest, out, FeaturizeOptions(workers=1, frontend="dsp"))
     (out / fz.STATE_DIR / "frontend.json").unlink()  # a folder from before front ends had records
     (out / fz.STATE_DIR / "descriptor_version").write_text("1\n")
     with pytest.raises(DataError, match="front end dsp v1"):
+        featurize_dataset(manifest, out, FeaturizeOptions(workers=1, frontend="dsp"))
+    with pytest.raises(DataError, match="front end dsp v1"):  # nor the default front end on top
         featurize_dataset(manifest, out, FeaturizeOptions(workers=1))
 
 
 def test_features_of_another_front_end_are_refused(tmp_path):
     manifest = _folder(tmp_path / "music", n=2)
     out = tmp_path / "out"
-    featurize_dataset(manifest, out, FeaturizeOptions(workers=1))
+    featurize_dataset(manifest, out, FeaturizeOptions(workers=1, frontend="dsp"))
     with pytest.raises(DataError, match=r"front end dsp v\d+ \(512-d\), this run applies musicnn-msd"):
-        featurize_dataset(manifest, out, FeaturizeOptions(workers=1, frontend="musicnn-msd"))
+        featurize_dataset(manifest, out, FeaturizeOptions(workers=1))  # the default
 
 
 def test_an_unknown_front_end_is_one_line(tmp_path):

@@ -1,8 +1,8 @@
 """`artistsim featurize`: a folder (or manifest) of audio files -> the competition layout.
 
 OUT_DIR receives exactly what `validate`, `pack`, `train` ... read: `train_meta.tsv`,
-`test_meta.tsv`, `{split}_features/<trackid % 10>/<trackid>.npy` (float32, (D, T); D = 512
-for the default `dsp` descriptor, 753 for `musicnn-*`: `artistsim.audio.frontends`),
+`test_meta.tsv`, `{split}_features/<trackid % 10>/<trackid>.npy` (float32, (D, T); D = 753 for the
+default `musicnn-msd` and for `musicnn-mtt`, 512 for `dsp`: `artistsim.audio.frontends`),
 `frontend.json` (which front end made them), `test_gt.tsv` when every test track has an artist,
 plus `tracks.tsv` (every input track: source path, split, artist, duration, T, status and
 the reason it was skipped) and `artists.tsv` (artistid -> name).
@@ -35,7 +35,7 @@ import pandas as pd
 
 from artistsim.atomic import atomic_write_text
 from artistsim.audio.inputs import PLAN_COLUMNS, display_path, list_inputs, make_plan
-from artistsim.audio.frontends import DEFAULT, FrontendError, featurize_array, featurize_file, prepare
+from artistsim.audio.frontends import DEFAULT, LEGACY, FrontendError, featurize_array, featurize_file, prepare
 from artistsim.audio.worker import init_worker, process_track
 from artistsim.data.layout import DataError, progress_disabled
 from artistsim.data.provenance import FRONTEND_FILE, Frontend, ProvenanceError, read_frontend, write_frontend
@@ -171,7 +171,7 @@ def _check_plan(out_dir: Path, plan: pd.DataFrame, frontend: Frontend) -> None:
         except ProvenanceError as exc:
             raise DataError(str(exc)) from None
     elif legacy.exists():
-        before = Frontend("dsp", legacy.read_text().strip(), 512, frontend.params if frontend.name == "dsp" else {})
+        before = Frontend(LEGACY, legacy.read_text().strip(), 512, frontend.params if frontend.name == LEGACY else {})
     else:
         before = frontend
     if not before.same_as(frontend):

@@ -14,7 +14,7 @@ import numpy as np
 
 from artistsim.atomic import atomic_path
 from artistsim.audio.decode import AudioError, Decoded, decode_fragment
-from artistsim.audio.frontends import DEFAULT, describe
+from artistsim.audio.frontends import describe
 
 
 def content_hash(decoded: Decoded) -> str:
@@ -33,10 +33,9 @@ def _clean(text: str) -> str:
     return " ".join(str(text).split())[:300]
 
 
-def process_track(job: tuple[int, str, str] | tuple[int, str, str, str]) -> tuple:
-    """Featurize one file into `out` (atomically) with front end `job[3]` (default dsp); a journal row."""
-    trackid, src, out = job[:3]
-    name = job[3] if len(job) > 3 else DEFAULT
+def process_track(job: tuple[int, str, str, str]) -> tuple:
+    """Featurize one file into `out` (atomically) with front end `job[3]`; a journal row."""
+    trackid, src, out, name = job
     path, out_path = Path(src), Path(out)
     try:
         decoded = decode_fragment(path)
