@@ -13,8 +13,9 @@ one, found again from that record.
 
 Why musicnn-msd is the default: on the labelled real set (3 artist-disjoint splits) the
 recommended pipeline scores 0.752 test nDCG@100 on it against 0.693 on `dsp` (+0.059 ±
-0.016 paired, every split ahead; docs/featurize.md). `dsp` stays the front end of folders,
-runs and catalogues made before front ends were recorded (LEGACY).
+0.016 paired, every split ahead; docs/featurize.md). A featurize folder from before front
+ends were recorded (a `descriptor_version` mark, no `frontend.json`) holds `dsp` frames
+(LEGACY); runs and catalogues with no record are competition features (no audio queries).
 
 Both use the competition's framing (`artistsim.audio.decode`): T windows (<= 81) centred
 every 0.73125 s over the centred 60 s fragment; the musicnn windows are 3 s (what it was
@@ -34,7 +35,7 @@ from artistsim.audio.decode import (HOP, SAMPLE_RATE, WINDOW, AudioError, centre
 from artistsim.data.provenance import Frontend
 
 DEFAULT = "musicnn-msd"
-LEGACY = "dsp"  # what made the frames of a folder, run or catalogue with no front-end record
+LEGACY = "dsp"  # what made a featurize folder that has a descriptor_version mark and no front-end record
 MUSICNN = {"musicnn-msd": "MSD_musicnn", "musicnn-mtt": "MTT_musicnn"}
 NAMES = ("dsp", *MUSICNN)
 MUSICNN_LAYER = "mean_pool"
