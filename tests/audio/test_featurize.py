@@ -253,3 +253,18 @@ def test_outside_paths_are_featurized_only_when_allowed(tmp_path, capsys):
     assert main(["-q", "--allow-outside-paths", "featurize", str(manifest), str(out), "--workers", "1",
                  "--test-fraction", "0"]) == 0
     assert (_tracks(out)["status"] == "ok").all()
+
+
+def test_missing_musicnn_weights_stop_the_default_before_any_track(tmp_path, capsys, monkeypatch):
+    """The default front end needs the musicnn wheel's weights: without them, exit 2 and one
+    line that names the cure and the weight-free alternative; nothing written."""
+    import artistsim.audio.musicnn as m
+
+    monkeypatch.setattr(m, "checkpoint_prefix", lambda model: f"{tmp_path / 'absent'}/")
+    manifest = _folder(tmp_path / "music", n=2)
+    out = tmp_path / "out"
+    assert main(["featurize", str(manifest), str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "front end musicnn-msd" in err and "--frontend dsp" in err
+    assert not out.exists()
